@@ -1,0 +1,56 @@
+"""Stable node ids.
+
+Every node gets an id ("n0", "n1", ...) the first time a model is imported. The id is stored in
+the node's ONNX `metadata_props`, so it survives passes, saving and reloading, and lets an audit
+record or a report point at the same node across the whole pipeline. Nodes created later take the
+next free number; ids are never reused within a model.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+
+NODE_ID_KEY = "asicperf.id"
+
+
+def node_id(node: ir.Node) -> str:
+    """The node's stable id, or "?" when ids were never assigned (a bare onnx_ir model)."""
+    return node.metadata_props.get(NODE_ID_KEY, "?")
+
+
+def _id_number(text: str) -> int | None:
+    if text.startswith("n") and text[1:].isdigit():
+        return int(text[1:])
+    return None
+
+
+def next_free_number(model: ir.Model) -> int:
+    """One past the largest numeric id in the model (0 for a model without ids)."""
+    numbers = (_id_number(node.metadata_props.get(NODE_ID_KEY, "")) for node in model.graph.all_nodes())
+    return max((n for n in numbers if n is not None), default=-1) + 1
+
+
+def assign_node_ids(model: ir.Model) -> int:
+    """Give every node without an id the next free one, in graph order; returns how many."""
+    counter = next_free_number(model)
+    assigned = 0
+    for node in model.graph.all_nodes():
+        if NODE_ID_KEY not in node.metadata_props:
+            node.metadata_props[NODE_ID_KEY] = f"n{counter}"
+            counter += 1
+            assigned += 1
+    return assigned
+
+
+def find_node(model: ir.Model, wanted: str) -> ir.Node | None:
+    """The node with the given stable id, searching subgraphs too."""
+    for node in model.graph.all_nodes():
+        if node.metadata_props.get(NODE_ID_KEY) == wanted:
+            return node
+    return None
+
+
+def describe_node(node: ir.Node) -> str:
+    """How messages name a node: stable id, name and op."""
+    name = f" '{node.name}'" if node.name else ""
+    return f"node {node_id(node)}{name} ({node.op_type})"

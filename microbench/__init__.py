@@ -1,0 +1,1 @@
+"""Operator-level benchmarks with a sound timing method and roofline figures."""

@@ -1,0 +1,1 @@
+"""The `runner` command: a thin layer of argument parsing and printing over the library."""
