@@ -24,3 +24,16 @@ class UnknownModelError(AsicperfError):
 
 class VerificationError(AsicperfError):
     """The IR breaks an invariant (SSA, dangling use, cycle, type mismatch)."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's text (its type name when it has none)."""
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost cause: onnx_ir wraps the real problem in a SerdeError per nesting level."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return error

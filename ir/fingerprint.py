@@ -10,6 +10,7 @@ not content).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 import onnx
 import onnx_ir as ir
@@ -33,12 +34,12 @@ def fingerprint(model: ir.Model) -> str:
     """`sha256:<hex>` of the model's canonical serialization; equal across runs and processes."""
     digest = hashlib.sha256()
     proto = ir.to_proto(model)
-    for graph_proto, graph in zip(_graph_protos(proto.graph), model.graphs(), strict=True):
+    for graph_proto, graph in _graph_pairs(proto.graph, model.graph):
         _strip_history(graph_proto)
         for tensor_proto in graph_proto.initializer:
             tensor = graph.initializers[tensor_proto.name].const_value
-            digest.update(tensor_proto.name.encode())
-            digest.update(tensor.tobytes() if tensor is not None else b"")
+            _update_framed(digest, tensor_proto.name.encode())
+            _update_tensor_data(digest, tensor)
             for field in _TENSOR_DATA_FIELDS:
                 tensor_proto.ClearField(field)
             tensor_proto.ClearField("data_location")
@@ -49,17 +50,43 @@ def fingerprint(model: ir.Model) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
-def _graph_protos(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
-    """The graph and its subgraphs in the order onnx_ir's `Model.graphs()` yields them."""
-    graphs = [graph]
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                graphs.extend(_graph_protos(attribute.g))
-            elif attribute.type == onnx.AttributeProto.GRAPHS:
-                for subgraph in attribute.graphs:
-                    graphs.extend(_graph_protos(subgraph))
-    return graphs
+def _update_framed(digest: hashlib._Hash, data: bytes) -> None:
+    """Hash `data` behind its length, so consecutive pieces cannot shift into each other."""
+    digest.update(len(data).to_bytes(8, "little"))
+    digest.update(data)
+
+
+def _update_tensor_data(digest: hashlib._Hash, tensor: ir.TensorProtocol | None) -> None:
+    """Hash a tensor's values; string tensors element by element (they have no `tobytes`)."""
+    if tensor is None:
+        _update_framed(digest, b"")
+    elif tensor.dtype == ir.DataType.STRING:
+        strings = tensor.string_data()
+        digest.update(len(strings).to_bytes(8, "little"))
+        for item in strings:
+            _update_framed(digest, item)
+    else:
+        _update_framed(digest, tensor.tobytes())
+
+
+def _graph_pairs(
+    graph_proto: onnx.GraphProto, graph: ir.Graph
+) -> Iterator[tuple[onnx.GraphProto, ir.Graph]]:
+    """Each graph proto with the IR graph it was serialized from, subgraphs included.
+
+    Walks both in step, node by node and attribute by attribute, so the pairing does not depend
+    on the order in which onnx_ir happens to list subgraphs.
+    """
+    yield graph_proto, graph
+    for node_proto, node in zip(graph_proto.node, graph, strict=True):
+        for attribute_proto in node_proto.attribute:
+            if attribute_proto.type == onnx.AttributeProto.GRAPH:
+                subgraph = node.attributes[attribute_proto.name].as_graph()
+                yield from _graph_pairs(attribute_proto.g, subgraph)
+            elif attribute_proto.type == onnx.AttributeProto.GRAPHS:
+                subgraphs = node.attributes[attribute_proto.name].as_graphs()
+                for subgraph_proto, subgraph in zip(attribute_proto.graphs, subgraphs, strict=True):
+                    yield from _graph_pairs(subgraph_proto, subgraph)
 
 
 def _strip_history(graph: onnx.GraphProto) -> None:

@@ -8,32 +8,20 @@ infer (symbolic dims stay symbolic) and a stable id on every node.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-import onnx
 import onnx_ir as ir
-from google.protobuf.message import DecodeError
-from onnx_ir.passes.common import ShapeInferencePass
 
-from ir.errors import ModelLoadError
+from ir.errors import ModelLoadError, first_line, root_cause
+from ir.model_checks import check_node_schemas, check_operators, parse_model_file
 from ir.node_ids import assign_node_ids
+from ir.ops import infer_missing_shapes
+from ir.shape_inference import infer_value_types
 
-# Domains whose operators some runtime in the toolkit can execute. A model-local function adds
-# its own domain. Anything else is a custom op that no target can run.
-KNOWN_DOMAINS = frozenset(
-    {
-        "",
-        "ai.onnx",
-        "ai.onnx.ml",
-        "ai.onnx.training",
-        "ai.onnx.preview.training",
-        "com.microsoft",
-        "com.microsoft.nchwc",
-        "com.ms.internal.nhwc",
-    }
-)
 # The ONNX protobuf limit; larger models must keep their weights in an external data file.
 _PROTOBUF_LIMIT_BYTES = 2**31 - 1
 _EXTERNAL_DATA_MARGIN_BYTES = 64 * 2**20
@@ -46,37 +34,21 @@ def load_model(path: str | os.PathLike[str], *, infer_shapes: bool = True) -> ir
         raise ModelLoadError(f"{path}: no such file")
     if path.is_dir():
         raise ModelLoadError(f"{path}: is a directory, expected an ONNX file")
-    proto = _parse(path)
+    proto = parse_model_file(path)
     try:
         model = ir.serde.deserialize_model(proto)
     except Exception as error:  # any malformed field surfaces here as some exception type
-        raise ModelLoadError(f"{path}: malformed ONNX model: {_first_line(error)}") from error
+        raise ModelLoadError(
+            f"{path}: malformed ONNX model: {first_line(root_cause(error))}"
+        ) from error
     _attach_external_data(model, path)
-    _check_operators(model, path)
+    check_operators(model, path)
+    check_node_schemas(proto, path)
     if infer_shapes:
-        ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(model)
+        infer_value_types(model, proto, path)
+        infer_missing_shapes(model)
     assign_node_ids(model)
     return model
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
-
-
-def _parse(path: Path) -> onnx.ModelProto:
-    proto = onnx.ModelProto()
-    try:
-        proto.ParseFromString(path.read_bytes())
-    except (DecodeError, RuntimeError, ValueError) as error:
-        raise ModelLoadError(
-            f"{path}: not an ONNX model (protobuf parse failed: {_first_line(error)})"
-        ) from error
-    if not proto.HasField("graph") or proto.ir_version <= 0:
-        raise ModelLoadError(f"{path}: not an ONNX model (no graph or no ir_version)")
-    if proto.ir_version >= 3 and not proto.opset_import:
-        raise ModelLoadError(f"{path}: not a valid ONNX model (no opset_import)")
-    return proto
 
 
 def _attach_external_data(model: ir.Model, path: Path) -> None:
@@ -89,6 +61,23 @@ def _attach_external_data(model: ir.Model, path: Path) -> None:
                 continue
             tensor.base_dir = base_dir
             data_file = base_dir / tensor.location
+            try:
+                inside = data_file.resolve().is_relative_to(base_dir.resolve())
+            except (OSError, ValueError) as error:  # e.g. a NUL byte in the location
+                raise ModelLoadError(
+                    f"{path}: initializer '{value.name}': bad external data location "
+                    f"{tensor.location!r}: {error}"
+                ) from error
+            if not inside:
+                raise ModelLoadError(
+                    f"{path}: initializer '{value.name}': external data location "
+                    f"'{tensor.location}' is outside the model's folder {base_dir}"
+                )
+            if (tensor.offset or 0) < 0 or (tensor.length or 0) < 0:
+                raise ModelLoadError(
+                    f"{path}: initializer '{value.name}': external data has a negative "
+                    "offset or length"
+                )
             if not data_file.is_file():
                 raise ModelLoadError(
                     f"{path}: initializer '{value.name}': external data file "
@@ -102,27 +91,6 @@ def _attach_external_data(model: ir.Model, path: Path) -> None:
                 )
 
 
-def _check_operators(model: ir.Model, path: Path) -> None:
-    """Reject operators from unknown domains and default-domain ops ONNX does not define."""
-    functions = {(function.domain, function.name) for function in model.functions.values()}
-    known = KNOWN_DOMAINS | {domain for domain, _ in functions}
-    opsets = model.opset_imports
-    version = opsets.get("", opsets.get("ai.onnx", 1))
-    for graph in model.graphs():
-        for position, node in enumerate(graph):
-            where = f"{path}: node #{position} '{node.name or node.op_type}' ({node.op_type})"
-            if node.domain not in known:
-                raise ModelLoadError(f"{where}: unknown operator domain '{node.domain}'")
-            if (
-                node.domain in ("", "ai.onnx")
-                and (node.domain, node.op_type) not in functions
-                and not onnx.defs.has(node.op_type, version, "")
-            ):
-                raise ModelLoadError(
-                    f"{where}: unsupported operator '{node.op_type}' in ai.onnx opset {version}"
-                )
-
-
 def save_model(
     model: ir.Model, path: str | os.PathLike[str], *, external_data: bool | None = None
 ) -> Path:
@@ -133,18 +101,57 @@ def save_model(
     """
     path = Path(path)
     if external_data is None:
-        external_data = _initializer_bytes(model) > _PROTOBUF_LIMIT_BYTES - _EXTERNAL_DATA_MARGIN_BYTES
+        limit = _PROTOBUF_LIMIT_BYTES - _EXTERNAL_DATA_MARGIN_BYTES
+        external_data = _initializer_bytes(model) > limit
     path.parent.mkdir(parents=True, exist_ok=True)
+    data_name = f"{path.name}.data"
+    if external_data:
+        # The model may still read weights from the data file about to be replaced.
+        _load_external_tensors(model, only_from=path.parent / data_name)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as staging:
         staged = Path(staging) / path.name
-        data_name = f"{path.name}.data"
         if external_data:
             ir.save(model, staged, external_data=data_name)
             os.replace(Path(staging) / data_name, path.parent / data_name)
         else:
-            ir.save(model, staged)
+            with _embedded_weights(model):
+                ir.save(model, staged)
         os.replace(staged, path)
     return path
+
+
+def _external_values(model: ir.Model) -> Iterator[ir.Value]:
+    for graph in model.graphs():
+        for value in graph.initializers.values():
+            if isinstance(value.const_value, ir.ExternalTensor):
+                yield value
+
+
+def _load_external_tensors(model: ir.Model, *, only_from: Path) -> None:
+    """Read into memory the weights stored in `only_from`, so overwriting that file is safe."""
+    for value in list(_external_values(model)):
+        tensor = value.const_value
+        if Path(tensor.path).resolve() == only_from.resolve():
+            data = tensor.numpy().copy()
+            tensor.release()
+            value.const_value = ir.Tensor(data, name=tensor.name, dtype=tensor.dtype)
+
+
+@contextlib.contextmanager
+def _embedded_weights(model: ir.Model) -> Iterator[None]:
+    """Temporarily hold external weights in memory, so an embedded save really embeds them.
+
+    Otherwise the saved file would point at the data file by a path relative to the folder the
+    model came from, which is wrong (or missing) anywhere else.
+    """
+    swapped = [(value, value.const_value) for value in _external_values(model)]
+    try:
+        for value, tensor in swapped:
+            value.const_value = ir.Tensor(tensor.numpy(), name=tensor.name, dtype=tensor.dtype)
+        yield
+    finally:
+        for value, tensor in swapped:
+            value.const_value = tensor
 
 
 def _initializer_bytes(model: ir.Model) -> int:

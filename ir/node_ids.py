@@ -26,7 +26,9 @@ def _id_number(text: str) -> int | None:
 
 def next_free_number(model: ir.Model) -> int:
     """One past the largest numeric id in the model (0 for a model without ids)."""
-    numbers = (_id_number(node.metadata_props.get(NODE_ID_KEY, "")) for node in model.graph.all_nodes())
+    numbers = (
+        _id_number(node.metadata_props.get(NODE_ID_KEY, "")) for node in model.graph.all_nodes()
+    )
     return max((n for n in numbers if n is not None), default=-1) + 1
 
 
