@@ -3,8 +3,8 @@
 The fingerprint is what the audit log and every result file use to say "these numbers came from
 exactly this IR". It is the sha256 of a canonical serialization: the deterministic protobuf
 encoding of the model with its weight bytes hashed separately (so a model hashes the same whether
-its weights are embedded or in an external file) and with node ids left out (they record history,
-not content).
+its weights are embedded or in an external file) and with node ids and provenance left out (they
+record history, not content).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import onnx
 import onnx_ir as ir
 
-from ir.node_ids import NODE_ID_KEY
+from ir.node_ids import NODE_ID_KEY, PROVENANCE_KEY
 
-_HISTORY_KEYS = frozenset({NODE_ID_KEY})
+_HISTORY_KEYS = frozenset({NODE_ID_KEY, PROVENANCE_KEY})
 _TENSOR_DATA_FIELDS = (
     "raw_data",
     "float_data",

@@ -8,9 +8,14 @@ next free number; ids are never reused within a model.
 
 from __future__ import annotations
 
+import json
+
 import onnx_ir as ir
 
 NODE_ID_KEY = "asicperf.id"
+# JSON {"pass", "rule", "replaces": [ids], "origin": [ids]} on nodes a pass created: `replaces`
+# are the nodes it stands for, `origin` the ids of the imported nodes they came from.
+PROVENANCE_KEY = "asicperf.provenance"
 
 
 def node_id(node: ir.Node) -> str:
@@ -50,6 +55,36 @@ def find_node(model: ir.Model, wanted: str) -> ir.Node | None:
         if node.metadata_props.get(NODE_ID_KEY) == wanted:
             return node
     return None
+
+
+def provenance(node: ir.Node) -> dict[str, object] | None:
+    """Where a pass-created node came from (None for a node imported from the original file)."""
+    text = node.metadata_props.get(PROVENANCE_KEY)
+    return None if text is None else json.loads(text)
+
+
+def origin_ids(node: ir.Node) -> tuple[str, ...]:
+    """The ids of the imported nodes this node stands for (itself, if it was imported)."""
+    record = provenance(node)
+    if record is None:
+        return (node_id(node),)
+    return tuple(record["origin"])
+
+
+def set_provenance(
+    node: ir.Node, *, pass_name: str, rule: str, replaces: tuple[ir.Node, ...]
+) -> None:
+    """Mark `node` as created by a pass, standing for `replaces` (and their origins)."""
+    origin: list[str] = []
+    for replaced in replaces:
+        origin.extend(i for i in origin_ids(replaced) if i not in origin)
+    record = {
+        "pass": pass_name,
+        "rule": rule,
+        "replaces": [node_id(replaced) for replaced in replaces],
+        "origin": origin,
+    }
+    node.metadata_props[PROVENANCE_KEY] = json.dumps(record, sort_keys=True)
 
 
 def describe_node(node: ir.Node) -> str:

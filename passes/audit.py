@@ -1,0 +1,230 @@
+"""The audit records a pipeline leaves: what each pass changed, skipped, cost and did to numerics.
+
+One `PassRecord` per pass, written as JSON Lines (`write_audit`), read back by
+`runner passes explain` (`read_audit`). Every later figure in a report names the fingerprint of
+the IR it ran, and the record with that `out_fingerprint` says how the IR got there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ir.errors import AsicperfError
+
+AUDIT_SCHEMA = "asicperf.pass-audit/1"
+
+
+class ChangeKind(StrEnum):
+    ADDED_NODE = "added-node"
+    REMOVED_NODE = "removed-node"
+    REWIRED = "rewired"
+    ATTRIBUTE = "attribute"
+    DTYPE = "dtype"
+    WEIGHTS = "weights"
+    GRAPH_IO = "graph-io"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One edit: its kind, the stable ids involved, the rule that fired and why.
+
+    `replaces` (for added nodes) lists the ids the new node stands for, so `explain --node`
+    can walk a fused node back to the nodes of the original file.
+    """
+
+    kind: ChangeKind
+    nodes: tuple[str, ...]
+    rule: str
+    reason: str
+    replaces: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "kind": str(self.kind),
+            "nodes": list(self.nodes),
+            "rule": self.rule,
+            "reason": self.reason,
+        }
+        if self.replaces:
+            record["replaces"] = list(self.replaces)
+        return record
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> Change:
+        return cls(
+            kind=ChangeKind(record["kind"]),
+            nodes=tuple(record["nodes"]),
+            rule=record["rule"],
+            reason=record["reason"],
+            replaces=tuple(record.get("replaces", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A place a rule looked at and left alone, with the reason."""
+
+    rule: str
+    nodes: tuple[str, ...]
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rule": self.rule, "nodes": list(self.nodes), "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> Skip:
+        return cls(rule=record["rule"], nodes=tuple(record["nodes"]), reason=record["reason"])
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    """Everything one pass did, as one line of the audit log."""
+
+    seq: int
+    pass_name: str
+    config: Mapping[str, Any]
+    in_fingerprint: str
+    out_fingerprint: str
+    modified: bool
+    wall_ms: float
+    changes: tuple[Change, ...]
+    skipped: tuple[Skip, ...]
+    numeric: Mapping[str, Any] | None = None
+    node_count: tuple[int, int] = (0, 0)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def rule_counts(self) -> dict[str, int]:
+        """How often each rule fired (added nodes count once per fusion)."""
+        counts: dict[str, int] = {}
+        for change in self.changes:
+            if change.kind != ChangeKind.REMOVED_NODE:
+                counts[change.rule] = counts.get(change.rule, 0) + 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": AUDIT_SCHEMA,
+            "seq": self.seq,
+            "pass": self.pass_name,
+            "config": dict(self.config),
+            "in_fingerprint": self.in_fingerprint,
+            "out_fingerprint": self.out_fingerprint,
+            "modified": self.modified,
+            "wall_ms": round(self.wall_ms, 3),
+            "nodes_before": self.node_count[0],
+            "nodes_after": self.node_count[1],
+            "rule_counts": self.rule_counts(),
+            "changes": [change.to_json() for change in self.changes],
+            "skipped": [skip.to_json() for skip in self.skipped],
+            "numeric": self.numeric,
+            **dict(self.extra),
+        }
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> PassRecord:
+        known = {
+            "schema",
+            "seq",
+            "pass",
+            "config",
+            "in_fingerprint",
+            "out_fingerprint",
+            "modified",
+            "wall_ms",
+            "nodes_before",
+            "nodes_after",
+            "rule_counts",
+            "changes",
+            "skipped",
+            "numeric",
+        }
+        return cls(
+            seq=record["seq"],
+            pass_name=record["pass"],
+            config=record["config"],
+            in_fingerprint=record["in_fingerprint"],
+            out_fingerprint=record["out_fingerprint"],
+            modified=record["modified"],
+            wall_ms=record["wall_ms"],
+            changes=tuple(Change.from_json(c) for c in record["changes"]),
+            skipped=tuple(Skip.from_json(s) for s in record["skipped"]),
+            numeric=record.get("numeric"),
+            node_count=(record.get("nodes_before", 0), record.get("nodes_after", 0)),
+            extra={k: v for k, v in record.items() if k not in known},
+        )
+
+
+def config_to_json(config: object) -> dict[str, Any]:
+    """A pass config (frozen dataclass) as plain JSON values; tuples become lists."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))  # type: ignore[call-overload]
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write `text` to a temp file beside `path`, then rename: no half-written file on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def write_audit(path: str | os.PathLike[str], records: Iterable[PassRecord]) -> Path:
+    """Write the audit log as JSON Lines, atomically."""
+    path = Path(path)
+    lines = [json.dumps(record.to_json(), sort_keys=True) for record in records]
+    write_text_atomically(path, "".join(line + "\n" for line in lines))
+    return path
+
+
+def read_audit(path: str | os.PathLike[str]) -> list[PassRecord]:
+    """Read an audit log; a missing or malformed file is a one-line AsicperfError."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise AsicperfError(f"{path}: cannot read audit log: {error.strerror or error}") from error
+    records = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if record.get("schema") != AUDIT_SCHEMA:
+                raise ValueError(f"schema is {record.get('schema')!r}, expected {AUDIT_SCHEMA}")
+            records.append(PassRecord.from_json(record))
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise AsicperfError(f"{path}:{number}: not an audit record: {error}") from error
+    return records
+
+
+def trace_origin(records: Sequence[PassRecord], node: str) -> list[tuple[PassRecord, Change]]:
+    """The chain of additions that produced `node`, newest first, down to original nodes."""
+    added_by: dict[str, tuple[PassRecord, Change]] = {}
+    for record in records:
+        for change in record.changes:
+            if change.kind == ChangeKind.ADDED_NODE:
+                for added in change.nodes:
+                    added_by[added] = (record, change)
+    chain: list[tuple[PassRecord, Change]] = []
+    pending, seen = [node], set()
+    while pending:
+        current = pending.pop(0)
+        if current in seen or current not in added_by:
+            continue
+        seen.add(current)
+        step = added_by[current]
+        chain.append(step)
+        pending.extend(step[1].replaces)
+    return chain

@@ -1,0 +1,1 @@
+"""Cleanup passes: folding, dead and duplicate code, no-op removal."""

@@ -1,0 +1,1 @@
+"""Fusion passes: fold, fuse and recognize patterns into single ops."""
