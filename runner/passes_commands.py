@@ -1,0 +1,170 @@
+"""`runner passes list | run | explain`: apply audited pipelines and read their audit logs."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections import Counter
+
+from rich.table import Table
+
+from ir.model_io import load_model, save_model
+from passes.audit import Change, PassRecord, read_audit, trace_origin, write_audit
+from passes.catalog import PASSES
+from passes.instruments import DumpIR, NumericCheck, VerifyAfterEachPass
+from passes.manager import DEBUG_ENV, run_pipeline
+from passes.pipeline import PIPELINES, parse_pipeline
+from runner.console import console
+from zoo.resolve import resolve_model
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    parser = groups.add_parser("passes", help="apply audited optimization pipelines")
+    commands = parser.add_subparsers(dest="command", metavar="ACTION", required=True)
+
+    listing = commands.add_parser("list", help="passes and named pipelines, with options")
+    listing.set_defaults(handler=list_passes)
+
+    run = commands.add_parser("run", help="apply a pipeline, write the model and its audit log")
+    run.add_argument("model", metavar="MODEL", help="path to an .onnx file or a zoo model name")
+    run.add_argument(
+        "--pipeline",
+        required=True,
+        metavar="P",
+        help='named pipeline or inline spec, e.g. "O1" or "fold-constants,dce"',
+    )
+    run.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    run.add_argument("--audit", required=True, metavar="AUDIT.jsonl")
+    run.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
+    run.add_argument(
+        "--no-numeric",
+        action="store_true",
+        help="skip the per-pass onnxruntime check of output drift",
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of the numeric check's batch")
+    run.add_argument(
+        "--debug",
+        type=int,
+        metavar="N",
+        help=f"1: a line per pass, 2: IR diffs, 3: full IR (default ${DEBUG_ENV})",
+    )
+    run.set_defaults(handler=run_passes)
+
+    explain = commands.add_parser("explain", help="what each pass did, from an audit log")
+    explain.add_argument("audit", metavar="AUDIT.jsonl")
+    explain.add_argument("--node", metavar="ID", help="trace a node id back to the original nodes")
+    explain.set_defaults(handler=explain_audit)
+
+
+def list_passes(args: argparse.Namespace) -> int:
+    table = Table(title="passes")
+    for column in ("name", "what it does", "options"):
+        table.add_column(column)
+    for name, pass_type in sorted(PASSES.items()):
+        options = " ".join(
+            f"{field.name}={_default_text(field)}"
+            for field in dataclasses.fields(pass_type.config_type)
+        )
+        table.add_row(name, pass_type.summary, options)
+    pipelines = Table(title="named pipelines")
+    pipelines.add_column("name")
+    pipelines.add_column("passes")
+    for name, spec in PIPELINES.items():
+        pipelines.add_row(name, spec)
+    out = console()
+    out.print(table)
+    out.print(pipelines)
+    return 0
+
+
+def _default_text(field: dataclasses.Field) -> str:
+    value = field.default
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) or "-"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def run_passes(args: argparse.Namespace) -> int:
+    passes = parse_pipeline(args.pipeline)
+    model = load_model(resolve_model(args.model))
+    instruments = [VerifyAfterEachPass()]
+    if not args.no_numeric:
+        instruments.append(NumericCheck(seed=args.seed))
+    if args.dump_ir:
+        instruments.append(DumpIR(args.dump_ir))
+    result = run_pipeline(model, passes, instruments, debug=args.debug)
+    save_model(result.model, args.output)
+    write_audit(args.audit, result.records)
+    console().print(_summary_table(result.records))
+    print(f"wrote {args.output} ({result.fingerprint}) and {args.audit}")
+    return 0
+
+
+def _worst_input_drift(record: PassRecord) -> tuple[str, str]:
+    """(max abs error, min cosine) against the input model, over all outputs."""
+    if not record.numeric:
+        return "-", "-"
+    drifts = record.numeric["vs_input"]
+    max_abs = max(d["max_abs"] for d in drifts)
+    cosine = min(d["cosine"] for d in drifts)
+    return f"{max_abs:.3g}", f"{cosine:.7f}"
+
+
+def _summary_table(records: list[PassRecord] | tuple[PassRecord, ...]) -> Table:
+    table = Table(title="pipeline")
+    for column in ("#", "pass", "nodes", "changes by rule", "skipped", "ms", "max abs", "cosine"):
+        table.add_column(column)
+    for record in records:
+        rules = ", ".join(f"{rule} {n}" for rule, n in record.rule_counts().items()) or "-"
+        max_abs, cosine = _worst_input_drift(record)
+        table.add_row(
+            str(record.seq),
+            record.pass_name,
+            f"{record.node_count[0]} → {record.node_count[1]}",
+            rules,
+            str(len(record.skipped)),
+            f"{record.wall_ms:.1f}",
+            max_abs,
+            cosine,
+        )
+    return table
+
+
+def explain_audit(args: argparse.Namespace) -> int:
+    records = read_audit(args.audit)
+    out = console()
+    if args.node:
+        chain = trace_origin(records, args.node)
+        if not chain:
+            out.print(f"{args.node} was not created by any pass: it comes from the original file")
+            return 0
+        for record, change in chain:
+            replaced = ", ".join(change.replaces) or "nothing"
+            out.print(
+                f"{', '.join(change.nodes)} ← [{record.seq} {record.pass_name}] rule "
+                f"{change.rule}: {change.reason} (replaces {replaced})"
+            )
+        originals = _original_ids(chain)
+        out.print(f"original nodes: {', '.join(originals)}")
+        return 0
+    out.print(_summary_table(records))
+    for record in records:
+        if not record.changes and not record.skipped:
+            continue
+        out.print(f"\n[bold]{record.seq} {record.pass_name}[/bold]  {record.out_fingerprint}")
+        reasons = Counter((c.rule, c.reason) for c in record.changes if c.kind != "removed-node")
+        for (rule, reason), count in reasons.most_common():
+            out.print(f"  changed  {count:>4} x {rule}: {reason}")
+        skips = Counter((s.rule, s.reason) for s in record.skipped)
+        for (rule, reason), count in skips.most_common():
+            out.print(f"  skipped  {count:>4} x {rule}: {reason}")
+    return 0
+
+
+def _original_ids(chain: list[tuple[PassRecord, Change]]) -> list[str]:
+    """The ids at the leaves of a trace: replaced nodes that no pass created."""
+    created = {node for _, change in chain for node in change.nodes}
+    leaves: list[str] = []
+    for _, change in chain:
+        leaves += [n for n in change.replaces if n not in created and n not in leaves]
+    return leaves
