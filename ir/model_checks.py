@@ -7,6 +7,7 @@ breaks its schema, so this comes first).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import onnx
@@ -31,8 +32,9 @@ KNOWN_DOMAINS = frozenset(
         "com.ms.internal.nhwc",
     }
 )
-# Domains whose schemas ONNX itself defines, so `onnx.checker.check_node` can verify their nodes.
-_ONNX_SCHEMA_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
+# Default-domain ops onnxruntime runs at opsets before ONNX defined them (it registers its own
+# kernels there): LayerNormalization before opset 17. Fusion passes emit them for old models.
+_EARLY_DEFAULT_DOMAIN_OPS = frozenset({"LayerNormalization"})
 # Domains whose schemas ONNX itself defines, so `onnx.checker.check_node` can verify their nodes.
 _ONNX_SCHEMA_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 
@@ -95,6 +97,7 @@ def check_operators(model: ir.Model, path: Path) -> None:
             if (
                 node.domain in ("", "ai.onnx")
                 and (node.domain, node.op_type) not in functions
+                and node.op_type not in _EARLY_DEFAULT_DOMAIN_OPS
                 and not onnx.defs.has(node.op_type, version, "")
             ):
                 raise ModelLoadError(
@@ -119,6 +122,10 @@ def check_node_schemas(proto: onnx.ModelProto, path: Path) -> None:
     for graph_name, graph in graph_protos(proto.graph, None):
         for position, node in enumerate(graph.node):
             if node.domain not in _ONNX_SCHEMA_DOMAINS or (node.domain, node.op_type) in functions:
+                continue
+            if node.op_type in _EARLY_DEFAULT_DOMAIN_OPS and not onnx.defs.has(
+                node.op_type, imports.get(node.domain, 1), node.domain
+            ):
                 continue
             try:
                 onnx.checker.check_node(_checkable(node), context, scope)
@@ -162,3 +169,66 @@ def _checkable(node: onnx.NodeProto) -> onnx.NodeProto:
         else:
             stripped.attribute.append(attribute)
     return stripped
+
+
+# Fields holding a tensor's values when it has no raw_data.
+_TYPED_FIELDS = (
+    "float_data",
+    "int32_data",
+    "string_data",
+    "int64_data",
+    "double_data",
+    "uint64_data",
+)
+
+
+def check_initializer_sizes(proto: onnx.ModelProto, path: Path) -> None:
+    """Every embedded initializer holds as many values as its dims say.
+
+    Protobuf does not tie the two together, and a mismatch only surfaces much later as
+    onnxruntime's "corrupted protobuf data".
+    """
+    for _, graph in graph_protos(proto.graph, None):
+        for tensor in graph.initializer:
+            if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                continue
+            elements = math.prod(tensor.dims)
+            found, expected = _stored_size(tensor, elements)
+            if found is not None and found != expected:
+                raise ModelLoadError(
+                    f"{path}: initializer '{tensor.name}' has dims {list(tensor.dims)} "
+                    f"({elements} elements) but holds {found} {_unit(tensor)} "
+                    f"(expected {expected})"
+                )
+
+
+def _stored_size(tensor: onnx.TensorProto, elements: int) -> tuple[int | None, int]:
+    """(what the tensor holds, what its dims need), in bytes for raw data, else in entries."""
+    data_type = tensor.data_type
+    if tensor.HasField("raw_data"):
+        bits = onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize * 8
+        if data_type in _SUB_BYTE_BITS:
+            bits = _SUB_BYTE_BITS[data_type]
+        return len(tensor.raw_data), math.ceil(elements * bits / 8)
+    for field in _TYPED_FIELDS:
+        count = len(getattr(tensor, field))
+        if count:
+            per_element = 2 if data_type in _COMPLEX_TYPES else 1
+            if data_type in _SUB_BYTE_BITS:  # packed into int32 entries
+                return count, math.ceil(elements * _SUB_BYTE_BITS[data_type] / 8)
+            return count, elements * per_element
+    return None, elements  # no data at all: an empty tensor or a segment
+
+
+def _unit(tensor: onnx.TensorProto) -> str:
+    return "bytes" if tensor.HasField("raw_data") else "values"
+
+
+_COMPLEX_TYPES = frozenset({onnx.TensorProto.COMPLEX64, onnx.TensorProto.COMPLEX128})
+_SUB_BYTE_BITS = {
+    onnx.TensorProto.INT4: 4,
+    onnx.TensorProto.UINT4: 4,
+    onnx.TensorProto.FLOAT4E2M1: 4,
+    onnx.TensorProto.INT2: 2,
+    onnx.TensorProto.UINT2: 2,
+}

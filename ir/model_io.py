@@ -17,7 +17,12 @@ from pathlib import Path
 import onnx_ir as ir
 
 from ir.errors import ModelLoadError, first_line, root_cause
-from ir.model_checks import check_node_schemas, check_operators, parse_model_file
+from ir.model_checks import (
+    check_initializer_sizes,
+    check_node_schemas,
+    check_operators,
+    parse_model_file,
+)
 from ir.node_ids import assign_node_ids
 from ir.ops import infer_missing_shapes
 from ir.shape_inference import infer_value_types
@@ -35,6 +40,7 @@ def load_model(path: str | os.PathLike[str], *, infer_shapes: bool = True) -> ir
     if path.is_dir():
         raise ModelLoadError(f"{path}: is a directory, expected an ONNX file")
     proto = parse_model_file(path)
+    check_initializer_sizes(proto, path)
     try:
         model = ir.serde.deserialize_model(proto)
     except Exception as error:  # any malformed field surfaces here as some exception type

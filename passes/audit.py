@@ -102,11 +102,22 @@ class PassRecord:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def rule_counts(self) -> dict[str, int]:
-        """How often each rule fired (added nodes count once per fusion)."""
-        counts: dict[str, int] = {}
+        """How often each rule fired. A rewrite that added nodes fired once per distinct set of
+        replaced nodes; a rule that only removed nodes (dce, folding) fired once per removal; any
+        other rule once per change."""
+        fused: dict[str, set[tuple[str, ...]]] = {}
+        removed: dict[str, int] = {}
+        other: dict[str, int] = {}
         for change in self.changes:
-            if change.kind != ChangeKind.REMOVED_NODE:
-                counts[change.rule] = counts.get(change.rule, 0) + 1
+            if change.kind == ChangeKind.ADDED_NODE:
+                fused.setdefault(change.rule, set()).add(change.replaces or change.nodes)
+            elif change.kind == ChangeKind.REMOVED_NODE:
+                removed[change.rule] = removed.get(change.rule, 0) + 1
+            else:
+                other[change.rule] = other.get(change.rule, 0) + 1
+        counts = {rule: len(sites) for rule, sites in fused.items()}
+        for tally in (removed, other):
+            counts.update({rule: n for rule, n in tally.items() if rule not in counts})
         return counts
 
     def to_json(self) -> dict[str, Any]:

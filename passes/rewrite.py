@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx_ir as ir
 
+from ir.node_ids import describe_node
 from passes.base import PassLog
 
 
@@ -44,6 +45,15 @@ def produced_by(value: ir.Value | None, op_type: str, domain: str = "") -> ir.No
     return producer
 
 
+def broadcast_keeps_shape(shape: Sequence[int | ir.SymbolicDim], other: Sequence[int]) -> bool:
+    """Whether broadcasting a tensor of `shape` with one of shape `other` leaves `shape` as it
+    is (symbolic dims only meet 1s)."""
+    if len(other) > len(shape):
+        return False
+    pairs = zip(reversed(list(other)), reversed(list(shape)), strict=False)
+    return all(o == 1 or (isinstance(d, int) and o == d) for o, d in pairs)
+
+
 def add_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
     """A new initializer under a name not yet used in the graph."""
     taken = {v.name for v in graph.inputs} | set(graph.initializers)
@@ -76,7 +86,8 @@ def replace_nodes(
     """
     graph = old[0].graph
     assert graph is not None, "pattern nodes must be in a graph"
-    last = max(old, key=lambda node: graph.index(node))
+    old = sorted(old, key=graph.index)  # records list replaced ids in graph order
+    last = old[-1]
     graph.insert_after(last, list(new))
     for old_value, new_value in outputs.items():
         name = old_value.name
@@ -91,3 +102,151 @@ def replace_nodes(
         log.added(node, rule=rule, reason=reason, replaces=old)
     log.removed(old, rule=rule, reason=reason)
     graph.remove(old, safe=True)
+
+
+def shared_output_reason(node: ir.Node) -> str | None:
+    """Why `node`'s output cannot disappear into a fusion with its reader ("MatMul output has 2
+    consumers"), or None when exactly one node reads it and it is not a graph output."""
+    value = node.outputs[0]
+    if value.is_graph_output():
+        return f"{node.op_type} output is a graph output"
+    count = len(value.consumers())
+    return None if count == 1 else f"{node.op_type} output has {count} consumers"
+
+
+def non_constant_reason(value: ir.Value) -> str:
+    """Why `constant_array` gives no array for `value`, as the end of a skip reason
+    ("Conv weight 'w' is computed by a ConstantOfShape node (run fold-constants first)"); the
+    hint appears when the producer reads only weights, so fold-constants can compute it."""
+    if value.is_graph_input():
+        if value.is_initializer():
+            return "is a graph input with an initializer, so a caller may override it"
+        return "is a graph input"
+    producer = value.producer()
+    if producer is None:
+        return "has no known value"
+    inputs = [v for v in producer.inputs if v is not None]
+    if all(v.is_initializer() or constant_array(v) is not None for v in inputs):
+        return f"is computed by a {producer.op_type} node (run fold-constants first)"
+    return f"is computed by a {producer.op_type} node"
+
+
+# Ops that draw fresh random numbers on every run.
+RANDOM_OPS = frozenset(
+    {
+        "Bernoulli",
+        "Multinomial",
+        "RandomNormal",
+        "RandomNormalLike",
+        "RandomUniform",
+        "RandomUniformLike",
+    }
+)
+
+
+def is_nondeterministic(node: ir.Node) -> bool:
+    """Whether two runs of `node` on the same inputs may differ: a random op, or a Dropout whose
+    training_mode is not a constant false. Folding or merging such a node would freeze or share
+    what should be fresh random draws."""
+    if node.domain not in ("", "ai.onnx"):
+        return False
+    if node.op_type in RANDOM_OPS:
+        return True
+    if node.op_type == "Dropout" and len(node.inputs) > 2 and node.inputs[2] is not None:
+        training_mode = constant_array(node.inputs[2])
+        return training_mode is None or bool(training_mode)
+    return False
+
+
+def output_handover_blocker(old: ir.Value, new: ir.Value) -> str | None:
+    """Why `new` cannot take over graph output `old` under its name ("'x' is a graph input");
+    None when it can, or when `old` is not a graph output."""
+    if not old.is_graph_output():
+        return None
+    if new.is_graph_input():
+        return f"'{new.name}' is a graph input"
+    if new.is_graph_output():
+        return f"'{new.name}' is already a graph output"
+    if new.graph is not old.graph:
+        return f"'{new.name}' comes from an enclosing graph"
+    return None
+
+
+def forward_uses(old: ir.Value, new: ir.Value) -> None:
+    """Make every reader of `old` read `new`. A graph output keeps its name, so `new` takes it
+    over; check `output_handover_blocker` first."""
+    if not old.is_graph_output():
+        old.replace_all_uses_with(new)
+        return
+    name = old.name
+    old.replace_all_uses_with(new, replace_graph_outputs=True)
+    old.name = None
+    new.name = name
+
+
+class NoMatch(Exception):
+    """A site a rule looked at and cannot rewrite; the message is the skip reason. Lets a matcher
+    say why from deep inside, instead of passing None back up through every step."""
+
+
+def default_opset(model: ir.Model) -> int:
+    """The model's ai.onnx opset version (1 when it imports none, as ONNX assumes)."""
+    opsets = model.opset_imports
+    return opsets.get("", opsets.get("ai.onnx", 1))
+
+
+def scalar_constant(value: ir.Value | None) -> float | None:
+    """A one-element constant's value; exporters write scalars as 0-d or [1] tensors."""
+    array = constant_array(value)
+    if array is None or array.size != 1:
+        return None
+    return float(array.reshape(()))
+
+
+def other_input(node: ir.Node, value: ir.Value | None) -> ir.Value | None:
+    """The input of two-input `node` that is not `value` (`value` itself for node(value, value)),
+    or None when `value` is not an input."""
+    if len(node.inputs) != 2 or value is None:
+        return None
+    first, second = node.inputs
+    if first is value:
+        return second
+    return first if second is value else None
+
+
+def scalar_operand(node: ir.Node) -> tuple[ir.Value, float] | None:
+    """(the other input, the constant) when one input of a commutative two-input node (Add, Mul)
+    is a one-element constant; None otherwise."""
+    if len(node.inputs) != 2:
+        return None
+    for constant, other in (node.inputs, reversed(node.inputs)):
+        number = scalar_constant(constant)
+        if number is not None and other is not None:
+            return other, number
+    return None
+
+
+def consumer_of(value: ir.Value, op_type: str, domain: str = "") -> ir.Node | None:
+    """The one `op_type` node reading `value`; None when there is none or several."""
+    found = [node for node in value.consumers() if (node.op_type, node.domain) == (op_type, domain)]
+    return found[0] if len(found) == 1 else None
+
+
+def leaked_value_reason(nodes: Sequence[ir.Node], outputs: Sequence[ir.Value]) -> str | None:
+    """Why the pattern `nodes` cannot be replaced as a whole: a value it computes, other than its
+    `outputs`, is a graph output or is read outside it (the fusion would drop it), or the nodes
+    lie in different graphs. None when it can."""
+    inside = set(nodes)
+    for node in nodes:
+        if node.graph is not nodes[0].graph:
+            return f"{describe_node(node)} lies in another graph than {describe_node(nodes[0])}"
+        for value in node.outputs:
+            if value in outputs:
+                continue
+            if value.is_graph_output():
+                return f"intermediate value '{value.name}' is a graph output"
+            outside = [reader for reader in value.consumers() if reader not in inside]
+            if outside:
+                reader = describe_node(outside[0])
+                return f"intermediate value '{value.name}' is also read by {reader}"
+    return None

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 
 from ir.errors import AsicperfError
-from runner import ir_commands, passes_commands
+from runner import hw_commands, ir_commands, passes_commands
 
 EXIT_USAGE = 2
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     ir_commands.register(groups)
     passes_commands.register(groups)
+    hw_commands.register(groups)
     return parser
 
 

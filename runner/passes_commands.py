@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections import Counter
 
 from rich.table import Table
 
 from ir.model_io import load_model, save_model
-from passes.audit import Change, PassRecord, read_audit, trace_origin, write_audit
+from passes.audit import Change, ChangeKind, PassRecord, Skip, read_audit, trace_origin, write_audit
 from passes.catalog import PASSES
 from passes.instruments import DumpIR, NumericCheck, VerifyAfterEachPass
 from passes.manager import DEBUG_ENV, run_pipeline
 from passes.pipeline import PIPELINES, parse_pipeline
 from runner.console import console
 from zoo.resolve import resolve_model
+
+_EXAMPLES = 3  # changes or skips shown per rule unless --all
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -53,6 +54,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     explain = commands.add_parser("explain", help="what each pass did, from an audit log")
     explain.add_argument("audit", metavar="AUDIT.jsonl")
     explain.add_argument("--node", metavar="ID", help="trace a node id back to the original nodes")
+    explain.add_argument("--all", action="store_true", help="list every change and skip")
     explain.set_defaults(handler=explain_audit)
 
 
@@ -152,13 +154,32 @@ def explain_audit(args: argparse.Namespace) -> int:
         if not record.changes and not record.skipped:
             continue
         out.print(f"\n[bold]{record.seq} {record.pass_name}[/bold]  {record.out_fingerprint}")
-        reasons = Counter((c.rule, c.reason) for c in record.changes if c.kind != "removed-node")
-        for (rule, reason), count in reasons.most_common():
-            out.print(f"  changed  {count:>4} x {rule}: {reason}")
-        skips = Counter((s.rule, s.reason) for s in record.skipped)
-        for (rule, reason), count in skips.most_common():
-            out.print(f"  skipped  {count:>4} x {rule}: {reason}")
+        # A rewrite's removals are listed under its additions (`replaces`), not again.
+        adding = {c.rule for c in record.changes if c.kind == ChangeKind.ADDED_NODE}
+        changes = [
+            c for c in record.changes if c.kind != ChangeKind.REMOVED_NODE or c.rule not in adding
+        ]
+        for verb, items in (("changed", changes), ("skipped", record.skipped)):
+            by_rule: dict[str, list[str]] = {}
+            for item in items:
+                by_rule.setdefault(item.rule, []).append(_describe_item(item))
+            for rule, lines in by_rule.items():
+                shown = lines if args.all else lines[:_EXAMPLES]
+                out.print(f"  {verb} {rule}: {len(lines)}")
+                for line in shown:
+                    out.print(f"      {line}", markup=False)
+                if len(shown) < len(lines):
+                    out.print(f"      … {len(lines) - len(shown)} more (--all lists them)")
     return 0
+
+
+def _describe_item(item: Change | Skip) -> str:
+    """`n415 (replaces n239, n240): reason`; graph-level items are just their reason."""
+    where = ", ".join(item.nodes)
+    replaces = getattr(item, "replaces", ())
+    if replaces:
+        where += f" (replaces {', '.join(replaces)})"
+    return f"{where}: {item.reason}" if where else item.reason
 
 
 def _original_ids(chain: list[tuple[PassRecord, Change]]) -> list[str]:

@@ -343,3 +343,24 @@ def test_fuzz_single_node_models(tmp_path: Path, proto: onnx.ModelProto) -> None
     path = tmp_path / "node.onnx"
     path.write_bytes(proto.SerializeToString())
     _load_or_error(path)
+
+
+@pytest.mark.parametrize("raw", [True, False], ids=["raw-data", "typed-data"])
+def test_initializer_with_fewer_values_than_its_dims(tmp_path: Path, raw: bool) -> None:
+    weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1, 30])
+    if raw:
+        weight.raw_data = np.ones(2, np.float32).tobytes()
+    else:
+        weight.float_data.extend([1.0, 2.0])
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["w"], ["y"])],
+        "g",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 30])],
+        [weight],
+    )
+    path = _saved(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    unit = "8 bytes (expected 120)" if raw else "2 values (expected 30)"
+    assert _load_error(path).endswith(
+        f"initializer 'w' has dims [1, 30] (30 elements) but holds {unit}"
+    )

@@ -123,7 +123,11 @@ def conv_shapes(x: int = 0, w: int = 1, dtype: ir.DataType | None = None) -> Sha
         if data is None or weight is None:
             return []
         out_dtype = dtype or data.dtype
-        if data.shape is None or weight.shape is None:
+        if (
+            data.shape is None
+            or weight.shape is None
+            or min(data.shape.rank(), weight.shape.rank()) < 3
+        ):
             return [(out_dtype, None)]
         kernel = node.attributes.get_ints("kernel_shape", None) or list(weight.shape.dims[2:])
         if not all(isinstance(k, int) for k in kernel):
@@ -253,7 +257,7 @@ define(
 # ---- attention ------------------------------------------------------------------------------
 
 # Per attention score: scale by 1/sqrt(d) (1) + softmax (5, as Softmax below).
-_FLOPS_PER_SCORE = 6
+ATTENTION_FLOPS_PER_SCORE = 6
 
 
 def _heads(view: NodeShapes, name: str) -> int:
@@ -276,7 +280,7 @@ def _attention_flops(view: NodeShapes) -> int:
         kv_len += view.input_shape(4)[2]  # past_key [B, Hkv, past, D]
     v_head_size = v[3] if len(v) == 4 else v[2] // _heads(view, "kv_num_heads")
     scores = batch * q_heads * q_len * kv_len
-    return scores * (2 * head_size + 2 * v_head_size + _FLOPS_PER_SCORE)
+    return scores * (2 * head_size + 2 * v_head_size + ATTENTION_FLOPS_PER_SCORE)
 
 
 define(

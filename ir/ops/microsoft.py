@@ -5,7 +5,7 @@ for the optional bias), BiasGelu 1 + 5, QuickGelu x*sigmoid(alpha*x) 1 + 4 + 1, 
 SkipLayerNormalization the skip add (and bias add) + LayerNormalization's 8,
 SkipSimplifiedLayerNormalization the same + RMS normalization's 4. FusedMatMul is MatMul with
 optional transposes (alpha not counted); FusedConv is Conv + its activation (+1 per element for
-the optional sum input Z).
+the optional sum input Z); FusedGemm is Gemm + its activation.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import onnx_ir as ir
 
 from ir.ops.activation import ACTIVATION_FLOPS, GELU_ERF_FLOPS, GELU_TANH_FLOPS, SIGMOID_FLOPS
-from ir.ops.linear import conv_flops, conv_shapes
+from ir.ops.linear import ATTENTION_FLOPS_PER_SCORE, conv_flops, conv_shapes
 from ir.ops.normalization import LAYER_NORM_FLOPS, RMS_NORM_FLOPS
 from ir.ops.shapes import matmul_int_flops, matmul_shape, same_as_input, swap_last_two
 from ir.ops.table import (
@@ -22,6 +22,7 @@ from ir.ops.table import (
     InferredOutput,
     NodeShapes,
     define,
+    lookup,
     per_output_element,
 )
 
@@ -134,11 +135,16 @@ define(
 )
 
 
-def _fused_conv_flops(view: NodeShapes) -> int:
+def _epilogue_flops(view: NodeShapes) -> int:
+    """FLOPs per output element of a fused op's `activation` attribute (none: 0)."""
     activation = view.attr_str("activation", "")
     if activation and activation not in ACTIVATION_FLOPS:
-        raise CostUnknown(f"FusedConv activation '{activation}' has no cost entry")
-    per_output = ACTIVATION_FLOPS.get(activation, 0) + (1 if view.has_input(3) else 0)
+        raise CostUnknown(f"{view.node.op_type} activation '{activation}' has no cost entry")
+    return ACTIVATION_FLOPS.get(activation, 0)
+
+
+def _fused_conv_flops(view: NodeShapes) -> int:
+    per_output = _epilogue_flops(view) + (1 if view.has_input(3) else 0)
     return conv_flops(view) + per_output * view.output_numel(0)
 
 
@@ -149,4 +155,75 @@ define(
     domain=MICROSOFT,
     shapes=conv_shapes(),
     formula="Conv + (activation FLOPs + 1 with Z) * output elements",
+)
+
+
+_GEMM = lookup("", "Gemm")  # registered by ir.ops.linear, imported above
+
+
+def _fused_gemm_flops(view: NodeShapes) -> int:
+    return _GEMM.flops(view) + _epilogue_flops(view) * view.output_numel(0)
+
+
+def _fused_gemm_shapes(node: ir.Node) -> list[InferredOutput | None]:
+    """[M, N] after transA/transB, like Gemm."""
+    a, b = node.inputs[0], node.inputs[1]
+    if a is None or b is None:
+        return []
+    if a.shape is None or b.shape is None or len(a.shape) != 2 or len(b.shape) != 2:
+        return [(a.dtype, None)]
+    rows = a.shape.dims[1 if node.attributes.get_int("transA", 0) else 0]
+    columns = b.shape.dims[0 if node.attributes.get_int("transB", 0) else 1]
+    return [(a.dtype, ir.Shape([rows, columns]))]
+
+
+define(
+    "FusedGemm",
+    "matmul",
+    _fused_gemm_flops,
+    domain=MICROSOFT,
+    shapes=_fused_gemm_shapes,
+    formula="Gemm + activation FLOPs * output elements",
+)
+
+
+def _mha_heads(view: NodeShapes) -> int:
+    heads = view.attr_int("num_heads", 0)
+    if heads <= 0:
+        raise CostUnknown("MultiHeadAttention needs num_heads")
+    return heads
+
+
+def _multi_head_attention_flops(view: NodeShapes) -> int:
+    """Q [B, S, N*H]; K and V [B, T, N*H] or [B, N, T, H] (past key/value not counted)."""
+    batch, q_len, hidden = view.input_shape(0)
+    heads = _mha_heads(view)
+    key, value = view.input_shape(1), view.input_shape(2)
+    kv_len = key[2] if len(key) == 4 else key[1]
+    v_head_size = value[3] if len(value) == 4 else value[2] // heads
+    scores = batch * heads * q_len * kv_len
+    return scores * (2 * (hidden // heads) + 2 * v_head_size + ATTENTION_FLOPS_PER_SCORE)
+
+
+def _multi_head_attention_shapes(node: ir.Node) -> list[InferredOutput | None]:
+    """Output 0 is [B, S, N*Hv]: Q's batch and length, V's total head width."""
+    query, value = node.inputs[0], node.inputs[2] if len(node.inputs) > 2 else None
+    if query is None or query.shape is None or query.shape.rank() != 3:
+        return [(None if query is None else query.dtype, None)]
+    width = query.shape[2]
+    if value is not None and value.shape is not None:
+        if value.shape.rank() == 3:
+            width = value.shape[2]
+        elif value.shape.rank() == 4 and isinstance(value.shape[3], int):
+            width = node.attributes.get_int("num_heads", 0) * value.shape[3] or width
+    return [(query.dtype, ir.Shape([query.shape[0], query.shape[1], width]))]
+
+
+define(
+    "MultiHeadAttention",
+    "attention",
+    _multi_head_attention_flops,
+    domain=MICROSOFT,
+    shapes=_multi_head_attention_shapes,
+    formula="B*N*S*T * (2*H [QK^T] + 2*Hv [PV] + 6 [scale + softmax]); masks not counted",
 )

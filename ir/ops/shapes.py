@@ -124,7 +124,10 @@ def window_output_size(
 def window_output_spatial(
     node: ir.Node, spatial: Sequence[Dim], kernel: Sequence[int]
 ) -> list[Dim]:
-    """Spatial output dims of a Conv/pool node from its attributes; symbolic in, unknown out."""
+    """Spatial output dims of a Conv/pool node from its attributes; symbolic in, unknown out.
+
+    Attributes whose lengths do not fit the kernel's rank (a malformed node) give unknown dims.
+    """
     rank = len(kernel)
     attributes = node.attributes
     strides = attributes.get_ints("strides", None) or [1] * rank
@@ -132,6 +135,10 @@ def window_output_spatial(
     pads = attributes.get_ints("pads", None) or [0] * (2 * rank)
     auto_pad = attributes.get_string("auto_pad", "NOTSET")
     ceil_mode = bool(attributes.get_int("ceil_mode", 0))
+    if len(spatial) != rank or len(strides) != rank or len(dilations) != rank:
+        return [unknown_dim() for _ in spatial]
+    if len(pads) != 2 * rank:
+        return [unknown_dim() for _ in spatial]
     dims: list[Dim] = []
     for axis, size in enumerate(spatial):
         if not isinstance(size, int):

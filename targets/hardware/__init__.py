@@ -1,0 +1,1 @@
+"""The hardware spec database (published figures per product) and the host it runs on."""

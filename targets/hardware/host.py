@@ -1,0 +1,372 @@
+"""The machine asicperf runs on: what its CPU is, what it measurably does, what it should do.
+
+An accelerator's speed-up only means something against the box the user already has, so the
+host gets the same treatment as a catalogue entry, plus measurements: FP32 GEMM throughput
+through numpy's BLAS and memory bandwidth from numpy copy/triad on arrays far larger than the
+last-level cache. Measuring takes a second or two, so results are cached per CPU model and core
+count. The paper peak (cores x clock x FMA width) is only an estimate: flags do not tell how
+many FMA units a core has, nor how far it clocks down under vector load.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from passes.audit import write_text_atomically
+
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
+CACHE_ENV = "ASICPERF_CACHE"
+CACHE_SCHEMA = "asicperf.host-cache/1"
+_SYS_CPU = Path("/sys/devices/system/cpu")
+_GEMM_SIZES = (1024, 2048, 4096)  # smaller ones measure thread wake-up more than FLOPs
+_GEMM_BUDGET_S = 1.5
+_REPEATS = 3
+_ARRAY_BYTES_RANGE = (64 * 2**20, 512 * 2**20)
+_TRIAD_BLOCK = 32 * 1024  # float64 elements per step: 256 KiB, so `a` stays in L2 between passes
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """The host CPU as /proc/cpuinfo and /proc/meminfo describe it."""
+
+    model: str
+    sockets: int
+    cores: int
+    threads: int
+    flags: tuple[str, ...]
+    clock_ghz: float | None
+    clock_source: str | None
+    memory_gib: float | None
+
+    def cache_key(self) -> str:
+        return f"{self.model} | {self.cores} cores"
+
+
+@dataclass(frozen=True)
+class HostMeasurement:
+    """Best-of-repeats results; bandwidths count bytes the STREAM way (copy 2, triad 3 per
+    element), so a triad's write-allocate traffic is not credited."""
+
+    fp32_gemm_gflops: float
+    gemm_size: int
+    copy_gbs: float
+    triad_gbs: float
+    array_mib: int
+    llc_mib: int | None
+    threads: int
+    numpy_version: str
+    measured_at: str
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> HostMeasurement:
+        return cls(**record)
+
+
+@dataclass(frozen=True)
+class PeakEstimate:
+    """Theoretical FP32 peak from flags and clock, with the assumption spelled out."""
+
+    fp32_gflops: float
+    assumption: str
+
+
+@dataclass(frozen=True)
+class HostProfile:
+    cpu: CpuInfo
+    measurement: HostMeasurement
+    estimate: PeakEstimate | None
+    from_cache: bool
+    cache_path: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cpu": asdict(self.cpu),
+            "measured": self.measurement.to_json(),
+            "estimate": asdict(self.estimate) if self.estimate else None,
+            "from_cache": self.from_cache,
+            "cache_path": self.cache_path,
+        }
+
+
+def parse_cpuinfo(cpuinfo: str, meminfo: str | None = None) -> CpuInfo:
+    """Parse /proc/cpuinfo (and /proc/meminfo) text; a function of text so tests need no host."""
+    blocks = [_key_values(block) for block in re.split(r"\n\s*\n", cpuinfo) if block.strip()]
+    processors = [block for block in blocks if "processor" in block] or blocks[:1]
+    first = processors[0] if processors else {}
+    model = first.get("model name") or first.get("Processor") or first.get("cpu model") or "?"
+    sockets = len({block.get("physical id", "0") for block in processors}) or 1
+    core_ids = {(b["physical id"], b["core id"]) for b in processors if "core id" in b}
+    if core_ids:
+        cores = len(core_ids)
+    elif first.get("cpu cores", "").isdigit():
+        cores = int(first["cpu cores"]) * sockets
+    else:
+        cores = max(len(processors), 1)
+    flags = set((first.get("flags") or first.get("Features") or "").split())
+    clock = re.search(r"@\s*([\d.]+)\s*GHz", model)
+    clock_ghz, clock_source = (float(clock.group(1)), "model name") if clock else (None, None)
+    if clock_ghz is None and _is_number(first.get("cpu MHz", "")):
+        clock_ghz, clock_source = float(first["cpu MHz"]) / 1000, "cpu MHz (current clock)"
+    return CpuInfo(
+        model=" ".join(model.split()),
+        sockets=sockets,
+        cores=cores,
+        threads=max(len(processors), 1),
+        flags=tuple(flag for flag in ISA_FLAGS if flag in flags),
+        clock_ghz=clock_ghz,
+        clock_source=clock_source,
+        memory_gib=_mem_total_gib(meminfo) if meminfo else None,
+    )
+
+
+def detect_cpu() -> CpuInfo:
+    """This host's CPU; the cpufreq maximum beats a clock read from /proc/cpuinfo's 'cpu MHz'."""
+    cpu = parse_cpuinfo(_read("/proc/cpuinfo") or "", _read("/proc/meminfo"))
+    max_khz = _read(_SYS_CPU / "cpu0" / "cpufreq" / "cpuinfo_max_freq")
+    if cpu.clock_source != "model name" and max_khz and max_khz.strip().isdigit():
+        cpu = replace(cpu, clock_ghz=int(max_khz) / 1e6, clock_source="cpufreq maximum")
+    if cpu.model == "?":
+        cpu = replace(cpu, model=os.uname().machine)
+    return cpu
+
+
+def estimate_fp32_peak(cpu: CpuInfo) -> PeakEstimate | None:
+    """cores x GHz x FP32 FLOP/cycle, assuming two FMA units per core; None without a clock."""
+    if cpu.clock_ghz is None:
+        return None
+    if "avx512f" in cpu.flags:
+        lanes, isa = 16, "AVX-512"
+    elif "avx2" in cpu.flags and "fma" in cpu.flags:
+        lanes, isa = 8, "AVX2+FMA"
+    else:
+        return None
+    per_cycle = 2 * lanes * 2
+    return PeakEstimate(
+        fp32_gflops=cpu.cores * cpu.clock_ghz * per_cycle,
+        assumption=(
+            f"estimate: {cpu.cores} cores x {cpu.clock_ghz:.2f} GHz ({cpu.clock_source}) x "
+            f"{per_cycle} FLOP/cycle ({isa}: 2 FMA units x {lanes} lanes x 2); real clocks "
+            "under vector load are lower and some parts have one FMA unit"
+        ),
+    )
+
+
+def measure_host(cpu: CpuInfo) -> HostMeasurement:
+    """Measure FP32 GEMM GFLOP/s and copy/triad GB/s now (about one to three seconds)."""
+    start = time.perf_counter()
+    gflops, size = _gemm_gflops()
+    llc = _llc_bytes()
+    array_bytes = _array_bytes(llc, cpu.memory_gib)
+    threads = max(cpu.cores, 1)
+    copy_gbs, triad_gbs = _bandwidth_gbs(array_bytes // 8, threads)
+    return HostMeasurement(
+        fp32_gemm_gflops=gflops,
+        gemm_size=size,
+        copy_gbs=copy_gbs,
+        triad_gbs=triad_gbs,
+        array_mib=array_bytes // 2**20,
+        llc_mib=llc // 2**20 if llc else None,
+        threads=threads,
+        numpy_version=np.__version__,
+        measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def default_cache_path() -> Path:
+    root = os.environ.get(CACHE_ENV)
+    base = Path(root) if root else Path.home() / ".cache" / "asicperf"
+    return base / "host.json"
+
+
+def host_profile(
+    *,
+    refresh: bool = False,
+    measure: Callable[[CpuInfo], HostMeasurement] | None = None,
+    cpu: CpuInfo | None = None,
+    cache_path: str | Path | None = None,
+) -> HostProfile:
+    """The host, measured once per CPU model and core count, then read from the cache.
+
+    `refresh` measures again; `measure` and `cpu` replace the real ones (tests).
+    """
+    cpu = cpu or detect_cpu()
+    path = Path(cache_path) if cache_path else default_cache_path()
+    entries = _read_cache(path)
+    cached = None if refresh else _cached_measurement(entries, cpu.cache_key())
+    if cached is None:
+        measurement = (measure or measure_host)(cpu)
+        entries[cpu.cache_key()] = measurement.to_json()
+        document = {"schema": CACHE_SCHEMA, "entries": entries}
+        write_text_atomically(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+    return HostProfile(
+        cpu=cpu,
+        measurement=cached or measurement,
+        estimate=estimate_fp32_peak(cpu),
+        from_cache=cached is not None,
+        cache_path=str(path),
+    )
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    """The cache's entries; a missing, foreign or corrupt cache is empty (it is only a cache)."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(document, dict) or document.get("schema") != CACHE_SCHEMA:
+        return {}
+    entries = document.get("entries")
+    return entries if isinstance(entries, dict) else {}
+
+
+def _cached_measurement(entries: dict[str, Any], key: str) -> HostMeasurement | None:
+    try:
+        return HostMeasurement.from_json(entries[key])
+    except (KeyError, TypeError):
+        return None
+
+
+def _gemm_gflops() -> tuple[float, int]:
+    """Best FP32 matmul rate over growing sizes; a size is skipped once its predicted time
+    (eight times the last one's) would overrun the budget."""
+    rng = np.random.default_rng(0)
+    best, best_size = 0.0, 0
+    start = time.perf_counter()
+    for n in _GEMM_SIZES:
+        a = rng.standard_normal((n, n), dtype=np.float32)
+        b = rng.standard_normal((n, n), dtype=np.float32)
+        out = np.empty((n, n), dtype=np.float32)
+        np.matmul(a, b, out=out)  # warm-up: BLAS thread pool, page faults
+        seconds = _best_seconds(functools.partial(np.matmul, a, b, out=out))
+        if 2 * n**3 / seconds / 1e9 > best:
+            best, best_size = 2 * n**3 / seconds / 1e9, n
+        elapsed = time.perf_counter() - start
+        if elapsed + 8 * seconds * (_REPEATS + 1) > _GEMM_BUDGET_S:
+            break
+    return best, best_size
+
+
+def _array_bytes(llc_bytes: int | None, memory_gib: float | None) -> int:
+    """Per array: four times the last-level caches (the STREAM rule) within 64-512 MiB, and at
+    most 1/16 of RAM; a whole number of triad blocks."""
+    low, high = _ARRAY_BYTES_RANGE
+    wanted = min(max(4 * (llc_bytes or 0), low), high)
+    if memory_gib:
+        wanted = min(wanted, int(memory_gib * 2**30 / 16))
+    return max(wanted // (8 * _TRIAD_BLOCK), 1) * 8 * _TRIAD_BLOCK
+
+
+def _bandwidth_gbs(elements: int, threads: int) -> tuple[float, float]:
+    """Copy (b = a) and triad (a = b + s*a, two arrays) GB/s with the arrays split across
+    threads: numpy releases the GIL inside these loops, so the threads stream in parallel.
+    Each thread first-touches its own part, which also places pages on its NUMA node."""
+    a = np.empty(elements)
+    b = np.empty(elements)
+    edges = np.linspace(0, elements // _TRIAD_BLOCK, threads + 1).astype(int) * _TRIAD_BLOCK
+    chunks = [slice(lo, hi) for lo, hi in itertools.pairwise(edges.tolist()) if hi > lo]
+
+    def fill(part: slice) -> None:
+        a[part] = 1.0
+        b[part] = 2.0
+
+    def copy(part: slice) -> None:
+        np.copyto(b[part], a[part])
+
+    def triad(part: slice) -> None:
+        for lo in range(part.start, part.stop, _TRIAD_BLOCK):
+            block = slice(lo, lo + _TRIAD_BLOCK)
+            np.multiply(a[block], 0.5, out=a[block])
+            np.add(a[block], b[block], out=a[block])
+
+    with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+
+        def run(kernel: Callable[[slice], None]) -> None:
+            list(pool.map(kernel, chunks))
+
+        run(fill)
+        copy_s = _best_seconds(lambda: run(copy))
+        triad_s = _best_seconds(lambda: run(triad))
+    return 2 * a.nbytes / copy_s / 1e9, 3 * a.nbytes / triad_s / 1e9
+
+
+def _best_seconds(action: Callable[[], object]) -> float:
+    times = []
+    for _ in range(_REPEATS):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _llc_bytes() -> int | None:
+    """Total size of the last-level caches: each distinct instance (by the CPUs sharing it)
+    of the highest cache level counted once."""
+    instances: dict[tuple[int, str], int] = {}
+    for index in _SYS_CPU.glob("cpu[0-9]*/cache/index[0-9]*"):
+        level, size, shared = (_read(index / name) for name in ("level", "size", "shared_cpu_list"))
+        parsed = _cache_size_bytes(size or "")
+        if level and level.strip().isdigit() and parsed and shared:
+            instances[(int(level), shared.strip())] = parsed
+    if not instances:
+        return None
+    top = max(level for level, _ in instances)
+    return sum(size for (level, _), size in instances.items() if level == top)
+
+
+def _cache_size_bytes(text: str) -> int | None:
+    match = re.fullmatch(r"(\d+)([KMG]?)", text.strip())
+    if not match:
+        return None
+    return int(match.group(1)) * {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}[match.group(2)]
+
+
+def _mem_total_gib(meminfo: str) -> float | None:
+    match = re.search(r"^MemTotal:\s*(\d+)\s*kB", meminfo, re.MULTILINE)
+    return round(int(match.group(1)) / 2**20, 1) if match else None
+
+
+def _key_values(block: str) -> dict[str, str]:
+    pairs = (line.split(":", 1) for line in block.splitlines() if ":" in line)
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read(path: str | Path) -> str | None:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return None

@@ -1,0 +1,182 @@
+"""`runner passes` end to end: O1 on a ResNet-50 and a BERT-style graph, audit, explain, errors."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import onnx
+import pytest
+from bert_like import build_bert_like
+from test_pass_manager import BreakGraph
+
+from ir.model_io import load_model
+from ir.node_ids import origin_ids
+from ir.verifier import verify
+from passes.audit import read_audit
+from passes.catalog import PASSES
+from runner.cli import main
+from zoo.catalog import ZOO
+
+ALL_PASSES = [
+    "cse",
+    "dce",
+    "fold-constants",
+    "fuse-activation",
+    "fuse-attention",
+    "fuse-conv-bn",
+    "fuse-matmul-add",
+    "recognize-gelu",
+    "recognize-layernorm",
+    "remove-identity",
+]
+
+
+def _run_o1(model: str, out: Path) -> tuple[Path, Path]:
+    output, audit = out / "model.onnx", out / "audit.jsonl"
+    args = ["passes", "run", model, "--pipeline", "O1", "-o", str(output), "--audit", str(audit)]
+    assert main(args) == 0
+    return output, audit
+
+
+def test_list_shows_every_pass_and_pipeline(capsys):
+    assert main(["passes", "list"]) == 0
+    text = capsys.readouterr().out
+    assert sorted(PASSES) == ALL_PASSES
+    for name in [*ALL_PASSES, "cleanup", "fuse", "O1", "max_elements=16777216"]:
+        assert name in text
+
+
+@pytest.fixture(scope="module")
+def resnet_o1(tmp_path_factory) -> tuple[Path, Path]:
+    return _run_o1("onnx-light-resnet50", tmp_path_factory.mktemp("r50"))
+
+
+def test_o1_on_resnet50_folds_every_batchnorm_and_keeps_the_numbers(resnet_o1):
+    output, audit = resnet_o1
+    before = Counter(node.op_type for node in onnx.load(ZOO["onnx-light-resnet50"].file).graph.node)
+    model = load_model(output)
+    after = Counter(node.op_type for node in model.graph)
+    assert before["BatchNormalization"] == 53 and after["BatchNormalization"] == 0
+    assert after["ConstantOfShape"] == 0  # weights folded into initializers
+    assert after["FusedConv"] == 33 and after["Conv"] == 20  # 16 residual Sums stay unfused
+    assert sum(after.values()) == 90 and sum(before.values()) == 415
+    assert verify(model) == []
+    records = read_audit(audit)
+    assert [r.pass_name for r in records] == [
+        *["fold-constants", "remove-identity", "cse", "dce"],
+        *["fuse-conv-bn", "fuse-matmul-add", "recognize-gelu", "recognize-layernorm"],
+        *["fuse-attention", "fuse-activation", "dce"],
+    ]
+    assert records[4].rule_counts() == {"conv-bn": 53}
+    assert records[0].node_count == (415, 176) and records[-1].node_count == (90, 90)
+    assert (
+        records[-1].out_fingerprint
+        == json.loads(audit.read_text().splitlines()[-1])["out_fingerprint"]
+    )
+    for record in records:
+        assert record.in_fingerprint.startswith("sha256:")
+        if record.modified:
+            assert all(d["cosine"] >= 0.99999 for d in record.numeric["vs_input"])
+        else:
+            assert record.numeric is None and record.in_fingerprint == record.out_fingerprint
+
+
+def test_explain_traces_a_fused_node_to_its_original_ids(resnet_o1, capsys):
+    output, audit = resnet_o1
+    fused = next(node for node in load_model(output).graph if node.op_type == "FusedConv")
+    original = set(origin_ids(fused))
+    original_ops = {
+        node.op_type
+        for node in load_model(ZOO["onnx-light-resnet50"].file).graph
+        if node.metadata_props["asicperf.id"] in original
+    }
+    assert original_ops == {"Conv", "BatchNormalization", "Relu"}
+    fused_id = fused.metadata_props["asicperf.id"]
+    assert main(["passes", "explain", str(audit), "--node", fused_id]) == 0
+    text = capsys.readouterr().out
+    assert "fuse-activation] rule conv-activation" in text
+    assert "fuse-conv-bn] rule conv-bn" in text
+    listed = text.split("original nodes: ")[1].split()
+    assert {node.strip(",") for node in listed} == original
+
+
+def test_explain_summarises_changes_and_skips_by_rule(resnet_o1, capsys):
+    _, audit = resnet_o1
+    assert main(["passes", "explain", str(audit)]) == 0
+    text = capsys.readouterr().out
+    assert "changed conv-bn: 53" in text
+    assert "changed fold: 239" in text
+    assert "47 more (--all lists them)" in text or "more (--all lists them)" in text
+
+
+def test_o1_on_a_bert_style_graph_recognizes_every_pattern(tmp_path):
+    source = tmp_path / "bert.onnx"
+    onnx.save(build_bert_like(opset=14, layers=2), source)
+    output, audit = _run_o1(str(source), tmp_path / "out")
+    model = load_model(output)  # LayerNormalization at opset 14 reloads: onnxruntime runs it
+    ops = Counter(
+        f"{node.domain}:{node.op_type}" if node.domain else node.op_type for node in model.graph
+    )
+    assert ops["LayerNormalization"] == 5
+    assert ops["com.microsoft:Gelu"] == 2
+    assert ops["com.microsoft:MultiHeadAttention"] == 2
+    for gone in ("Softmax", "Erf", "ReduceMean", "Sqrt", "Pow"):
+        assert ops[gone] == 0
+    assert verify(model) == []
+    records = read_audit(audit)
+    counts = {r.pass_name: r.rule_counts() for r in records if r.modified}
+    assert counts["recognize-gelu"]["gelu-erf"] == 2
+    assert counts["recognize-layernorm"] == {"layernorm": 5}
+    assert counts["fuse-attention"] == {"attention": 2}
+    drift = [d for r in records if r.modified for d in r.numeric["vs_input"]]
+    assert min(d["cosine"] for d in drift) >= 0.99999
+    assert max(d["max_rel"] for d in drift) < 1e-3
+
+
+def test_same_pipeline_twice_gives_identical_audits_except_times(tmp_path):
+    first = read_audit(_run_o1("onnx-light-squeezenet", tmp_path / "a")[1])
+    second = read_audit(_run_o1("onnx-light-squeezenet", tmp_path / "b")[1])
+
+    def timeless(records):
+        return [{**r.to_json(), "wall_ms": None} for r in records]
+
+    assert timeless(first) == timeless(second)
+    assert (tmp_path / "a" / "model.onnx").read_bytes() == (
+        tmp_path / "b" / "model.onnx"
+    ).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "message"),
+    [
+        ("fold-constants,frobnicate", "unknown pass or pipeline 'frobnicate'"),
+        ("fold-constants{max_elements=many}", "pass 'fold-constants': option max_elements=many"),
+        ("dce{colour=red}", "pass 'dce': unknown option 'colour'"),
+        ("break-graph", "pass 'break-graph' (#1) broke the IR: dangling-use"),
+    ],
+)
+def test_bad_pipelines_fail_cleanly_and_write_nothing(
+    tmp_path, capsys, monkeypatch, pipeline, message
+):
+    monkeypatch.setitem(PASSES, "break-graph", BreakGraph)
+    output, audit = tmp_path / "out.onnx", tmp_path / "audit.jsonl"
+    args = ["passes", "run", "onnx-light-squeezenet", "--pipeline", pipeline]
+    assert main([*args, "-o", str(output), "--audit", str(audit)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("runner: error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dump_ir_and_debug_output(tmp_path, capsys):
+    args = ["passes", "run", "onnx-light-squeezenet", "--pipeline", "fold-constants,dce"]
+    out = ["-o", str(tmp_path / "m.onnx"), "--audit", str(tmp_path / "a.jsonl")]
+    assert main([*args, *out, "--dump-ir", str(tmp_path / "ir"), "--debug", "1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "ir").iterdir()) == [
+        "000_input.txt",
+        "001_fold-constants.txt",
+        "002_dce.txt",
+    ]
+    assert "[001] fold-constants: modified=True" in capsys.readouterr().err
