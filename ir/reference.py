@@ -12,17 +12,16 @@ import onnxruntime as ort
 from ir.errors import AsicperfError, first_line
 
 
-def reference_session(model: ir.Model) -> ort.InferenceSession:
-    """An onnxruntime CPU session on the in-memory model (no file written)."""
+def reference_session(model: ir.Model | bytes) -> ort.InferenceSession:
+    """An onnxruntime CPU session on the in-memory model or its serialized bytes."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     try:
-        return ort.InferenceSession(
-            ir.to_proto(model).SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        data = model if isinstance(model, bytes) else ir.to_proto(model).SerializeToString()
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own exception types for bad models
         raise AsicperfError(f"onnxruntime cannot load the model: {first_line(error)}") from error
 

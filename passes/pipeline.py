@@ -15,6 +15,7 @@ import dataclasses
 import types
 import typing
 from collections.abc import Mapping
+from typing import Any
 
 from ir.errors import AsicperfError
 from passes.base import Pass, PassConfig
@@ -37,7 +38,7 @@ def parse_pipeline(spec: str) -> list[Pass]:
     """The passes `spec` names, in order, each configured with its options."""
     passes: list[Pass] = []
     for item in _split_items(spec):
-        name, options = _split_options(item, spec)
+        name, options = split_options(item, spec)
         if name in PIPELINES:
             if options:
                 raise PipelineError(f"pipeline '{name}' takes no options (in '{spec}')")
@@ -76,7 +77,8 @@ def _split_items(spec: str) -> list[str]:
     return items
 
 
-def _split_options(item: str, spec: str) -> tuple[str, dict[str, str]]:
+def split_options(item: str, spec: str) -> tuple[str, dict[str, str]]:
+    """`name{key=value ...}` -> (name, {key: value}); `spec` is the whole text, for messages."""
     name, brace, rest = item.partition("{")
     name = name.strip()
     if not brace:
@@ -92,26 +94,30 @@ def _split_options(item: str, spec: str) -> tuple[str, dict[str, str]]:
     return name, options
 
 
-def make_config(pass_type: type[Pass], options: Mapping[str, str]) -> PassConfig:
-    """The pass's config with `options` (text) converted to its fields' types."""
-    config_type = pass_type.config_type
+def make_config(
+    owner: type[Pass] | Any, options: Mapping[str, str], *, kind: str = "pass"
+) -> PassConfig:
+    """`owner.config_type` filled from `options` (text) converted to its fields' types.
+
+    `owner` is a pass or a target class: anything with `name` and `config_type`.
+    """
+    config_type = owner.config_type
+    label = f"{kind} '{owner.name}'"
     fields = {field.name: field for field in dataclasses.fields(config_type)}
     hints = typing.get_type_hints(config_type)
     values = {}
     for key, text in options.items():
         if key not in fields:
             known = ", ".join(fields) or "none"
-            raise PipelineError(
-                f"pass '{pass_type.name}': unknown option '{key}' (options: {known})"
-            )
+            raise PipelineError(f"{label}: unknown option '{key}' (options: {known})")
         try:
             values[key] = _convert(text, hints[key])
         except ValueError as error:
-            raise PipelineError(f"pass '{pass_type.name}': option {key}={text}: {error}") from None
+            raise PipelineError(f"{label}: option {key}={text}: {error}") from None
     try:
         return config_type(**values)
     except ValueError as error:  # a config's __post_init__ rejects a combination
-        raise PipelineError(f"pass '{pass_type.name}': {error}") from None
+        raise PipelineError(f"{label}: {error}") from None
 
 
 def _convert(text: str, hint: object) -> object:

@@ -7,6 +7,7 @@ import json
 
 from rich.table import Table
 
+from ir.errors import AsicperfError
 from runner.console import console
 from targets.hardware.compare import Comparison, compare
 from targets.hardware.database import all_specs, get
@@ -80,6 +81,8 @@ def show_hardware(args: argparse.Namespace) -> int:
         else:
             console().print(_host_table(profile))
         return 0
+    if args.refresh:
+        raise AsicperfError(f"--refresh applies to '{HOST}' only, not '{args.name}'")
     spec = get(args.name)
     if args.json:
         print(json.dumps(spec.to_json(), indent=2))

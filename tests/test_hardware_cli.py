@@ -130,6 +130,7 @@ def test_compare_sparse_reaches_sparse_only_products(capsys: pytest.CaptureFixtu
         ["hw", "show", "nvidia-z9000"],
         ["hw", "compare", "nvidia-t4", "nope"],
         ["hw", "compare", "nvidia-t4"],
+        ["hw", "show", "nvidia-t4", "--refresh"],
     ],
 )
 def test_bad_names_exit_2_with_one_line(

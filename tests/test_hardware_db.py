@@ -387,6 +387,18 @@ def test_corrupt_cache_is_measured_again(tmp_path: Path) -> None:
     assert json.loads(cache.read_text())["schema"] == "asicperf.host-cache/1"
 
 
+def test_unwritable_cache_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with pytest.raises(AsicperfError, match="cannot write the host cache") as caught:
+        host_profile(
+            cpu=parse_cpuinfo(CPUINFO),
+            measure=lambda cpu: _fake_measurement(),
+            cache_path=blocker / "host.json",
+        )
+    assert "\n" not in str(caught.value)
+
+
 def test_cache_location_follows_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

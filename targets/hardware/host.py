@@ -3,7 +3,7 @@
 An accelerator's speed-up only means something against the box the user already has, so the
 host gets the same treatment as a catalogue entry, plus measurements: FP32 GEMM throughput
 through numpy's BLAS and memory bandwidth from numpy copy/triad on arrays far larger than the
-last-level cache. Measuring takes a second or two, so results are cached per CPU model and core
+last-level cache. Measuring takes a few seconds, so results are cached per CPU model and core
 count. The paper peak (cores x clock x FMA width) is only an estimate: flags do not tell how
 many FMA units a core has, nor how far it clocks down under vector load.
 """
@@ -14,6 +14,7 @@ import functools
 import itertools
 import json
 import os
+import platform
 import re
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ir.errors import AsicperfError
 from passes.audit import write_text_atomically
 
 ISA_FLAGS = (
@@ -132,7 +134,7 @@ def parse_cpuinfo(cpuinfo: str, meminfo: str | None = None) -> CpuInfo:
     clock = re.search(r"@\s*([\d.]+)\s*GHz", model)
     clock_ghz, clock_source = (float(clock.group(1)), "model name") if clock else (None, None)
     if clock_ghz is None and _is_number(first.get("cpu MHz", "")):
-        clock_ghz, clock_source = float(first["cpu MHz"]) / 1000, "cpu MHz (current clock)"
+        clock_ghz, clock_source = float(first["cpu MHz"]) / 1000, "current cpu MHz"
     return CpuInfo(
         model=" ".join(model.split()),
         sockets=sockets,
@@ -150,9 +152,9 @@ def detect_cpu() -> CpuInfo:
     cpu = parse_cpuinfo(_read("/proc/cpuinfo") or "", _read("/proc/meminfo"))
     max_khz = _read(_SYS_CPU / "cpu0" / "cpufreq" / "cpuinfo_max_freq")
     if cpu.clock_source != "model name" and max_khz and max_khz.strip().isdigit():
-        cpu = replace(cpu, clock_ghz=int(max_khz) / 1e6, clock_source="cpufreq maximum")
+        cpu = replace(cpu, clock_ghz=int(max_khz) / 1e6, clock_source="cpufreq max")
     if cpu.model == "?":
-        cpu = replace(cpu, model=os.uname().machine)
+        cpu = replace(cpu, model=platform.machine() or "unknown CPU")
     return cpu
 
 
@@ -178,7 +180,8 @@ def estimate_fp32_peak(cpu: CpuInfo) -> PeakEstimate | None:
 
 
 def measure_host(cpu: CpuInfo) -> HostMeasurement:
-    """Measure FP32 GEMM GFLOP/s and copy/triad GB/s now (about one to three seconds)."""
+    """Measure FP32 GEMM GFLOP/s and copy/triad GB/s now (a few seconds, mostly spent
+    first-touching the bandwidth arrays)."""
     start = time.perf_counter()
     gflops, size = _gemm_gflops()
     llc = _llc_bytes()
@@ -219,17 +222,24 @@ def host_profile(
     cpu = cpu or detect_cpu()
     path = Path(cache_path) if cache_path else default_cache_path()
     entries = _read_cache(path)
-    cached = None if refresh else _cached_measurement(entries, cpu.cache_key())
-    if cached is None:
+    measurement = None if refresh else _cached_measurement(entries, cpu.cache_key())
+    from_cache = measurement is not None
+    if measurement is None:
         measurement = (measure or measure_host)(cpu)
         entries[cpu.cache_key()] = measurement.to_json()
         document = {"schema": CACHE_SCHEMA, "entries": entries}
-        write_text_atomically(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        try:
+            write_text_atomically(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+        except OSError as error:
+            raise AsicperfError(
+                f"{path}: cannot write the host cache: {error.strerror or error}"
+                f" (set {CACHE_ENV} to a writable folder)"
+            ) from error
     return HostProfile(
         cpu=cpu,
-        measurement=cached or measurement,
+        measurement=measurement,
         estimate=estimate_fp32_peak(cpu),
-        from_cache=cached is not None,
+        from_cache=from_cache,
         cache_path=str(path),
     )
 

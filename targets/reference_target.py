@@ -1,0 +1,57 @@
+"""The `reference` target: the golden path every other target is compared with. onnxruntime
+with all graph optimizations off and one thread: slow, but it runs the model as written."""
+
+from __future__ import annotations
+
+import time
+
+import onnx_ir as ir
+import onnxruntime as ort
+
+from ir.fingerprint import fingerprint
+from ir.reference import reference_session
+from passes.base import PassConfig
+from targets.api import Capabilities, CompiledModel, Session, Target, TargetInfo, graph_io_names
+from targets.compile_record import artifact_digest, compile_record
+from targets.device import host_device
+from targets.onnxruntime_target import OnnxRuntimeSession
+
+REFERENCE_DTYPES = frozenset(
+    {"float32", "float64", "float16", "bfloat16", "int8", "uint8", "int16", "uint16", "int32"}
+    | {"uint32", "int64", "uint64", "bool", "string"}
+)
+
+
+class ReferenceTarget(Target):
+    name = "reference"
+
+    def info(self) -> TargetInfo:
+        return TargetInfo(
+            self.name,
+            f"onnxruntime {ort.__version__}, optimizations off",
+            host_device(),
+            available=True,
+            hardware="host",
+        )
+
+    def capabilities(self) -> Capabilities:
+        return Capabilities(None, REFERENCE_DTYPES)
+
+    def compile(self, model: ir.Model, config: PassConfig) -> CompiledModel:
+        start = time.perf_counter()
+        data = ir.to_proto(model).SerializeToString()
+        nodes = sum(1 for _ in model.graph)
+        record = compile_record(
+            target=self.name,
+            config={},
+            ir_fingerprint=fingerprint(model),
+            artifact_fingerprint=artifact_digest(data),
+            wall_ms=(time.perf_counter() - start) * 1e3,
+            nodes=(nodes, nodes),
+            extra={"precision": "as in the model"},
+        )
+        inputs, outputs = graph_io_names(model)
+        return CompiledModel(self.name, record.in_fingerprint, {}, data, record, inputs, outputs)
+
+    def load(self, compiled: CompiledModel, batch_size: int) -> Session:
+        return OnnxRuntimeSession(reference_session(compiled.payload), self.name)
