@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ir.errors import AsicperfError
+from ir.files import write_text_atomically
 
 AUDIT_SCHEMA = "asicperf.pass-audit/1"
 
@@ -176,19 +176,6 @@ class PassRecord:
 def config_to_json(config: object) -> dict[str, Any]:
     """A pass config (frozen dataclass) as plain JSON values; tuples become lists."""
     return json.loads(json.dumps(dataclasses.asdict(config)))  # type: ignore[call-overload]
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write `text` to a temp file beside `path`, then rename: no half-written file on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def write_audit(path: str | os.PathLike[str], records: Iterable[PassRecord]) -> Path:

@@ -17,10 +17,10 @@ import onnx_ir as ir
 
 from ir.drift import outputs_drift
 from ir.errors import AsicperfError
+from ir.files import write_text_atomically
 from ir.listing import format_listing, summarize
 from ir.reference import run_reference
 from ir.verifier import verify
-from passes.audit import write_text_atomically
 from passes.base import Pass, PassResult
 from zoo.synthetic_inputs import seeded_inputs
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from importlib.metadata import version
 
 from ir.errors import AsicperfError
-from runner import hw_commands, ir_commands, passes_commands
+from runner import hw_commands, ir_commands, passes_commands, run_command, targets_commands
 
 EXIT_USAGE = 2
 
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     ir_commands.register(groups)
     passes_commands.register(groups)
     hw_commands.register(groups)
+    targets_commands.register(groups)
+    run_command.register(groups)
     return parser
 
 

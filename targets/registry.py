@@ -5,7 +5,7 @@ target, so a vendor's package adds one by being installed."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 
 from ir.errors import AsicperfError, first_line
 from targets.api import Target, TargetInfo
@@ -34,27 +34,33 @@ class TargetEntry:
         return self.target_type().info()
 
 
+def _entry_from_path(path: str) -> TargetEntry:
+    return _load_entry(EntryPoint(name=path, value=path, group=ENTRY_POINT_GROUP))
+
+
+def _load_entry(point: EntryPoint) -> TargetEntry:
+    try:
+        loaded = point.load()
+    except Exception as error:  # a broken plugin must not take the toolkit down
+        return TargetEntry(point.name, point.value, None, first_line(error))
+    if not (isinstance(loaded, type) and issubclass(loaded, Target)):
+        return TargetEntry(point.name, point.value, None, f"{point.value} is not a Target subclass")
+    return TargetEntry(point.name, point.value, loaded, None)
+
+
 def discover() -> dict[str, TargetEntry]:
     """All registered targets by name, each imported (or with the reason it failed)."""
-    found: dict[str, TargetEntry] = {}
-    for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
-        try:
-            loaded = point.load()
-        except Exception as error:  # a broken plugin must not take the toolkit down
-            found[point.name] = TargetEntry(point.name, point.value, None, first_line(error))
-            continue
-        if not (isinstance(loaded, type) and issubclass(loaded, Target)):
-            problem = f"{point.value} is not a Target subclass"
-            found[point.name] = TargetEntry(point.name, point.value, None, problem)
-            continue
-        found[point.name] = TargetEntry(point.name, point.value, loaded, None)
-    return found
+    points = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name)
+    return {point.name: _load_entry(point) for point in points}
 
 
 def get_target(name: str) -> Target:
-    """An instance of the target called `name`, ready to compile; a one-line error otherwise."""
+    """An instance of the target called `name`, ready to compile; a one-line error otherwise.
+
+    `name` may also be `module:Class`, a target not (yet) registered, for its developer.
+    """
     entries = discover()
-    entry = entries.get(name)
+    entry = entries.get(name) if ":" not in name else _entry_from_path(name)
     if entry is None:
         known = ", ".join(entries) or "none installed"
         raise UnknownTargetError(f"unknown target '{name}' (known: {known})")

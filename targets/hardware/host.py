@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ir.errors import AsicperfError
-from passes.audit import write_text_atomically
+from ir.files import write_text_atomically
 
 ISA_FLAGS = (
     "avx2",
