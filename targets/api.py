@@ -10,7 +10,7 @@ the reference path (see `targets/partition.py`).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -87,6 +87,17 @@ class Target(ABC):
     def capabilities(self) -> Capabilities:
         """The ops and dtypes this target runs."""
 
+    def unsupported_reason(self, node: ir.Node, capabilities: Capabilities) -> str | None:
+        """Why this target cannot run `node`, or None. Such nodes fall back to the reference
+        path. The default checks the declared ops and the integer/bool tensor types (index and
+        shape plumbing); override it for conditions on attributes (e.g. only group=1 Conv)."""
+        if not capabilities.runs_op(node.domain, node.op_type):
+            return f"{node.domain + '.' if node.domain else ''}{node.op_type} is not supported"
+        for _, dtype in activation_dtypes(node):
+            if dtype not in capabilities.dtypes and not is_floating(dtype):
+                return f"{node.op_type} on {dtype} is not supported"
+        return None
+
     @abstractmethod
     def compile(self, model: ir.Model, config: PassConfig) -> CompiledModel:
         """Compile the (unpartitioned) model; never mutates it."""
@@ -102,20 +113,37 @@ def graph_io_names(model: ir.Model) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return inputs, tuple(v.name or "" for v in model.graph.outputs)
 
 
-def value_dtypes(model: ir.Model) -> Sequence[tuple[ir.Value, str]]:
-    """Every typed tensor value of the main graph with its numpy dtype name."""
-    seen: list[tuple[ir.Value, str]] = []
-    values = [*model.graph.inputs, *(out for node in model.graph for out in node.outputs)]
-    for value in values:
+def value_dtypes(model: ir.Model) -> list[tuple[ir.Value, str]]:
+    """Every non-constant tensor of the main graph (real inputs, node outputs) with its dtype."""
+    found: dict[ir.Value, str] = {}
+    for node in model.graph:
+        found.update(activation_dtypes(node))
+    return list(found.items())
+
+
+def activation_dtypes(node: ir.Node) -> list[tuple[ir.Value, str]]:
+    """The node's input and output tensors that are not constants, with their dtype names.
+
+    Constants (initializers) are data the compiler converts; sequences and optionals are not
+    tensors and are left to the op check."""
+    found = []
+    for value in [*node.inputs, *node.outputs]:
+        if value is None or value.is_initializer() or not isinstance(value.type, ir.TensorType):
+            continue
         if value.dtype is not None and value.dtype != ir.DataType.UNDEFINED:
-            seen.append((value, _dtype_name(value.dtype)))
-    return seen
+            found.append((value, dtype_name(value.dtype)))
+    return found
 
 
-def _dtype_name(dtype: ir.DataType) -> str:
+def dtype_name(dtype: ir.DataType) -> str:
+    """numpy's name for the dtype (bfloat16, float8_e4m3fn via ml_dtypes); \"string\"."""
     if dtype == ir.DataType.STRING:
         return "string"
     try:
         return np.dtype(dtype.numpy()).name
     except TypeError:  # ONNX types numpy lacks (bfloat16, float8): their ONNX name
         return dtype.name.lower()
+
+
+def is_floating(dtype: str) -> bool:
+    return dtype.startswith(("float", "bfloat"))

@@ -46,8 +46,8 @@ def compile_model(target: Target, model: ir.Model, config: PassConfig | None = N
     """Check dtypes, partition by declared ops, and compile every segment."""
     config = config if config is not None else target.config_type()
     capabilities = target.capabilities()
-    check_dtypes(model, capabilities, target.name)
-    plan = plan_partition(model, capabilities, target.name)
+    check_dtypes(model, target, capabilities)
+    plan = plan_partition(model, target, capabilities)
     start = time.perf_counter()
     if plan.whole_on_target:
         pieces = ((target, target.compile(model, config)),)

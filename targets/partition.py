@@ -22,7 +22,7 @@ from ir.errors import AsicperfError
 from ir.graph_view import captured_values, to_networkx
 from ir.node_ids import describe_node, node_id
 from ir.ops import node_cost
-from targets.api import Capabilities, value_dtypes
+from targets.api import Capabilities, Target, activation_dtypes, is_floating
 
 
 @dataclass(frozen=True)
@@ -53,26 +53,29 @@ class PartitionPlan:
         return asdict(self)
 
 
-def check_dtypes(model: ir.Model, capabilities: Capabilities, target: str) -> None:
-    """Refuse a model with a tensor type the target does not run (dtypes cannot fall back)."""
-    for value, dtype in value_dtypes(model):
-        if dtype not in capabilities.dtypes:
-            producer = value.producer()
-            where = f"{describe_node(producer)}" if producer is not None else "graph input"
-            raise AsicperfError(
-                f"target '{target}' does not support dtype {dtype}: value '{value.name}' of "
-                f"{where}; it runs {', '.join(sorted(capabilities.dtypes))}"
-            )
+def check_dtypes(model: ir.Model, target: Target, capabilities: Capabilities) -> None:
+    """Refuse a model whose floating-point computation the target cannot do in that precision.
+
+    Falling back would hide it: a bf16 pipeline on a target without bf16 would silently run on
+    the reference path. Integer and bool tensors fall back node by node instead.
+    """
+    for node in model.graph:
+        if not capabilities.runs_op(node.domain, node.op_type):
+            continue
+        for value, dtype in activation_dtypes(node):
+            if is_floating(dtype) and dtype not in capabilities.dtypes:
+                raise AsicperfError(
+                    f"target '{target.name}' does not support dtype {dtype}: value "
+                    f"'{value.name}' of {describe_node(node)}; it runs "
+                    f"{', '.join(sorted(capabilities.dtypes))}"
+                )
 
 
-def plan_partition(model: ir.Model, capabilities: Capabilities, target: str) -> PartitionPlan:
+def plan_partition(model: ir.Model, target: Target, capabilities: Capabilities) -> PartitionPlan:
     graph = model.graph
     nodes = list(graph)
-    unsupported = {
-        node_id(node): f"{node.domain + '.' if node.domain else ''}{node.op_type} is not supported"
-        for node in nodes
-        if not capabilities.runs_op(node.domain, node.op_type)
-    }
+    reasons = {node_id(node): target.unsupported_reason(node, capabilities) for node in nodes}
+    unsupported = {key: reason for key, reason in reasons.items() if reason is not None}
     view = to_networkx(graph)
     order = _grouped_order(view, nodes, unsupported)
     runs: list[list[ir.Node]] = []
@@ -92,7 +95,7 @@ def plan_partition(model: ir.Model, capabilities: Capabilities, target: str) -> 
         key=lambda group: _id_number(group[0]),
     )
     return PartitionPlan(
-        target=target,
+        target=target.name,
         segments=segments,
         fallback_groups=tuple(groups),
         unsupported=unsupported,

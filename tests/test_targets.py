@@ -80,7 +80,8 @@ def test_capability_check_refuses_an_unsupported_dtype(tmp_path):
     with pytest.raises(AsicperfError) as caught:
         compile_model(get_target("fake_targets:PartialTarget"), model)
     assert str(caught.value) == (
-        "target 'partial' does not support dtype float64: value 'x' of graph input; it runs float32"
+        "target 'partial' does not support dtype float64: value 'x' of node n0 (MatMul); "
+        "it runs float32"
     )
 
 

@@ -22,7 +22,9 @@ from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
 from ir.errors import AsicperfError, ModelLoadError
 from ir.model_io import load_model
-from targets.api import Session, Target, value_dtypes
+from passes.base import PassConfig
+from passes.pipeline import PipelineError, make_config, split_options
+from targets.api import CompiledModel, Session, Target, value_dtypes
 from targets.registry import get_target
 
 
@@ -47,14 +49,15 @@ def claims_gap(target: Target, model: ir.Model) -> str | None:
     for graph in model.graphs():
         for node in graph:
             if not capabilities.runs_op(node.domain, node.op_type):
-                return f"op {_op_name(node.domain, node.op_type)} is not claimed"
+                return f"op {op_label(node.domain, node.op_type)} is not claimed"
     for value, dtype in value_dtypes(model):
         if dtype not in capabilities.dtypes:
             return f"dtype {dtype} (of '{value.name}') is not claimed"
     return None
 
 
-def _op_name(domain: str, op_type: str) -> str:
+def op_label(domain: str, op_type: str) -> str:
+    """How reports name an op: `Relu`, `com.microsoft::FusedConv`."""
     return f"{domain}::{op_type}" if domain not in ("", "ai.onnx") else op_type
 
 
@@ -85,10 +88,12 @@ class TargetBackend(Backend):
     """The backend of one target; make one with `backend_for(name)`.
 
     Only the "CPU" device: inputs and outputs are host arrays, and which hardware a target runs
-    on is its own config (e.g. onnxruntime's `provider`), passed as keyword options to `prepare`.
+    on is its own config (e.g. onnxruntime's `provider`), set in the spec given to `backend_for`
+    or as keyword options of `prepare`.
     """
 
     target: Target
+    config: PassConfig
 
     @classmethod
     def supports_device(cls, device: str) -> bool:
@@ -111,23 +116,31 @@ class TargetBackend(Backend):
     @classmethod
     def prepare_ir(cls, model: ir.Model, device: str = "CPU", **kwargs: Any) -> TargetBackendRep:
         """`prepare` for a model already in the IR (the caller loaded it, e.g. to check claims)."""
-        if not cls.supports_device(device):
-            raise AsicperfError(f"target '{cls.target.name}': device '{device}' is not supported")
-        compiled = cls.target.compile(model, cls._config(kwargs))
-        session = cls.target.load(compiled, batch_size=1)
-        return TargetBackendRep(session, compiled.input_names)
+        return cls.load(cls.compile_ir(model, device, **kwargs))
 
     @classmethod
-    def _config(cls, options: Mapping[str, Any]) -> Any:
-        config_type = cls.target.config_type
-        known = {field.name for field in dataclasses.fields(config_type)}
-        unknown = sorted(set(options) - known)
+    def compile_ir(cls, model: ir.Model, device: str = "CPU", **kwargs: Any) -> CompiledModel:
+        """The target's compile step alone, so a caller can tell its failures from `load`'s."""
+        if not cls.supports_device(device):
+            raise AsicperfError(f"target '{cls.target.name}': device '{device}' is not supported")
+        return cls.target.compile(model, cls._config(kwargs))
+
+    @classmethod
+    def load(cls, compiled: CompiledModel) -> TargetBackendRep:
+        """The target's session for batch size 1 (ONNX's cases carry their own batch)."""
+        return TargetBackendRep(cls.target.load(compiled, batch_size=1), compiled.input_names)
+
+    @classmethod
+    def _config(cls, overrides: Mapping[str, Any]) -> PassConfig:
+        """The backend's config (from its spec) with `prepare`'s keyword options applied."""
+        known = {field.name for field in dataclasses.fields(cls.config)}
+        unknown = sorted(set(overrides) - known)
         if unknown:
             raise AsicperfError(
                 f"target '{cls.target.name}' has no option {', '.join(unknown)} "
                 f"(options: {', '.join(sorted(known)) or 'none'})"
             )
-        return config_type(**options)
+        return dataclasses.replace(cls.config, **overrides)
 
     @classmethod
     def run_node(
@@ -184,7 +197,13 @@ def _value_info(name: str, value: Any) -> onnx.ValueInfoProto:
 
 
 @functools.cache
-def backend_for(target_name: str) -> type[TargetBackend]:
-    """The Backend class of the registered target `target_name` (UnknownTargetError if none)."""
-    target = get_target(target_name)
-    return type(f"TargetBackend[{target_name}]", (TargetBackend,), {"target": target})
+def backend_for(spec: str) -> type[TargetBackend]:
+    """The Backend class of a registered target. `spec` is its name, with options the way
+    `runner run --target` takes them: `"tvm{cache=false}"`."""
+    try:
+        name, options = split_options(spec, spec)
+    except PipelineError as error:
+        raise AsicperfError(f"target '{spec}': {error}") from None
+    target = get_target(name)
+    config = make_config(type(target), options, kind="target")
+    return type(f"TargetBackend[{spec}]", (TargetBackend,), {"target": target, "config": config})

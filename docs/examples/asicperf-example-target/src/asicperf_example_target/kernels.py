@@ -14,14 +14,16 @@ from typing import Any
 
 import numpy as np
 
-Kernel = Callable[[Sequence[np.ndarray | None], Mapping[str, Any], int], np.ndarray]
+Inputs = Sequence[np.ndarray | None]
+Attrs = Mapping[str, Any]
+Kernel = Callable[[Inputs, Attrs, int], np.ndarray]
 
 
-def _matmul(inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int) -> np.ndarray:
+def _matmul(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     return np.matmul(inputs[0], inputs[1])
 
 
-def _gemm(inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int) -> np.ndarray:
+def _gemm(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     a, b = inputs[0], inputs[1]
     c = inputs[2] if len(inputs) > 2 else None
     if a.ndim != 2 or b.ndim != 2:
@@ -35,33 +37,29 @@ def _gemm(inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: 
     return y
 
 
-def _add(inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int) -> np.ndarray:
+def _add(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     return np.add(inputs[0], inputs[1])  # numpy's broadcasting is ONNX's (opset >= 7)
 
 
-def _mul(inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int) -> np.ndarray:
+def _mul(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     return np.multiply(inputs[0], inputs[1])
 
 
-def _relu(inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int) -> np.ndarray:
+def _relu(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     return np.maximum(inputs[0], 0)
 
 
-def _sigmoid(
-    inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int
-) -> np.ndarray:
+def _sigmoid(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     x = inputs[0]
     e = np.exp(-np.abs(x))  # never overflows, unlike exp(-x) for large negative x
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
-def _tanh(inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int) -> np.ndarray:
+def _tanh(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     return np.tanh(inputs[0])
 
 
-def _softmax(
-    inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int
-) -> np.ndarray:
+def _softmax(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     x = inputs[0]
     if opset >= 13:  # one axis, default the last
         return _softmax_along(x, attrs.get("axis", -1))
@@ -76,47 +74,37 @@ def _softmax_along(x: np.ndarray, axis: int) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
-def _reshape(
-    inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int
-) -> np.ndarray:
+def _reshape(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     x, shape = inputs[0], [int(d) for d in inputs[1]]
     if not attrs.get("allowzero", 0):  # 0 copies the input's dim at that index
         shape = [x.shape[i] if d == 0 else d for i, d in enumerate(shape)]
     return x.reshape(shape)
 
 
-def _flatten(
-    inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int
-) -> np.ndarray:
+def _flatten(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     x = inputs[0]
     axis = _axis(attrs.get("axis", 1), x.ndim)
     return x.reshape(math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
 
 
-def _transpose(
-    inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int
-) -> np.ndarray:
+def _transpose(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     return np.transpose(inputs[0], attrs.get("perm"))  # no perm: reverse the axes
 
 
-def _identity(
-    inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int
-) -> np.ndarray:
+def _identity(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     return inputs[0]
 
 
-def _conv(inputs: Sequence[np.ndarray | None], attrs: Mapping[str, Any], opset: int) -> np.ndarray:
+def _conv(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     """2-D convolution, group 1, as one matrix product over im2col patches."""
     x, w = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
     if x.ndim != 4 or w.ndim != 4:
         raise ValueError(f"Conv runs 2-D only, got X {list(x.shape)} and W {list(w.shape)}")
-    if attrs.get("group", 1) != 1:
-        raise ValueError(f"Conv runs group=1 only, got group={attrs['group']}")
     n, channels, height, width = x.shape
     filters, w_channels, kh, kw = w.shape
     if w_channels != channels:
-        raise ValueError(f"Conv: X has {channels} channels, W expects {w_channels}")
+        raise ValueError(f"Conv: X has {channels} channels, W expects {w_channels} (group 1)")
     sh, sw = attrs.get("strides", (1, 1))
     dh, dw = attrs.get("dilations", (1, 1))
     top, left, bottom, right = _conv_pads(attrs, (height, width), (kh, kw), (sh, sw), (dh, dw))

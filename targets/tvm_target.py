@@ -1,0 +1,341 @@
+"""The `tvm` target: Apache TVM's Relax compiler, through its ONNX frontend, on the CPU (LLVM) or
+a CUDA GPU.
+
+The model is first cleaned with the toolkit's own passes (constant folding, identity removal,
+dead code): TVM's frontend cannot import torch-exported shape chains (Shape -> Gather -> Concat
+-> ConstantOfShape) that those passes fold away when the shapes are static. Symbolic dims stay
+symbolic: Relax compiles them as shape variables, so one artifact runs every batch size. Nothing
+is tuned (MetaSchedule crashes on this wheel), so CPU kernels are correct but slow; on CUDA,
+`tvm.compile`'s default GPU pipeline gives every kernel DLight's default schedule.
+
+`tvm` is imported only inside functions, so this module loads without TVM installed and `info()`
+says why the target is unavailable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+import json
+import os
+import platform
+import re
+import tempfile
+import time
+import warnings
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from ir.errors import AsicperfError, first_line
+from ir.fingerprint import fingerprint
+from passes.audit import config_to_json
+from passes.base import PassConfig
+from passes.manager import PipelineResult, run_pipeline
+from passes.pipeline import parse_pipeline
+from targets.api import Capabilities, CompiledModel, Session, Target, TargetInfo, graph_io_names
+from targets.compile_record import compile_record, op_count_changes, op_counts
+from targets.device import host_device
+from targets.hardware.host import default_cache_path, detect_cpu
+
+LOWERING = "fold-constants,remove-identity,dce"
+CACHE_SCHEMA = "asicperf.tvm-cache/1"  # bump when the way an artifact is built changes
+# Newest x86 generation first: the flags a generation needs, and LLVM's name for it.
+# `-mcpu=native` is no use: this LLVM falls back to a generic CPU for recent Xeons.
+_MCPU_BY_FLAGS = (
+    (frozenset({"amx_tile", "amx_int8", "avx512_bf16"}), "sapphirerapids"),
+    (frozenset({"avx512_vnni"}), "cascadelake"),
+    (frozenset({"avx512f"}), "skylake-avx512"),
+    (frozenset({"avx2"}), "haswell"),
+)
+# Converters named after an ONNX op that implement a different op: TVM's "Attention" is
+# com.microsoft's (packed QKV weight), not ONNX-23's Attention(Q, K, V).
+_NOT_THE_ONNX_OP = frozenset({"Attention"})
+# What the frontend imports (any type onnx maps to numpy) and the VM moves in and out as numpy;
+# each one round-trips through tests/test_target_tvm.py.
+_DTYPES = frozenset(
+    {"float16", "float32", "float64", "int8", "int16", "int32", "int64"}
+    | {"uint8", "uint16", "uint32", "uint64", "bool"}
+)
+
+
+@dataclass(frozen=True)
+class TvmConfig(PassConfig):
+    device: Literal["cpu", "cuda"] = "cpu"
+    opt_level: int = 3
+    mcpu: str = ""  # LLVM CPU name; "" derives it from the host's CPU flags
+    cache: bool = True  # reuse compiled libraries from $ASICPERF_CACHE/tvm
+
+
+@dataclass(frozen=True)
+class _Artifact:
+    """What `load` needs: the compiled module and the names of its parameters, in order."""
+
+    module: Any  # tvm.runtime.Executable (just built) or tvm.runtime.Module (from the cache)
+    params: tuple[str, ...]
+
+
+def llvm_mcpu(flags: Collection[str]) -> str:
+    """LLVM's name for the newest x86 generation whose instructions `flags` prove."""
+    present = set(flags)
+    return next((mcpu for needs, mcpu in _MCPU_BY_FLAGS if needs <= present), "x86-64")
+
+
+def cache_dir() -> Path:
+    """`$ASICPERF_CACHE/tvm`, beside the host measurements."""
+    return default_cache_path().parent / "tvm"
+
+
+class TvmTarget(Target):
+    name = "tvm"
+    config_type = TvmConfig
+
+    def info(self) -> TargetInfo:
+        try:
+            tvm = _import_tvm()
+        except AsicperfError as error:
+            return TargetInfo(
+                self.name, "?", host_device(), available=False, why_not=str(error), hardware="host"
+            )
+        gpu = tvm.cuda(0)
+        device = host_device() + (f" (+ cuda: {gpu.device_name})" if gpu.exist else "")
+        llvm = tvm.runtime.enabled("llvm")
+        return TargetInfo(
+            self.name,
+            tvm.__version__,
+            device,
+            available=llvm,
+            why_not=None if llvm else "this TVM build has no LLVM backend",
+            hardware="host",
+            preferred_batch_sizes=(1, 8),
+        )
+
+    def capabilities(self) -> Capabilities:
+        _import_tvm()  # a one-line error without TVM
+        return _capabilities()
+
+    def compile(self, model: ir.Model, config: PassConfig) -> CompiledModel:
+        assert isinstance(config, TvmConfig)
+        tvm = _import_tvm()
+        start = time.perf_counter()
+        lowered = _lower(model)
+        _check_ops(lowered.model, self.capabilities())
+        target = _tvm_target(tvm, config)
+        key = _cache_key(tvm, lowered.fingerprint, str(target), config)
+        path = cache_dir() / f"{key}.so" if config.cache else None
+        module = _load_cached(tvm, path)
+        cache_hit = module is not None
+        if module is None:
+            module = _build(tvm, ir.to_proto(lowered.model), target, config.opt_level)
+            if path is not None:
+                _store(module, path)
+        wall_ms = (time.perf_counter() - start) * 1e3
+        before = [node.op_type for node in model.graph]
+        after = [node.op_type for node in lowered.model.graph]
+        inputs, outputs = graph_io_names(model)
+        record = compile_record(
+            target=self.name,
+            config=config_to_json(config),
+            ir_fingerprint=fingerprint(model),
+            artifact_fingerprint=f"sha256:{key}",
+            wall_ms=wall_ms,
+            nodes=(len(before), len(after)),
+            changes=op_count_changes(
+                op_counts(before), op_counts(after), rule="tvm-lowering", who=LOWERING
+            ),
+            extra={
+                "lowering": [r.to_json() for r in lowered.records],
+                "tvm_target": json.loads(str(target)),
+                "cache_hit": cache_hit,
+                "cache_path": str(path) if path else None,
+                "precision": "as in the model",
+            },
+        )
+        artifact = _Artifact(module, graph_io_names(lowered.model)[0])
+        return CompiledModel(
+            self.name,
+            record.in_fingerprint,
+            record.config,
+            artifact,
+            record,
+            inputs,
+            outputs,
+            cache_hit=cache_hit,
+        )
+
+    def load(self, compiled: CompiledModel, batch_size: int) -> Session:
+        """Any batch size: symbolic dims are shape variables in the compiled module."""
+        tvm = _import_tvm()
+        from tvm import relax
+
+        config = TvmConfig(**compiled.options)
+        device = tvm.cuda(0) if config.device == "cuda" else tvm.cpu(0)
+        artifact = compiled.payload
+        machine = relax.VirtualMachine(artifact.module, device)
+        return TvmSession(tvm, machine, device, artifact.params, self.name)
+
+
+class TvmSession(Session):
+    """Numpy in, numpy out around the Relax VM's `main`."""
+
+    def __init__(
+        self, tvm: ModuleType, machine: Any, device: Any, params: tuple[str, ...], target: str
+    ) -> None:
+        self._tvm = tvm
+        self._main = machine["main"]
+        self._device = device
+        self._params = params
+        self._target = target
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        missing = [name for name in self._params if name not in feeds]
+        if missing:
+            raise AsicperfError(f"target '{self._target}': missing input(s) {', '.join(missing)}")
+        tensor = self._tvm.runtime.tensor
+        args = [tensor(np.ascontiguousarray(feeds[name]), self._device) for name in self._params]
+        try:
+            result = self._main(*args)
+        except Exception as error:  # TVM raises RuntimeError, ValueError, TVMError subclasses
+            raise AsicperfError(
+                f"target '{self._target}' failed to run: {first_line(error)}"
+            ) from error
+        return _to_numpy(self._tvm, result)
+
+
+def _import_tvm() -> ModuleType:
+    try:
+        import tvm
+    except Exception as error:  # ImportError, or a broken native library
+        raise AsicperfError(f"cannot import tvm: {first_line(error)}") from error
+    return tvm
+
+
+@functools.cache
+def _capabilities() -> Capabilities:
+    """The ONNX (default domain) ops TVM's Relax frontend has a converter for, plus `If`,
+    which the importer converts itself."""
+    from tvm.relax.frontend.onnx import onnx_frontend
+
+    names = (set(onnx_frontend._get_convert_map()) | {"If"}) - _NOT_THE_ONNX_OP
+    ops = frozenset(("", name) for name in names if onnx.defs.has(name))
+    return Capabilities(ops, _DTYPES)
+
+
+def _lower(model: ir.Model) -> PipelineResult:
+    """The cleanup passes on a copy: the caller's model is never touched."""
+    copy = ir.serde.deserialize_model(ir.serde.serialize_model(model))
+    return run_pipeline(copy, parse_pipeline(LOWERING))
+
+
+def _check_ops(model: ir.Model, capabilities: Capabilities) -> None:
+    missing = sorted(
+        {
+            f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+            for node in ir.traversal.RecursiveGraphIterator(model.graph)
+            if not capabilities.runs_op(node.domain, node.op_type)
+        }
+    )
+    if missing:
+        raise AsicperfError(
+            f"target 'tvm': TVM's ONNX frontend cannot convert op(s) {', '.join(missing)}"
+        )
+
+
+def _tvm_target(tvm: ModuleType, config: TvmConfig) -> Any:
+    """The LLVM target for this host's CPU, or the visible CUDA GPU with that CPU as host."""
+    on_x86 = platform.machine().lower() in ("x86_64", "amd64")
+    mcpu = config.mcpu or (llvm_mcpu(detect_cpu().flags) if on_x86 else "generic")
+    host = {"kind": "llvm", "mcpu": mcpu, "num-cores": os.cpu_count() or 1}
+    if config.device == "cpu":
+        return tvm.target.Target(host)
+    gpu = tvm.cuda(0)
+    if not gpu.exist:
+        raise AsicperfError("target 'tvm': device=cuda, but TVM sees no CUDA GPU")
+    arch = "sm_" + gpu.compute_version.replace(".", "")
+    return tvm.target.Target({"kind": "cuda", "arch": arch, "host": host})
+
+
+def _build(tvm: ModuleType, proto: onnx.ModelProto, target: Any, opt_level: int) -> Any:
+    """The frontend, then `tvm.compile`; its default pipeline legalizes every op to TIR (and on a
+    GPU target also fuses and applies DLight's Matmul, GEMV, Reduction, GeneralReduction and
+    Fallback schedules). Frontend failures are one line naming the op when TVM says which."""
+    from tvm.relax.frontend.onnx import from_onnx
+
+    printed = io.StringIO()  # the frontend prints the failing op (and its inputs) to stdout
+    try:
+        with contextlib.redirect_stdout(printed), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # checker complaints and input renames
+            module = from_onnx(proto, keep_params_in_input=False)
+    except Exception as error:  # converters raise whatever their checks hit
+        failed = re.search(r"Error converting operator (\S+)", printed.getvalue())
+        where = f" on op {failed.group(1).rstrip(',')}" if failed else ""
+        dims = (d for i in proto.graph.input for d in i.type.tensor_type.shape.dim)
+        hint = (
+            " (symbolic input dims keep the model's shape arithmetic from folding)"
+            if any(not d.HasField("dim_value") for d in dims)
+            else ""
+        )
+        raise AsicperfError(
+            f"target 'tvm': TVM's ONNX frontend failed{where}: {first_line(error)}{hint}"
+        ) from error
+    try:
+        with tvm.transform.PassContext(opt_level=opt_level):
+            return tvm.compile(module, target=target)
+    except Exception as error:  # TVMError and friends from any lowering pass
+        raise AsicperfError(f"target 'tvm': compile failed: {first_line(error)}") from error
+
+
+def _cache_key(tvm: ModuleType, ir_fingerprint: str, target: str, config: TvmConfig) -> str:
+    """What determines the library: the lowered IR, TVM, the target and the options."""
+    described = {
+        "schema": CACHE_SCHEMA,
+        "ir": ir_fingerprint,
+        "tvm": tvm.__version__,
+        "target": target,
+        "config": config_to_json(config),
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
+def _load_cached(tvm: ModuleType, path: Path | None) -> Any | None:
+    """The cached library, or None when absent or unreadable (then it is rebuilt)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        return tvm.runtime.load_module(os.fspath(path))
+    except Exception:  # a truncated or foreign file is only a cache miss
+        return None
+
+
+def _store(executable: Any, path: Path) -> None:
+    """Export the library beside its final name, then rename: readers never see half a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem[:12]}.") as folder:
+            staged = Path(folder) / path.name
+            executable.export_library(os.fspath(staged))
+            os.replace(staged, path)
+    except Exception as error:  # OSError, or the linker failing inside TVM
+        raise AsicperfError(
+            f"{path}: cannot write the TVM cache: {first_line(error)} "
+            "(set ASICPERF_CACHE to a writable folder, or use tvm{cache=false})"
+        ) from error
+
+
+def _to_numpy(tvm: ModuleType, value: Any) -> list[np.ndarray]:
+    """The VM's result flattened in order: tuples open up, shapes become int64 tensors."""
+    if isinstance(value, tvm.runtime.Tensor):
+        return [value.numpy()]
+    if isinstance(value, tvm.runtime.ShapeTuple):  # a tuple subclass: test before Sequence
+        return [np.array(tuple(value), dtype=np.int64)]
+    if isinstance(value, Sequence):
+        return [array for item in value for array in _to_numpy(tvm, item)]
+    return [np.asarray(value)]
