@@ -44,6 +44,8 @@ class Capabilities:
 
     ops: frozenset[tuple[str, str]] | None
     dtypes: frozenset[str]
+    # What the session can take in and hand back, when narrower than `dtypes`.
+    boundary_dtypes: frozenset[str] | None = None
 
     def runs_op(self, domain: str, op_type: str) -> bool:
         domain = "" if domain == "ai.onnx" else domain

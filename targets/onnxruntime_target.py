@@ -4,7 +4,6 @@ capability check is exactly what this onnxruntime can run."""
 
 from __future__ import annotations
 
-import functools
 import os
 import tempfile
 import time
@@ -17,15 +16,15 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import onnxruntime as ort
-from onnxruntime.capi import _pybind_state
 
 from ir.errors import AsicperfError, first_line
 from ir.fingerprint import fingerprint
 from passes.audit import config_to_json
 from passes.base import PassConfig
-from targets.api import Capabilities, CompiledModel, Session, Target, TargetInfo, graph_io_names
+from targets.api import CompiledModel, Session, Target, TargetInfo, graph_io_names
 from targets.compile_record import artifact_digest, compile_record, op_count_changes, op_counts
 from targets.device import host_device
+from targets.ort_kernels import OnnxRuntimeClaims
 
 _PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -38,25 +37,6 @@ _LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-# ONNX type strings in kernel type constraints -> numpy dtype names.
-_TYPE_NAMES = {
-    "tensor(float)": "float32",
-    "tensor(double)": "float64",
-    "tensor(float16)": "float16",
-    "tensor(bfloat16)": "bfloat16",
-    "tensor(int8)": "int8",
-    "tensor(uint8)": "uint8",
-    "tensor(int16)": "int16",
-    "tensor(uint16)": "uint16",
-    "tensor(int32)": "int32",
-    "tensor(uint32)": "uint32",
-    "tensor(int64)": "int64",
-    "tensor(uint64)": "uint64",
-    "tensor(bool)": "bool",
-    "tensor(string)": "string",
-    "tensor(float8e4m3fn)": "float8_e4m3fn",
-    "tensor(float8e5m2)": "float8_e5m2",
-}
 
 
 @dataclass(frozen=True)
@@ -66,7 +46,7 @@ class OnnxRuntimeConfig(PassConfig):
     provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
 
 
-class OnnxRuntimeTarget(Target):
+class OnnxRuntimeTarget(OnnxRuntimeClaims, Target):
     name = "onnxruntime"
     config_type = OnnxRuntimeConfig
 
@@ -82,9 +62,6 @@ class OnnxRuntimeTarget(Target):
             hardware="host",
             preferred_batch_sizes=(1, 8, 32),
         )
-
-    def capabilities(self) -> Capabilities:
-        return _cpu_capabilities()
 
     def compile(self, model: ir.Model, config: PassConfig) -> CompiledModel:
         assert isinstance(config, OnnxRuntimeConfig)
@@ -161,17 +138,3 @@ class OnnxRuntimeSession(Session):
             raise AsicperfError(
                 f"target '{self._target}' failed to run: {first_line(error)}"
             ) from error
-
-
-@functools.cache
-def _cpu_capabilities() -> Capabilities:
-    ops: set[tuple[str, str]] = set()
-    dtypes: set[str] = set()
-    for kernel in _pybind_state.get_all_opkernel_def():
-        if kernel.provider != "CPUExecutionProvider":
-            continue
-        domain = "" if kernel.domain in ("", "ai.onnx") else kernel.domain
-        ops.add((domain, kernel.op_name))
-        for allowed in kernel.type_constraints.values():
-            dtypes.update(_TYPE_NAMES[t] for t in allowed if t in _TYPE_NAMES)
-    return Capabilities(frozenset(ops), frozenset(dtypes))

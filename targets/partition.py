@@ -22,7 +22,7 @@ from ir.errors import AsicperfError
 from ir.graph_view import captured_values, to_networkx
 from ir.node_ids import describe_node, node_id
 from ir.ops import node_cost
-from targets.api import Capabilities, Target, activation_dtypes, is_floating
+from targets.api import Capabilities, Target, activation_dtypes, dtype_name, is_floating
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,17 @@ def check_dtypes(model: ir.Model, target: Target, capabilities: Capabilities) ->
     Falling back would hide it: a bf16 pipeline on a target without bf16 would silently run on
     the reference path. Integer and bool tensors fall back node by node instead.
     """
+    boundary = capabilities.boundary_dtypes
+    graph_io = [*model.graph.inputs, *model.graph.outputs]
+    for value in graph_io if boundary is not None else []:
+        if value.is_initializer() or value.dtype is None:
+            continue
+        if dtype_name(value.dtype) not in boundary:
+            raise AsicperfError(
+                f"target '{target.name}' cannot take or return dtype "
+                f"{dtype_name(value.dtype)} (graph input or output '{value.name}'); "
+                f"its sessions exchange {', '.join(sorted(boundary))}"
+            )
     for node in model.graph:
         if not capabilities.runs_op(node.domain, node.op_type):
             continue

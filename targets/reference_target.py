@@ -11,18 +11,14 @@ import onnxruntime as ort
 from ir.fingerprint import fingerprint
 from ir.reference import reference_session
 from passes.base import PassConfig
-from targets.api import Capabilities, CompiledModel, Session, Target, TargetInfo, graph_io_names
+from targets.api import CompiledModel, Session, Target, TargetInfo, graph_io_names
 from targets.compile_record import artifact_digest, compile_record
 from targets.device import host_device
 from targets.onnxruntime_target import OnnxRuntimeSession
-
-REFERENCE_DTYPES = frozenset(
-    {"float32", "float64", "float16", "bfloat16", "int8", "uint8", "int16", "uint16", "int32"}
-    | {"uint32", "int64", "uint64", "bool", "string"}
-)
+from targets.ort_kernels import OnnxRuntimeClaims
 
 
-class ReferenceTarget(Target):
+class ReferenceTarget(OnnxRuntimeClaims, Target):
     name = "reference"
 
     def info(self) -> TargetInfo:
@@ -33,9 +29,6 @@ class ReferenceTarget(Target):
             available=True,
             hardware="host",
         )
-
-    def capabilities(self) -> Capabilities:
-        return Capabilities(None, REFERENCE_DTYPES)
 
     def compile(self, model: ir.Model, config: PassConfig) -> CompiledModel:
         start = time.perf_counter()

@@ -2,11 +2,12 @@
 a CUDA GPU.
 
 The model is first cleaned with the toolkit's own passes (constant folding, identity removal,
-dead code): TVM's frontend cannot import torch-exported shape chains (Shape -> Gather -> Concat
--> ConstantOfShape) that those passes fold away when the shapes are static. Symbolic dims stay
-symbolic: Relax compiles them as shape variables, so one artifact runs every batch size. Nothing
-is tuned (MetaSchedule crashes on this wheel), so CPU kernels are correct but slow; on CUDA,
-`tvm.compile`'s default GPU pipeline gives every kernel DLight's default schedule.
+dead code): TVM's frontend rejects torch-exported shape arithmetic (Shape -> Gather -> Concat ->
+Max/Mul/... -> ConstantOfShape or Reshape) that those passes fold away when the input shapes are
+static. Symbolic dims stay symbolic: Relax compiles them as shape variables, so one artifact runs
+every batch size, but shape arithmetic over them cannot fold (the frontend error says so).
+Nothing is tuned (MetaSchedule crashes on this wheel), so CPU kernels are correct but slow; on
+CUDA, `tvm.compile`'s default GPU pipeline gives every kernel DLight's default schedule.
 
 `tvm` is imported only inside functions, so this module loads without TVM installed and `info()`
 says why the target is unavailable.
@@ -77,10 +78,12 @@ class TvmConfig(PassConfig):
 
 @dataclass(frozen=True)
 class _Artifact:
-    """What `load` needs: the compiled module and the names of its parameters, in order."""
+    """What `load` needs: the compiled module, its parameters' names in order, and how many
+    outputs `main` returns (more than one come as a tuple)."""
 
     module: Any  # tvm.runtime.Executable (just built) or tvm.runtime.Module (from the cache)
     params: tuple[str, ...]
+    outputs: int
 
 
 def llvm_mcpu(flags: Collection[str]) -> str:
@@ -159,7 +162,7 @@ class TvmTarget(Target):
                 "precision": "as in the model",
             },
         )
-        artifact = _Artifact(module, graph_io_names(lowered.model)[0])
+        artifact = _Artifact(module, graph_io_names(lowered.model)[0], len(outputs))
         return CompiledModel(
             self.name,
             record.in_fingerprint,
@@ -178,36 +181,37 @@ class TvmTarget(Target):
 
         config = TvmConfig(**compiled.options)
         device = tvm.cuda(0) if config.device == "cuda" else tvm.cpu(0)
-        artifact = compiled.payload
-        machine = relax.VirtualMachine(artifact.module, device)
-        return TvmSession(tvm, machine, device, artifact.params, self.name)
+        machine = relax.VirtualMachine(compiled.payload.module, device)
+        return TvmSession(tvm, machine, device, compiled.payload, self.name)
 
 
 class TvmSession(Session):
     """Numpy in, numpy out around the Relax VM's `main`."""
 
     def __init__(
-        self, tvm: ModuleType, machine: Any, device: Any, params: tuple[str, ...], target: str
+        self, tvm: ModuleType, machine: Any, device: Any, artifact: _Artifact, target: str
     ) -> None:
         self._tvm = tvm
         self._main = machine["main"]
         self._device = device
-        self._params = params
+        self._artifact = artifact
         self._target = target
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        missing = [name for name in self._params if name not in feeds]
+        params = self._artifact.params
+        missing = [name for name in params if name not in feeds]
         if missing:
             raise AsicperfError(f"target '{self._target}': missing input(s) {', '.join(missing)}")
         tensor = self._tvm.runtime.tensor
-        args = [tensor(np.ascontiguousarray(feeds[name]), self._device) for name in self._params]
-        try:
+        try:  # not np.ascontiguousarray: it turns a 0-d input into 1-d
+            args = [tensor(np.asarray(feeds[name], order="C"), self._device) for name in params]
             result = self._main(*args)
         except Exception as error:  # TVM raises RuntimeError, ValueError, TVMError subclasses
             raise AsicperfError(
                 f"target '{self._target}' failed to run: {first_line(error)}"
             ) from error
-        return _to_numpy(self._tvm, result)
+        values = list(result) if self._artifact.outputs > 1 else [result]
+        return [_to_numpy(self._tvm, value) for value in values]
 
 
 def _import_tvm() -> ModuleType:
@@ -330,12 +334,12 @@ def _store(executable: Any, path: Path) -> None:
         ) from error
 
 
-def _to_numpy(tvm: ModuleType, value: Any) -> list[np.ndarray]:
-    """The VM's result flattened in order: tuples open up, shapes become int64 tensors."""
+def _to_numpy(tvm: ModuleType, value: Any) -> Any:
+    """One output as numpy: a tensor, a shape (as int64), or a list for an ONNX sequence."""
     if isinstance(value, tvm.runtime.Tensor):
-        return [value.numpy()]
+        return value.numpy()
     if isinstance(value, tvm.runtime.ShapeTuple):  # a tuple subclass: test before Sequence
-        return [np.array(tuple(value), dtype=np.int64)]
+        return np.array(tuple(value), dtype=np.int64)
     if isinstance(value, Sequence):
-        return [array for item in value for array in _to_numpy(tvm, item)]
-    return [np.asarray(value)]
+        return [_to_numpy(tvm, item) for item in value]
+    return np.asarray(value)

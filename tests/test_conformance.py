@@ -32,19 +32,21 @@ def test_node_cases_of_common_ops_pass(target):
     assert failing_ops(report) == frozenset()
 
 
-def test_onnxruntime_skips_expanded_cases_it_does_not_claim():
-    """Its claims are its CPU kernels; Constant has none (ORT folds it), so bodies using it skip."""
+def test_onnxruntime_claims_constant_and_function_ops_it_expands():
+    """Its claims are its CPU kernels plus what it expands (Constant, ONNX functions), so
+    Softmax's expanded cases (function bodies with Constant) run too, and pass."""
     report = run_node_tests("onnxruntime", [("", "Softmax")])
-    skipped = [r for r in report.results if r.status == Status.SKIPPED]
-    assert skipped and all(r.expanded for r in skipped)
-    assert {r.reason for r in skipped} == {"op Constant is not claimed"}
+    assert {(r.status, r.expanded) for r in report.results} == {
+        (Status.PASS, False),
+        (Status.PASS, True),
+    }
 
 
 def test_unclaimed_ops_and_dtypes_are_skipped_with_the_reason():
     report = run_node_tests("fake_targets:PartialTarget", [("", "Relu"), ("", "Softmax")])
     softmax = [r for r in report.results if r.op_type == "Softmax" and not r.expanded]
     assert softmax and all(r.status == Status.SKIPPED for r in softmax)
-    assert {r.reason for r in softmax} == {"op Softmax is not claimed"}
+    assert {r.reason for r in softmax} == {"op Softmax is not claimed: Softmax is not supported"}
     assert report.target == "partial"
     assert [s.op_type for s in report.op_summaries()] == ["Relu"]
 
@@ -52,7 +54,9 @@ def test_unclaimed_ops_and_dtypes_are_skipped_with_the_reason():
     by_name = {r.name: r for r in add.results}
     assert by_name["test_add"].status == Status.PASS
     assert by_name["test_add_uint8"].status == Status.SKIPPED
-    assert by_name["test_add_uint8"].reason == "dtype uint8 (of 'x') is not claimed"
+    assert by_name["test_add_uint8"].reason == (
+        "op Add is not claimed: Add on uint8 is not supported"
+    )
 
 
 def test_a_target_with_wrong_outputs_fails_with_a_reason(monkeypatch):

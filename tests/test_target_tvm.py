@@ -235,6 +235,30 @@ def test_multiple_outputs_come_back_in_graph_order(tmp_path: Path) -> None:
         assert got.dtype == want.dtype
 
 
+def test_scalar_inputs_and_sequence_outputs_keep_their_form(tmp_path: Path) -> None:
+    nodes = [
+        helper.make_node("Pow", ["x", "p"], ["y"]),
+        helper.make_node("SequenceConstruct", ["x", "y"], ["pair"]),
+    ]
+    inputs = {"x": (TensorProto.FLOAT, [3]), "p": (TensorProto.FLOAT, [])}
+    graph = helper.make_graph(
+        nodes,
+        "test",
+        [helper.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, [3]),
+            helper.make_tensor_sequence_value_info("pair", TensorProto.FLOAT, [3]),
+        ],
+    )
+    opsets = [helper.make_opsetid("", 17)]
+    model = load(helper.make_model(graph, opset_imports=opsets, ir_version=8), tmp_path)
+    feeds = {"x": np.array([1.0, 2.0, 3.0], np.float32), "p": np.array(2.0, np.float32)}
+    y, pair = _tvm_run(TvmTarget().compile(model, TvmConfig()), feeds)
+    np.testing.assert_allclose(y, [1.0, 4.0, 9.0])
+    assert isinstance(pair, list) and len(pair) == 2
+    np.testing.assert_allclose(pair[1], y)
+
+
 def test_cache_hit_is_fast_and_a_new_weight_misses(tmp_path: Path) -> None:
     model = load(_small_resnet(), tmp_path)
     target = TvmTarget()

@@ -24,7 +24,7 @@ from ir.errors import AsicperfError, ModelLoadError
 from ir.model_io import load_model
 from passes.base import PassConfig
 from passes.pipeline import PipelineError, make_config, split_options
-from targets.api import CompiledModel, Session, Target, value_dtypes
+from targets.api import CompiledModel, Session, Target, dtype_name, value_dtypes
 from targets.registry import get_target
 
 
@@ -44,15 +44,22 @@ def load_proto(model: onnx.ModelProto) -> ir.Model:
 
 
 def claims_gap(target: Target, model: ir.Model) -> str | None:
-    """Why the target does not claim to run `model` (first unclaimed op or dtype), or None."""
+    """Why the target does not claim to run `model` (the first node it does not run, or a
+    tensor type it does not take), or None."""
     capabilities = target.capabilities()
     for graph in model.graphs():
         for node in graph:
-            if not capabilities.runs_op(node.domain, node.op_type):
-                return f"op {op_label(node.domain, node.op_type)} is not claimed"
+            reason = target.unsupported_reason(node, capabilities)
+            if reason is not None:
+                return f"op {op_label(node.domain, node.op_type)} is not claimed: {reason}"
     for value, dtype in value_dtypes(model):
         if dtype not in capabilities.dtypes:
             return f"dtype {dtype} (of '{value.name}') is not claimed"
+    boundary = capabilities.boundary_dtypes
+    for value in [*model.graph.inputs, *model.graph.outputs] if boundary is not None else []:
+        dtype = dtype_name(value.dtype) if value.dtype is not None else None
+        if dtype is not None and dtype not in boundary:
+            return f"dtype {dtype} cannot cross the session boundary ('{value.name}')"
     return None
 
 
@@ -85,7 +92,7 @@ class TargetBackendRep(BackendRep):
 
 
 class TargetBackend(Backend):
-    """The backend of one target; make one with `backend_for(name)`.
+    """The backend of one target; make one with `backend_for(spec)`.
 
     Only the "CPU" device: inputs and outputs are host arrays, and which hardware a target runs
     on is its own config (e.g. onnxruntime's `provider`), set in the spec given to `backend_for`

@@ -14,7 +14,7 @@ from passes.audit import write_text_atomically
 from targets.conformance.backend import op_label
 from targets.conformance.node_tests import ConformanceReport, Status, failing_ops
 
-_REASON_CHARS = 150
+_REASON_CHARS = 200
 
 
 def json_path(out: Path, target: str) -> Path:
@@ -40,6 +40,7 @@ def render_page(
     out: Path, reports: Sequence[ConformanceReport], not_run: Sequence[str], command: str
 ) -> str:
     onnx_versions = sorted({report.onnx_version for report in reports})
+    slowest = max((r.seconds for report in reports for r in report.results), default=0.0)
     lines = [
         "# Conformance: ONNX's node tests on each target",
         "",
@@ -54,7 +55,9 @@ def render_page(
         "`onnx.backend.base.Backend` adapter over a target: the toolkit's loader, then the "
         "target's `compile` and `load` (batch size 1) and `Session.run`. Outputs are compared "
         "as ONNX's runner does: same count, shapes and dtypes; strings, bools and integers "
-        "exact; floats within the case's `rtol`/`atol` (1e-3/1e-7; bfloat16 at least 2^-6).",
+        "exact; floats within the case's `rtol`/`atol` (1e-3/1e-7; bfloat16 at least 2^-6). "
+        "Cases run in-process one after another, with no time limit per case; the slowest "
+        f"took {slowest:.1f} s, and each JSON lists its target's ten slowest.",
         "",
         "- **pass**: every output matches.",
         "- **fail**: an output differs, or `Session.run` raised.",
@@ -122,18 +125,18 @@ def _failing_section(report: ConformanceReport) -> list[str]:
 
 
 def _adding_section(not_run: Sequence[str]) -> list[str]:
-    registered = ", ".join(f"`{name}`" for name in not_run)
     lines = [
         "## Adding a target",
         "",
-        "Any target registered under the `asicperf.targets` entry-point group can be run: add "
-        "its name to the command above (e.g. `tvm`, once `targets/tvm_target.py` registers it "
-        'in `pyproject.toml` and the package is reinstalled; `python -c "from targets.registry '
-        'import discover; print(discover())"` lists what is registered). The target must be '
-        "available on the machine (`get_target` refuses one that is not).",
+        "Any target registered under the `asicperf.targets` entry-point group (or given as "
+        "`module:Class`) can be run: add it to the command above, with options the way "
+        '`runner run --target` takes them (`tvm{cache=false}`). `python -c "from '
+        'targets.registry import discover; print(discover())"` lists what is registered; '
+        "`get_target` refuses a target that is not available on the machine.",
         "",
     ]
-    if registered:
+    if not_run:
+        registered = ", ".join(f"`{name}`" for name in not_run)
         lines += [f"Registered but not in this run: {registered}.", ""]
     return lines
 

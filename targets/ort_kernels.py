@@ -1,0 +1,236 @@
+"""Exactly what this onnxruntime build's CPU kernels cover: op, opset version range and the
+tensor types of each type parameter. Both onnxruntime-backed targets claim a node only when a
+kernel matches it, so their claims hold up against ONNX's own node tests."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import onnx
+import onnx_ir as ir
+from onnxruntime.capi import _pybind_state
+
+from targets.api import Capabilities
+
+_OPEN = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Kernel:
+    first: int
+    last: int
+    types: Mapping[str, frozenset[str]]  # type parameter -> ONNX type strings
+
+
+@functools.cache
+def cpu_kernels() -> Mapping[tuple[str, str], tuple[Kernel, ...]]:
+    found: dict[tuple[str, str], list[Kernel]] = {}
+    for kernel in _pybind_state.get_all_opkernel_def():
+        if kernel.provider != "CPUExecutionProvider":
+            continue
+        domain = "" if kernel.domain in ("", "ai.onnx") else kernel.domain
+        first, last = kernel.version_range
+        types = {name: frozenset(allowed) for name, allowed in kernel.type_constraints.items()}
+        found.setdefault((domain, kernel.op_name), []).append(Kernel(first, last, types))
+    return {key: tuple(kernels) for key, kernels in found.items()}
+
+
+def kernel_gap(node: ir.Node) -> str | None:
+    """Why no CPU kernel runs `node` (its op, its opset version, or its tensor types), or None."""
+    domain = "" if node.domain in ("", "ai.onnx") else node.domain
+    kernels = cpu_kernels().get((domain, node.op_type))
+    label = f"{domain + '.' if domain else ''}{node.op_type}"
+    if not kernels:
+        return f"{label} has no onnxruntime CPU kernel"
+    opset = _opset(node, domain)
+    if opset is None:
+        return None
+    version = _schema_version(node, opset, domain)
+    newest = max(k.first for k in kernels)
+    in_range = [k for k in kernels if k.first <= version <= k.last]
+    if not in_range or version > newest:
+        return f"{label} has no onnxruntime CPU kernel for opset {opset} (version {version})"
+    bound = _bound_types(node, opset, domain)
+    if bound is None or any(_types_fit(kernel, bound) for kernel in in_range):
+        return None
+    shown = ", ".join(f"{name}={'/'.join(sorted(types))}" for name, types in bound.items())
+    return f"{label} has no onnxruntime CPU kernel for {shown}"
+
+
+def _opset(node: ir.Node, domain: str) -> int | None:
+    graph = node.graph
+    imports = getattr(graph, "opset_imports", None) or {}
+    return imports.get(domain, imports.get("ai.onnx") if domain == "" else None)
+
+
+def _schema_version(node: ir.Node, opset: int, domain: str) -> int:
+    """The version of the op's definition at `opset` (kernels are registered by it)."""
+    try:
+        return onnx.defs.get_schema(node.op_type, opset, domain).since_version
+    except onnx.defs.SchemaError:
+        return opset
+
+
+def _bound_types(node: ir.Node, opset: int, domain: str) -> dict[str, set[str]] | None:
+    """Type parameter -> the ONNX type strings the node binds it to; None without a schema."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, domain)
+    except onnx.defs.SchemaError:
+        return None
+    bound: dict[str, set[str]] = {}
+    for params, values in ((schema.inputs, node.inputs), (schema.outputs, node.outputs)):
+        for index, value in enumerate(values):
+            if value is None or not params or value.dtype is None:
+                continue
+            if not isinstance(value.type, ir.TensorType):
+                continue
+            param = params[min(index, len(params) - 1)]
+            bound.setdefault(param.type_str, set()).add(_type_string(value.dtype))
+    return bound
+
+
+def _types_fit(kernel: Kernel, bound: Mapping[str, set[str]]) -> bool:
+    return all(
+        name not in kernel.types or types <= kernel.types[name] for name, types in bound.items()
+    )
+
+
+def _type_string(dtype: ir.DataType) -> str:
+    """The ONNX type string kernels use: tensor(float), tensor(int64), ..."""
+    name = onnx.helper.tensor_dtype_to_string(int(dtype)).removeprefix("TensorProto.").lower()
+    return f"tensor({name})"
+
+
+# Ops onnxruntime runs without a kernel of their own: Constant becomes an initializer, and ops
+# ONNX defines as functions are expanded into their bodies when the model loads.
+@functools.cache
+def expanded_ops() -> frozenset[tuple[str, str]]:
+    ops = {("", "Constant")}
+    for schema in onnx.defs.get_all_schemas_with_history():
+        if schema.domain in ("", "ai.onnx") and (
+            schema.has_function or schema.has_context_dependent_function
+        ):
+            ops.add(("", schema.name))
+    return frozenset(ops - set(cpu_kernels()))
+
+
+def _attribute(node: ir.Node, name: str, default: object) -> object:
+    attribute = node.attributes.get(name)
+    return default if attribute is None else attribute.value
+
+
+def _input_count(node: ir.Node) -> int:
+    return sum(value is not None for value in node.inputs)
+
+
+def _non_scalar(node: ir.Node, index: int) -> bool:
+    value = node.inputs[index] if len(node.inputs) > index else None
+    return value is not None and value.shape is not None and value.shape.rank() > 0
+
+
+# Kernels this build has that fail ONNX's node tests (docs/conformance.md): a node matching one
+# is not claimed, so it falls back instead of giving wrong numbers. (op, condition, reason)
+KNOWN_FAILURES: tuple[tuple[str, Callable[[ir.Node], bool], str], ...] = (
+    ("DFT", lambda n: True, "onnxruntime's DFT misses ONNX's node tests (errors ~1e-4)"),
+    ("STFT", lambda n: True, "onnxruntime's STFT misses ONNX's node tests (errors ~1e-4)"),
+    ("Attention", lambda n: True, "onnxruntime's Attention fails 9 of ONNX's 93 node tests"),
+    *(
+        (op, lambda n: _attribute(n, "layout", 0) == 1, f"onnxruntime's {op} rejects layout=1")
+        for op in ("GRU", "LSTM", "RNN")
+    ),
+    (
+        "ConvInteger",
+        lambda n: _non_scalar(n, 2) or any(_attribute(n, "pads", None) or ()),
+        "onnxruntime's ConvInteger fails with padding or a per-channel x_zero_point",
+    ),
+    (
+        "ReduceMax",
+        lambda n: n.inputs[0] is not None and n.inputs[0].dtype == ir.DataType.BOOL,
+        "onnxruntime's ReduceMax fails on bool",
+    ),
+    (
+        "Resize",
+        lambda n: _attribute(n, "coordinate_transformation_mode", "") == "align_corners",
+        "onnxruntime's Resize differs from ONNX with align_corners",
+    ),
+    (
+        "MaxUnpool",
+        lambda n: _input_count(n) == 3,
+        "onnxruntime's MaxUnpool differs from ONNX with an output_shape",
+    ),
+    (
+        "Dropout",
+        lambda n: _input_count(n) == 3,
+        "Dropout in training mode draws random numbers no two runtimes share",
+    ),
+    ("Bernoulli", lambda n: True, "Bernoulli draws random numbers no two runtimes share"),
+    ("SwiGLU", lambda n: True, "onnxruntime cannot expand SwiGLU's function body"),
+    (
+        "StringNormalizer",
+        lambda n: True,
+        "onnxruntime's StringNormalizer needs the locale installed on the host",
+    ),
+)
+
+
+def onnxruntime_gap(node: ir.Node) -> str | None:
+    """Why an onnxruntime-backed target does not claim `node`, or None."""
+    domain = "" if node.domain in ("", "ai.onnx") else node.domain
+    for op, matches, reason in KNOWN_FAILURES:
+        if node.op_type == op and domain == "" and matches(node):
+            return reason
+    if (domain, node.op_type) in expanded_ops():
+        return None
+    return kernel_gap(node)
+
+
+# Types the numpy bindings of onnxruntime's Python sessions cannot pass in or out.
+_NOT_NUMPY = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2"})
+# ONNX type strings in kernel type constraints -> numpy dtype names.
+_TYPE_NAMES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(float16)": "float16",
+    "tensor(bfloat16)": "bfloat16",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(int16)": "int16",
+    "tensor(uint16)": "uint16",
+    "tensor(int32)": "int32",
+    "tensor(uint32)": "uint32",
+    "tensor(int64)": "int64",
+    "tensor(uint64)": "uint64",
+    "tensor(bool)": "bool",
+    "tensor(string)": "string",
+    "tensor(float8e4m3fn)": "float8_e4m3fn",
+    "tensor(float8e5m2)": "float8_e5m2",
+}
+
+
+@functools.cache
+def onnxruntime_capabilities() -> Capabilities:
+    dtypes = {
+        _TYPE_NAMES[t]
+        for kernels in cpu_kernels().values()
+        for kernel in kernels
+        for allowed in kernel.types.values()
+        for t in allowed
+        if t in _TYPE_NAMES
+    }
+    return Capabilities(
+        frozenset(cpu_kernels()) | expanded_ops(),
+        frozenset(dtypes),
+        boundary_dtypes=frozenset(dtypes - _NOT_NUMPY),
+    )
+
+
+class OnnxRuntimeClaims:
+    """Mixin for targets that run on onnxruntime's CPU kernels: claims exactly those."""
+
+    def capabilities(self) -> Capabilities:
+        return onnxruntime_capabilities()
+
+    def unsupported_reason(self, node: ir.Node, capabilities: Capabilities) -> str | None:
+        return super().unsupported_reason(node, capabilities) or onnxruntime_gap(node)  # type: ignore[misc]
