@@ -15,19 +15,11 @@ from collections.abc import Iterator
 import onnx
 import onnx_ir as ir
 
+from ir.model_checks import TYPED_DATA_FIELDS
 from ir.node_ids import NODE_ID_KEY, PROVENANCE_KEY
 
 _HISTORY_KEYS = frozenset({NODE_ID_KEY, PROVENANCE_KEY})
-_TENSOR_DATA_FIELDS = (
-    "raw_data",
-    "float_data",
-    "int32_data",
-    "string_data",
-    "int64_data",
-    "double_data",
-    "uint64_data",
-    "external_data",
-)
+_TENSOR_DATA_FIELDS = ("raw_data", *TYPED_DATA_FIELDS, "external_data")
 
 
 def fingerprint(model: ir.Model) -> str:

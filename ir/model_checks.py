@@ -172,7 +172,7 @@ def _checkable(node: onnx.NodeProto) -> onnx.NodeProto:
 
 
 # Fields holding a tensor's values when it has no raw_data.
-_TYPED_FIELDS = (
+TYPED_DATA_FIELDS = (
     "float_data",
     "int32_data",
     "string_data",
@@ -210,7 +210,7 @@ def _stored_size(tensor: onnx.TensorProto, elements: int) -> tuple[int | None, i
         if data_type in _SUB_BYTE_BITS:
             bits = _SUB_BYTE_BITS[data_type]
         return len(tensor.raw_data), math.ceil(elements * bits / 8)
-    for field in _TYPED_FIELDS:
+    for field in TYPED_DATA_FIELDS:
         count = len(getattr(tensor, field))
         if count:
             per_element = 2 if data_type in _COMPLEX_TYPES else 1

@@ -5,7 +5,7 @@ kernel matches it, so their claims hold up against ONNX's own node tests."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import onnx
@@ -13,6 +13,13 @@ import onnx_ir as ir
 from onnxruntime.capi import _pybind_state
 
 from targets.api import Capabilities
+from targets.known_failures import (
+    FailureRule,
+    always,
+    attribute,
+    input_count,
+    known_failure,
+)
 
 _OPEN = 2**31 - 1
 
@@ -116,15 +123,6 @@ def expanded_ops() -> frozenset[tuple[str, str]]:
     return frozenset(ops - set(cpu_kernels()))
 
 
-def _attribute(node: ir.Node, name: str, default: object) -> object:
-    attribute = node.attributes.get(name)
-    return default if attribute is None else attribute.value
-
-
-def _input_count(node: ir.Node) -> int:
-    return sum(value is not None for value in node.inputs)
-
-
 def _non_scalar(node: ir.Node, index: int) -> bool:
     value = node.inputs[index] if len(node.inputs) > index else None
     return value is not None and value.shape is not None and value.shape.rank() > 0
@@ -132,17 +130,17 @@ def _non_scalar(node: ir.Node, index: int) -> bool:
 
 # Kernels this build has that fail ONNX's node tests (docs/conformance.md): a node matching one
 # is not claimed, so it falls back instead of giving wrong numbers. (op, condition, reason)
-KNOWN_FAILURES: tuple[tuple[str, Callable[[ir.Node], bool], str], ...] = (
-    ("DFT", lambda n: True, "onnxruntime's DFT misses ONNX's node tests (errors ~1e-4)"),
-    ("STFT", lambda n: True, "onnxruntime's STFT misses ONNX's node tests (errors ~1e-4)"),
-    ("Attention", lambda n: True, "onnxruntime's Attention fails 9 of ONNX's 93 node tests"),
+KNOWN_FAILURES: tuple[FailureRule, ...] = (
+    ("DFT", always, "onnxruntime's DFT misses ONNX's node tests (errors ~1e-4)"),
+    ("STFT", always, "onnxruntime's STFT misses ONNX's node tests (errors ~1e-4)"),
+    ("Attention", always, "onnxruntime's Attention fails 9 of ONNX's 93 node tests"),
     *(
-        (op, lambda n: _attribute(n, "layout", 0) == 1, f"onnxruntime's {op} rejects layout=1")
+        (op, lambda n: attribute(n, "layout", 0) == 1, f"onnxruntime's {op} rejects layout=1")
         for op in ("GRU", "LSTM", "RNN")
     ),
     (
         "ConvInteger",
-        lambda n: _non_scalar(n, 2) or any(_attribute(n, "pads", None) or ()),
+        lambda n: _non_scalar(n, 2) or any(attribute(n, "pads", None) or ()),
         "onnxruntime's ConvInteger fails with padding or a per-channel x_zero_point",
     ),
     (
@@ -152,24 +150,24 @@ KNOWN_FAILURES: tuple[tuple[str, Callable[[ir.Node], bool], str], ...] = (
     ),
     (
         "Resize",
-        lambda n: _attribute(n, "coordinate_transformation_mode", "") == "align_corners",
+        lambda n: attribute(n, "coordinate_transformation_mode", "") == "align_corners",
         "onnxruntime's Resize differs from ONNX with align_corners",
     ),
     (
         "MaxUnpool",
-        lambda n: _input_count(n) == 3,
+        lambda n: input_count(n) == 3,
         "onnxruntime's MaxUnpool differs from ONNX with an output_shape",
     ),
     (
         "Dropout",
-        lambda n: _input_count(n) == 3,
+        lambda n: input_count(n) == 3,
         "Dropout in training mode draws random numbers no two runtimes share",
     ),
-    ("Bernoulli", lambda n: True, "Bernoulli draws random numbers no two runtimes share"),
-    ("SwiGLU", lambda n: True, "onnxruntime cannot expand SwiGLU's function body"),
+    ("Bernoulli", always, "Bernoulli draws random numbers no two runtimes share"),
+    ("SwiGLU", always, "onnxruntime cannot expand SwiGLU's function body"),
     (
         "StringNormalizer",
-        lambda n: True,
+        always,
         "onnxruntime's StringNormalizer needs the locale installed on the host",
     ),
 )
@@ -178,9 +176,9 @@ KNOWN_FAILURES: tuple[tuple[str, Callable[[ir.Node], bool], str], ...] = (
 def onnxruntime_gap(node: ir.Node) -> str | None:
     """Why an onnxruntime-backed target does not claim `node`, or None."""
     domain = "" if node.domain in ("", "ai.onnx") else node.domain
-    for op, matches, reason in KNOWN_FAILURES:
-        if node.op_type == op and domain == "" and matches(node):
-            return reason
+    failure = known_failure(node, KNOWN_FAILURES)
+    if failure is not None:
+        return failure
     if (domain, node.op_type) in expanded_ops():
         return None
     return kernel_gap(node)

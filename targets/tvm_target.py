@@ -42,10 +42,19 @@ from passes.audit import config_to_json
 from passes.base import PassConfig
 from passes.manager import PipelineResult, run_pipeline
 from passes.pipeline import parse_pipeline
+from passes.rewrite import constant_array
 from targets.api import Capabilities, CompiledModel, Session, Target, TargetInfo, graph_io_names
 from targets.compile_record import compile_record, op_count_changes, op_counts
 from targets.device import host_device
 from targets.hardware.host import default_cache_path, detect_cpu
+from targets.known_failures import (
+    FailureRule,
+    always,
+    attribute,
+    input_count,
+    known_failure,
+    used_outputs,
+)
 
 LOWERING = "fold-constants,remove-identity,dce"
 CACHE_SCHEMA = "asicperf.tvm-cache/1"  # bump when the way an artifact is built changes
@@ -60,6 +69,92 @@ _MCPU_BY_FLAGS = (
 # Converters named after an ONNX op that implement a different op: TVM's "Attention" is
 # com.microsoft's (packed QKV weight), not ONNX-23's Attention(Q, K, V).
 _NOT_THE_ONNX_OP = frozenset({"Attention"})
+# Inputs that TVM's ONNX frontend reads as constants (shapes, axes, counts): a node that gets
+# them at run time falls back. Found by ONNX's node tests (docs/conformance.md).
+_CONSTANT_OPERANDS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,),
+    "Expand": (1,),
+    "ConstantOfShape": (0,),
+    "Tile": (1,),
+    "Split": (1,),
+    "Pad": (1, 2, 3),
+    "Resize": (1, 2, 3),
+    "Upsample": (1,),
+    "TopK": (1,),
+    "OneHot": (1,),
+    "Range": (0, 1, 2),
+    "Trilu": (1,),
+    "EyeLike": (),
+    "CumSum": (1,),
+    "Squeeze": (1,),
+    "Unsqueeze": (1,),
+    "Slice": (1, 2, 3, 4),
+    **{
+        op: (1,)
+        for op in (
+            "ReduceL1",
+            "ReduceL2",
+            "ReduceLogSum",
+            "ReduceLogSumExp",
+            "ReduceMax",
+            "ReduceMean",
+            "ReduceMin",
+            "ReduceProd",
+            "ReduceSum",
+            "ReduceSumSquare",
+        )
+    },
+}
+
+
+def _typed_values(node: ir.Node) -> list[ir.Value]:
+    return [v for v in [*node.inputs, *node.outputs] if v is not None and v.type is not None]
+
+
+def _mixed_dtypes(node: ir.Node) -> bool:
+    return len({v.dtype for v in node.inputs if v is not None}) > 1
+
+
+def _floating_base(node: ir.Node) -> bool:
+    base = node.inputs[0]
+    return base is not None and base.dtype is not None and base.dtype.is_floating_point()
+
+
+# Where TVM 0.27's frontend fails ONNX's node tests (docs/conformance.md).
+_KNOWN_FAILURES: tuple[FailureRule, ...] = (
+    *(
+        (op, lambda n: used_outputs(n) > 1, f"TVM's frontend drops {op}'s extra outputs")
+        for op in ("LayerNormalization", "MaxPool", "BatchNormalization", "Dropout")
+    ),
+    ("Dropout", lambda n: input_count(n) == 3, "TVM's frontend ignores Dropout's training mode"),
+    ("Pow", _mixed_dtypes, "TVM's frontend needs Pow's operands in one dtype"),
+    ("Pow", lambda n: not _floating_base(n), "TVM's power only applies to floats"),
+    *(
+        (op, lambda n: attribute(n, "block_size", 0) != 0, f"TVM's frontend has no blocked {op}")
+        for op in ("QuantizeLinear", "DequantizeLinear")
+    ),
+    (
+        "ConvTranspose",
+        lambda n: attribute(n, "output_shape", None) is not None,
+        "TVM's frontend ignores ConvTranspose's output_shape",
+    ),
+    ("EyeLike", lambda n: attribute(n, "dtype", None) is not None, "TVM's EyeLike ignores dtype"),
+    *(
+        (op, always, f"TVM's {op} fails ONNX's node tests")
+        for op in (
+            "AffineGrid",
+            "BitShift",
+            "IsInf",
+            "MaxUnpool",
+            "Mish",
+            "Mod",
+            "NonMaxSuppression",
+            "RMSNormalization",
+            "RoiAlign",
+            "SpaceToDepth",
+        )
+    ),
+)
 # What the frontend imports (any type onnx maps to numpy) and the VM moves in and out as numpy;
 # each one round-trips through tests/test_target_tvm.py.
 _DTYPES = frozenset(
@@ -124,6 +219,19 @@ class TvmTarget(Target):
     def capabilities(self) -> Capabilities:
         _import_tvm()  # a one-line error without TVM
         return _capabilities()
+
+    def unsupported_reason(self, node: ir.Node, capabilities: Capabilities) -> str | None:
+        """Beyond the converter table: the frontend needs shape-like operands as constants."""
+        reason = super().unsupported_reason(node, capabilities)
+        if reason is not None or node.domain not in ("", "ai.onnx"):
+            return reason
+        for index in _CONSTANT_OPERANDS.get(node.op_type, ()):
+            value = node.inputs[index] if index < len(node.inputs) else None
+            if value is not None and constant_array(value) is None:
+                return f"TVM's ONNX frontend needs {node.op_type} input {index} as a constant"
+        if any(not isinstance(v.type, ir.TensorType) for v in _typed_values(node)):
+            return "TVM's ONNX frontend types sequences and optionals as plain tensors"
+        return known_failure(node, _KNOWN_FAILURES)
 
     def compile(self, model: ir.Model, config: PassConfig) -> CompiledModel:
         assert isinstance(config, TvmConfig)
