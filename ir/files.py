@@ -15,6 +15,7 @@ def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        os.chmod(temp_name, 0o644)  # mkstemp's 0600 is for the temp file, not the result
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
@@ -24,3 +25,13 @@ def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def write_text_atomically(path: str | os.PathLike[str], text: str) -> Path:
     return write_bytes_atomically(path, text.encode("utf-8"))
+
+
+CACHE_ENV = "ASICPERF_CACHE"
+
+
+def cache_root() -> Path:
+    """Where built models, compiled artifacts and host measurements are kept:
+    $ASICPERF_CACHE, else ~/.cache/asicperf."""
+    root = os.environ.get(CACHE_ENV)
+    return Path(root) if root else Path.home() / ".cache" / "asicperf"

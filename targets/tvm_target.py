@@ -37,6 +37,7 @@ import onnx
 import onnx_ir as ir
 
 from ir.errors import AsicperfError, first_line
+from ir.files import cache_root
 from ir.fingerprint import fingerprint
 from passes.audit import config_to_json
 from passes.base import PassConfig
@@ -46,7 +47,7 @@ from passes.rewrite import constant_array
 from targets.api import Capabilities, CompiledModel, Session, Target, TargetInfo, graph_io_names
 from targets.compile_record import compile_record, op_count_changes, op_counts
 from targets.device import host_device
-from targets.hardware.host import default_cache_path, detect_cpu
+from targets.hardware.host import detect_cpu
 from targets.known_failures import (
     FailureRule,
     always,
@@ -189,7 +190,7 @@ def llvm_mcpu(flags: Collection[str]) -> str:
 
 def cache_dir() -> Path:
     """`$ASICPERF_CACHE/tvm`, beside the host measurements."""
-    return default_cache_path().parent / "tvm"
+    return cache_root() / "tvm"
 
 
 class TvmTarget(Target):

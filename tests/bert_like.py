@@ -13,7 +13,6 @@ way the toolkit loads a file, and the numeric comparison of outputs before and a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,116 +24,8 @@ from onnx import TensorProto, helper, numpy_helper
 from ir.drift import output_drift
 from ir.model_io import load_model
 from ir.reference import run_reference
+from zoo.builders.bert import build_bert
 from zoo.synthetic_inputs import seeded_inputs
-
-
-class _Builder:
-    """Collects nodes and initializers under unique names."""
-
-    def __init__(self, opset: int, seed: int) -> None:
-        self.opset = opset
-        self.rng = np.random.default_rng(seed)
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
-        self._count = 0
-
-    def name(self, stem: str) -> str:
-        self._count += 1
-        return f"{stem}_{self._count}"
-
-    def const(self, stem: str, array: np.ndarray) -> str:
-        name = self.name(stem)
-        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
-        return name
-
-    def weight(self, stem: str, shape: tuple[int, ...], scale: float = 0.1) -> str:
-        return self.const(stem, (self.rng.standard_normal(shape) * scale).astype(np.float32))
-
-    def op(self, op_type: str, inputs: list[str], **attributes: object) -> str:
-        output = self.name(op_type.lower())
-        self.nodes.append(helper.make_node(op_type, inputs, [output], name=output, **attributes))
-        return output
-
-    def unsqueeze(self, value: str, axes: list[int]) -> str:
-        if self.opset >= 13:
-            return self.op("Unsqueeze", [value, self.const("axes", np.array(axes))])
-        return self.op("Unsqueeze", [value], axes=axes)
-
-    def reduce_mean(self, value: str) -> str:
-        if self.opset >= 18:
-            return self.op("ReduceMean", [value, self.const("axes", np.array([-1]))])
-        return self.op("ReduceMean", [value], axes=[-1])
-
-    def dim(self, value: str, index: int) -> str:
-        """Shape(value)[index] as a 1-D tensor, as torch exports `x.size(index)`."""
-        shape = self.op("Shape", [value])
-        picked = self.op("Gather", [shape, self.const("index", np.array(index))], axis=0)
-        return self.unsqueeze(picked, [0])
-
-    def linear(self, value: str, fan_in: int, fan_out: int) -> str:
-        product = self.op("MatMul", [value, self.weight("weight", (fan_in, fan_out))])
-        return self.op("Add", [product, self.weight("bias", (fan_out,))])
-
-    def layer_norm(self, value: str, size: int) -> str:
-        mean = self.reduce_mean(value)
-        centered = self.op("Sub", [value, mean])
-        square = self.op("Pow", [centered, self.const("two", np.array(2.0, np.float32))])
-        variance = self.reduce_mean(square)
-        shifted = self.op("Add", [variance, self.const("eps", np.array(1e-12, np.float32))])
-        normalized = self.op("Div", [centered, self.op("Sqrt", [shifted])])
-        gamma = self.const("gamma", (1.0 + self.rng.standard_normal(size) * 0.1).astype("f4"))
-        scaled = self.op("Mul", [normalized, gamma])
-        return self.op("Add", [scaled, self.weight("beta", (size,))])
-
-    def gelu(self, value: str, form: str) -> str:
-        half = np.array(0.5, np.float32)
-        one = np.array(1.0, np.float32)
-        if form == "erf":  # torch: x * 0.5 * (1 + erf(x / sqrt(2))), grouped (x * s) * 0.5
-            scaled = self.op("Div", [value, self.const("sqrt2", np.array(math.sqrt(2), "f4"))])
-            shifted = self.op("Add", [self.op("Erf", [scaled]), self.const("one", one)])
-            product = self.op("Mul", [value, shifted])
-            return self.op("Mul", [product, self.const("half", half)])
-        cube = self.op("Pow", [value, self.const("three", np.array(3.0, np.float32))])
-        cubic = self.op("Mul", [self.const("c", np.array(0.044715, np.float32)), cube])
-        inner = self.op("Add", [value, cubic])
-        scale = np.array(math.sqrt(2 / math.pi), np.float32)
-        tanh = self.op("Tanh", [self.op("Mul", [self.const("k", scale), inner])])
-        shifted = self.op("Add", [self.const("one", one), tanh])
-        return self.op("Mul", [self.op("Mul", [self.const("half", half), value]), shifted])
-
-    def split_heads(self, value: str, heads: int, head_size: int) -> str:
-        shape = self.op(
-            "Concat",
-            [
-                self.dim(value, 0),
-                self.dim(value, 1),
-                self.const("heads", np.array([heads])),
-                self.const("head_size", np.array([head_size])),
-            ],
-            axis=0,
-        )
-        return self.op("Transpose", [self.op("Reshape", [value, shape])], perm=[0, 2, 1, 3])
-
-    def merge_heads(self, value: str, hidden: int) -> str:
-        merged = self.op("Transpose", [value], perm=[0, 2, 1, 3])
-        hidden_dim = self.const("hidden", np.array([hidden]))
-        shape = self.op("Concat", [self.dim(merged, 0), self.dim(merged, 1), hidden_dim], axis=0)
-        return self.op("Reshape", [merged, shape])
-
-    def attention(self, value: str, mask: str, hidden: int, heads: int) -> str:
-        head_size = hidden // heads
-        query = self.split_heads(self.linear(value, hidden, hidden), heads, head_size)
-        key = self.split_heads(self.linear(value, hidden, hidden), heads, head_size)
-        value_heads = self.split_heads(self.linear(value, hidden, hidden), heads, head_size)
-        key_t = self.op("Transpose", [key], perm=[0, 1, 3, 2])
-        scores = self.op("MatMul", [query, key_t])
-        root = np.array(math.sqrt(head_size), np.float32)
-        scores = self.op("Div", [scores, self.const("sqrt_head", root)])
-        scores = self.op("Add", [scores, mask])
-        axis = -1 if self.opset >= 13 else 3
-        probs = self.op("Softmax", [scores], axis=axis)
-        context = self.merge_heads(self.op("MatMul", [probs, value_heads]), hidden)
-        return self.linear(context, hidden, hidden)
 
 
 def build_bert_like(
@@ -149,48 +40,19 @@ def build_bert_like(
     gelu: str = "erf",
     seed: int = 0,
 ) -> onnx.ModelProto:
-    """The encoder: inputs `input_ids` and `attention_mask` (int64 [batch, seq], mask 1 = keep),
-    output `last_hidden_state` (float [batch, seq, hidden]); `gelu` is "erf" or "tanh"."""
-    b = _Builder(opset, seed)
-    max_positions = seq if isinstance(seq, int) else 64
-    words = b.op("Gather", [b.weight("word_embeddings", (vocab, hidden)), "input_ids"])
-    positions = b.op(
-        "Slice",
-        [
-            b.const("position_ids", np.arange(max_positions)[None, :]),
-            b.const("start", np.array([0])),
-            b.dim("input_ids", 1),
-            b.const("axis", np.array([1])),
-        ],
+    """The zoo's BERT builder at test size: inputs `input_ids` and `attention_mask` (int64
+    [batch, seq]), output `last_hidden_state`; `gelu` is "erf" or "tanh"."""
+    return build_bert(
+        layers=layers,
+        hidden=hidden,
+        heads=heads,
+        seq=seq,
+        batch=batch,
+        vocab=vocab,
+        opset=opset,
+        gelu=gelu,
+        seed=seed,
     )
-    placed = b.op("Gather", [b.weight("position_embeddings", (max_positions, hidden)), positions])
-    hidden_state = b.layer_norm(b.op("Add", [words, placed]), hidden)
-    keep = b.op("Cast", [b.unsqueeze(b.unsqueeze("attention_mask", [1]), [2])], to=1)
-    inverted = b.op("Sub", [b.const("one", np.array(1.0, np.float32)), keep])
-    mask = b.op("Mul", [inverted, b.const("min", np.array(-10000.0, np.float32))])
-    for _ in range(layers):
-        attended = b.attention(hidden_state, mask, hidden, heads)
-        hidden_state = b.layer_norm(b.op("Add", [attended, hidden_state]), hidden)
-        inner = b.gelu(b.linear(hidden_state, hidden, 4 * hidden), gelu)
-        hidden_state = b.layer_norm(
-            b.op("Add", [b.linear(inner, 4 * hidden, hidden), hidden_state]), hidden
-        )
-    b.nodes[-1].output[0] = "last_hidden_state"
-    graph = helper.make_graph(
-        b.nodes,
-        "bert_like",
-        [
-            helper.make_tensor_value_info("input_ids", TensorProto.INT64, [batch, seq]),
-            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [batch, seq]),
-        ],
-        [
-            helper.make_tensor_value_info(
-                "last_hidden_state", TensorProto.FLOAT, [batch, seq, hidden]
-            )
-        ],
-        b.initializers,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
 def bert_like_feeds(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ir.errors import UnknownModelError
+from zoo.cache import model_file
 from zoo.catalog import ZOO
 
 
@@ -19,7 +20,7 @@ def resolve_model(spec: str) -> Path:
         return path
     entry = ZOO.get(spec)
     if entry is not None:
-        return entry.file
+        return model_file(entry)
     if path.suffix == ".onnx" or "/" in spec:
         # Looks like a path: let the loader report the missing file with its usual message.
         return path

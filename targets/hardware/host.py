@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import os
 import platform
 import re
 import time
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ir.errors import AsicperfError
-from ir.files import write_text_atomically
+from ir.files import CACHE_ENV, cache_root, write_text_atomically
 
 ISA_FLAGS = (
     "avx2",
@@ -39,7 +38,6 @@ ISA_FLAGS = (
     "amx_int8",
     "amx_bf16",
 )
-CACHE_ENV = "ASICPERF_CACHE"
 CACHE_SCHEMA = "asicperf.host-cache/1"
 _SYS_CPU = Path("/sys/devices/system/cpu")
 _GEMM_SIZES = (1024, 2048, 4096)  # smaller ones measure thread wake-up more than FLOPs
@@ -203,9 +201,7 @@ def measure_host(cpu: CpuInfo) -> HostMeasurement:
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get(CACHE_ENV)
-    base = Path(root) if root else Path.home() / ".cache" / "asicperf"
-    return base / "host.json"
+    return cache_root() / "host.json"
 
 
 def host_profile(

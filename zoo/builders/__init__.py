@@ -1,0 +1,1 @@
+"""Deterministic ONNX builders for the zoo's architectures, one per file."""

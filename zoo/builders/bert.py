@@ -1,0 +1,102 @@
+"""BERT-style encoders: BERT-base (seq 128) and ALBERT-base, as torch exports them.
+
+Embeddings (word + position Gather, LayerNorm), then per layer: Q/K/V projections, head split,
+scaled scores plus the extended mask (1 - m) * -10000, Softmax, head merge, output projection,
+residual + LayerNorm, GELU feed-forward, residual + LayerNorm. ALBERT factorizes the embedding
+(vocab x 128, projected to hidden) and shares one layer's parameters across all layers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from zoo.builders.graph_builder import GraphBuilder
+from zoo.model import ZooModel
+
+
+def build_bert(
+    *,
+    layers: int = 12,
+    hidden: int = 768,
+    heads: int = 12,
+    intermediate: int | None = None,
+    seq: int | str = 128,
+    batch: int | str = "batch",
+    vocab: int = 30522,
+    embedding_size: int | None = None,
+    share_layers: bool = False,
+    opset: int = 14,
+    gelu: str = "erf",
+    seed: int = 0,
+) -> onnx.ModelProto:
+    """Inputs `input_ids`, `attention_mask` (int64 [batch, seq], 1 = keep); output
+    `last_hidden_state` (float [batch, seq, hidden]). `embedding_size` < hidden and
+    `share_layers` give ALBERT."""
+    b = GraphBuilder(opset, seed)
+    inner = intermediate or 4 * hidden
+    width = embedding_size or hidden
+    max_positions = seq if isinstance(seq, int) else 512
+    words = b.op("Gather", [b.weight("word_embeddings", (vocab, width)), "input_ids"])
+    positions = b.op(
+        "Slice",
+        [
+            b.const("position_ids", np.arange(max_positions)[None, :]),
+            b.const("start", np.array([0])),
+            b.dim("input_ids", 1),
+            b.const("axis", np.array([1])),
+        ],
+    )
+    placed = b.op("Gather", [b.weight("position_embeddings", (max_positions, width)), positions])
+    state = b.layer_norm(b.op("Add", [words, placed]), width)
+    if width != hidden:
+        state = b.linear(state, width, hidden)
+    keep = b.op("Cast", [b.unsqueeze(b.unsqueeze("attention_mask", [1]), [2])], to=1)
+    inverted = b.op("Sub", [b.const("one", np.array(1.0, np.float32)), keep])
+    mask = b.op("Mul", [inverted, b.const("min", np.array(-10000.0, np.float32))])
+    for _ in range(layers):
+        with b.shared_layer() if share_layers else contextlib.nullcontext():
+            attended = b.attention(state, mask, hidden, heads)
+            state = b.layer_norm(b.op("Add", [attended, state]), hidden)
+            expanded = b.gelu(b.linear(state, hidden, inner), gelu)
+            state = b.layer_norm(b.op("Add", [b.linear(expanded, inner, hidden), state]), hidden)
+    b.nodes[-1].output[0] = "last_hidden_state"
+    return b.model(
+        "albert" if share_layers else "bert",
+        [
+            helper.make_tensor_value_info("input_ids", TensorProto.INT64, [batch, seq]),
+            helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [batch, seq]),
+        ],
+        [
+            helper.make_tensor_value_info(
+                "last_hidden_state", TensorProto.FLOAT, [batch, seq, hidden]
+            )
+        ],
+    )
+
+
+MODELS = (
+    ZooModel(
+        name="bert-base",
+        category="regular",
+        task="language encoder (seq 128)",
+        dataset="seeded synthetic token ids",
+        metric="output drift vs reference",
+        builder=build_bert,
+        options={"seq": 128},
+        test_options={"layers": 2, "hidden": 64, "heads": 4, "vocab": 100},
+    ),
+    ZooModel(
+        name="albert-base",
+        category="regular",
+        task="language encoder (seq 128), shared layers",
+        dataset="seeded synthetic token ids",
+        metric="output drift vs reference",
+        builder=build_bert,
+        options={"seq": 128, "vocab": 30000, "embedding_size": 128, "share_layers": True},
+        test_options={"layers": 3, "hidden": 64, "heads": 4, "vocab": 100, "embedding_size": 16},
+    ),
+)
