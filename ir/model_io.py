@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import onnx
 import onnx_ir as ir
 
 from ir.errors import ModelLoadError, first_line, root_cause
@@ -32,8 +33,17 @@ _PROTOBUF_LIMIT_BYTES = 2**31 - 1
 _EXTERNAL_DATA_MARGIN_BYTES = 64 * 2**20
 
 
-def load_model(path: str | os.PathLike[str], *, infer_shapes: bool = True) -> ir.Model:
-    """Load an ONNX file (with external data) into the IR, or raise a one-line ModelLoadError."""
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    infer_shapes: bool = True,
+    bindings: Mapping[str, int] | None = None,
+) -> ir.Model:
+    """Load an ONNX file (with external data) into the IR, or raise a one-line ModelLoadError.
+
+    `bindings` fix named symbolic dims of the graph inputs (e.g. {"batch": 1}) before shape
+    inference, so shape chains that depend on them (Shape -> Concat -> Reshape) get static.
+    """
     path = Path(path)
     if not path.exists():
         raise ModelLoadError(f"{path}: no such file")
@@ -41,6 +51,8 @@ def load_model(path: str | os.PathLike[str], *, infer_shapes: bool = True) -> ir
         raise ModelLoadError(f"{path}: is a directory, expected an ONNX file")
     proto = parse_model_file(path)
     check_initializer_sizes(proto, path)
+    if bindings:
+        _bind_input_dims(proto, bindings)
     try:
         model = ir.serde.deserialize_model(proto)
     except Exception as error:  # any malformed field surfaces here as some exception type
@@ -55,6 +67,13 @@ def load_model(path: str | os.PathLike[str], *, infer_shapes: bool = True) -> ir
         infer_missing_shapes(model)
     assign_node_ids(model)
     return model
+
+
+def _bind_input_dims(proto: onnx.ModelProto, bindings: Mapping[str, int]) -> None:
+    for value in [*proto.graph.input, *proto.graph.output]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in bindings:
+                dim.dim_value = bindings[dim.dim_param]
 
 
 def _attach_external_data(model: ir.Model, path: Path) -> None:

@@ -13,7 +13,14 @@ from collections.abc import Sequence
 from importlib.metadata import version
 
 from ir.errors import AsicperfError
-from runner import hw_commands, ir_commands, passes_commands, run_command, targets_commands
+from runner import (
+    hw_commands,
+    ir_commands,
+    passes_commands,
+    run_command,
+    targets_commands,
+    zoo_commands,
+)
 
 EXIT_USAGE = 2
 
@@ -30,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     hw_commands.register(groups)
     targets_commands.register(groups)
     run_command.register(groups)
+    zoo_commands.register(groups)
     return parser
 
 

@@ -58,7 +58,7 @@ def _parse_bindings(pairs: list[str]) -> dict[str, int]:
 
 def show_model(args: argparse.Namespace) -> int:
     bindings = _parse_bindings(args.dim)
-    model = load_model(resolve_model(args.model))
+    model = load_model(resolve_model(args.model), bindings=bindings)
     summary = summarize(model, bindings)
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))

@@ -17,9 +17,13 @@ _INT_HIGH = 16
 
 
 def seeded_inputs(
-    model: ir.Model, seed: int = 0, bindings: Mapping[str, int] | None = None
+    model: ir.Model,
+    seed: int = 0,
+    bindings: Mapping[str, int] | None = None,
+    int_high: int = _INT_HIGH,
 ) -> dict[str, np.ndarray]:
-    """One array per graph input that is not an initializer; symbolic dims default to 1."""
+    """One array per graph input that is not an initializer; symbolic dims default to 1;
+    integers are drawn from [0, int_high)."""
     bindings = bindings or {}
     rng = np.random.default_rng(seed)
     feeds = {}
@@ -35,7 +39,7 @@ def seeded_inputs(
         if dtype.kind == "f":
             feeds[value.name] = rng.standard_normal(shape).astype(dtype)
         elif dtype.kind in "iu":
-            feeds[value.name] = rng.integers(0, _INT_HIGH, size=shape).astype(dtype)
+            feeds[value.name] = rng.integers(0, int_high, size=shape).astype(dtype)
         elif dtype.kind == "b":
             feeds[value.name] = rng.integers(0, 2, size=shape).astype(bool)
         else:

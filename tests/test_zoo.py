@@ -1,0 +1,73 @@
+"""Every zoo builder gives a valid model that runs; the cache builds once; `runner zoo`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from ir.model_io import load_model
+from ir.reference import run_reference
+from ir.verifier import verify
+from runner.cli import main
+from zoo.cache import cached_path, model_file
+from zoo.catalog import ZOO
+from zoo.model import ZooModel
+from zoo.synthetic_inputs import seeded_inputs
+
+BUILT = [name for name, entry in ZOO.items() if entry.builder is not None]
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_builder_gives_a_valid_model_that_runs(name, tmp_path):
+    entry = ZOO[name]
+    if entry.unavailable():
+        pytest.skip(entry.unavailable())
+    assert entry.builder is not None
+    path = tmp_path / f"{name}.onnx"
+    onnx.save(entry.builder(**{**entry.options, **entry.test_options}), path)
+    model = load_model(path)
+    assert verify(model) == []
+    # ids 0/1 are valid everywhere: token types, masks, any vocabulary
+    outputs = run_reference(model, seeded_inputs(model, bindings={"batch": 2}, int_high=2))
+    for value, array in zip(model.graph.outputs, outputs, strict=True):
+        assert array.shape[0] == 2, f"{value.name} has no batch dimension"
+        assert np.isfinite(array).all()
+
+
+def test_the_cache_builds_once_per_version_and_options(tmp_path, monkeypatch):
+    monkeypatch.setenv("ASICPERF_CACHE", str(tmp_path))
+    calls = []
+
+    def builder(**options):
+        calls.append(options)
+        return ZOO["bert-base"].builder(layers=1, hidden=16, heads=2, vocab=10, seq=4)
+
+    entry = ZooModel("tiny", "regular", "t", "d", "m", builder=builder, options={"a": 1})
+    first = model_file(entry)
+    assert model_file(entry) == first and calls == [{"a": 1}]
+    assert first.parent == tmp_path / "zoo" and first == cached_path(entry)
+    other = ZooModel("tiny", "regular", "t", "d", "m", builder=builder, options={"a": 2})
+    assert model_file(other) != first and len(calls) == 2
+    newer = ZooModel("tiny", "regular", "t", "d", "m", builder=builder, options={"a": 1}, version=2)
+    assert model_file(newer) != first and len(calls) == 3
+
+
+def test_zoo_list_json_has_the_documented_fields(capsys):
+    assert main(["zoo", "list", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert {"bert-base", "albert-base", "onnx-light-resnet50"} <= set(rows)
+    light = rows["onnx-light-resnet50"]
+    for key in ("category", "params", "flops", "inputs", "dataset", "metric", "task"):
+        assert key in light
+    assert light["flops"] == 8_243_473_000 or light["flops"] > 8e9
+    assert light["inputs"] == {"gpu_0/data_0": "f32[1,3,224,224]"}
+    assert {row["category"] for row in rows.values()} <= {"regular", "business", "SOTA"}
+
+
+def test_zoo_build_of_an_unknown_name_is_a_one_line_error(capsys):
+    assert main(["zoo", "build", "no-such-model"]) == 2
+    err = capsys.readouterr().err
+    assert "no zoo model 'no-such-model'" in err and len(err.strip().splitlines()) == 1

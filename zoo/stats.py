@@ -1,0 +1,60 @@
+"""Size and cost of a zoo model (parameters, FLOPs at batch 1, input shapes), kept beside the
+cached file so `runner zoo list` does not rebuild anything."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ir.files import write_text_atomically
+from ir.listing import summarize
+from ir.model_io import load_model
+
+BATCH_BINDING = {"batch": 1}
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    params: int
+    flops: int  # at batch 1
+    inputs: dict[str, str]  # name -> "f32[batch,3,224,224]"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".stats.json")
+
+
+def measure(path: Path) -> ModelStats:
+    """Stats at batch 1. Dims ONNX's inference leaves unnamed (`unk__0`, from shape chains that
+    start at the batch dim) are taken as batch too: every other dim of a zoo model is static."""
+    model = load_model(path, bindings=BATCH_BINDING)
+    symbolic = {
+        str(dim.value)
+        for graph in model.graphs()
+        for node in graph
+        for value in node.outputs
+        if value.shape is not None
+        for dim in value.shape
+        if not isinstance(dim, int)
+    }
+    summary = summarize(model, dict.fromkeys(symbolic, 1))
+    inputs = {v.name: v.short() for v in summary.inputs if not v.initializer}
+    return ModelStats(summary.params, summary.flops, inputs)
+
+
+def stats_for(path: Path, *, compute: bool) -> ModelStats | None:
+    """The stats beside `path` (computed and stored if asked and missing)."""
+    sidecar = _sidecar(path)
+    if sidecar.is_file():
+        return ModelStats(**json.loads(sidecar.read_text()))
+    if not compute or not path.is_file():
+        return None
+    stats = measure(path)
+    if path.parent.name == "zoo":  # only beside our own cache, never beside a user's file
+        write_text_atomically(sidecar, json.dumps(stats.to_json(), sort_keys=True))
+    return stats
