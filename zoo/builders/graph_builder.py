@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import onnx
@@ -21,9 +21,11 @@ class GraphBuilder:
     """Collects nodes and seeded initializers under unique names, emitting ops the way torch
     exports them at the chosen opset (shape chains, decomposed LayerNorm and GELU)."""
 
-    def __init__(self, opset: int, seed: int) -> None:
+    def __init__(self, opset: int, seed: int, weights: Iterable[np.ndarray] | None = None) -> None:
         self.opset = opset
         self.rng = np.random.default_rng(seed)
+        # Trained weights, if given, replace the seeded ones in the order parameters are made.
+        self._given = iter(weights) if weights is not None else None
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._count = 0
@@ -46,6 +48,10 @@ class GraphBuilder:
             name, shape = next(self._replay)
             assert shape == array.shape, f"shared layer asks for {array.shape}, recorded {shape}"
             return name
+        if self._given is not None:
+            given = np.asarray(next(self._given), np.float32)
+            assert given.shape == array.shape, f"{stem} is {array.shape}, given {given.shape}"
+            array = given
         name = self.const(stem, array)
         if self._recording:
             assert self._recorded is not None
@@ -153,7 +159,8 @@ class GraphBuilder:
         shape = self.op("Concat", [self.dim(merged, 0), self.dim(merged, 1), hidden_dim], axis=0)
         return self.op("Reshape", [merged, shape])
 
-    def attention(self, value: str, mask: str, hidden: int, heads: int) -> str:
+    def attention(self, value: str, mask: str | None, hidden: int, heads: int) -> str:
+        """Multi-head self-attention; `mask` (added to the scores) is None for unmasked ViTs."""
         head_size = hidden // heads
         query = self.split_heads(self.linear(value, hidden, hidden), heads, head_size)
         key = self.split_heads(self.linear(value, hidden, hidden), heads, head_size)
@@ -162,7 +169,8 @@ class GraphBuilder:
         scores = self.op("MatMul", [query, key_t])
         root = np.array(math.sqrt(head_size), np.float32)
         scores = self.op("Div", [scores, self.const("sqrt_head", root)])
-        scores = self.op("Add", [scores, mask])
+        if mask is not None:
+            scores = self.op("Add", [scores, mask])
         axis = -1 if self.opset >= 13 else 3
         probs = self.op("Softmax", [scores], axis=axis)
         context = self.merge_heads(self.op("MatMul", [probs, value_heads]), hidden)

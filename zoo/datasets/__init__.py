@@ -1,0 +1,1 @@
+"""Small evaluation data the zoo ships or reads from installed packages, never downloaded."""
