@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 
 class GraphBuilder:
@@ -175,3 +175,25 @@ class GraphBuilder:
         probs = self.op("Softmax", [scores], axis=axis)
         context = self.merge_heads(self.op("MatMul", [probs, value_heads]), hidden)
         return self.linear(context, hidden, hidden)
+
+    def classifier_head(self, features: str, width: int, classes: int, stem: str) -> None:
+        """torch's nn.Linear head as exported (Gemm, transB=1), writing `logits`."""
+        scale = 1 / math.sqrt(width)
+        weight = self.weight(f"{stem}_weight", (classes, width), scale)
+        bias = self.weight(f"{stem}_bias", (classes,), scale)
+        self.op("Gemm", [features, weight, bias], alpha=1.0, beta=1.0, transB=1)
+        self.nodes[-1].output[0] = "logits"
+
+    def image_classifier(
+        self, name: str, batch: int | str, image: int, classes: int
+    ) -> onnx.ModelProto:
+        """The model of an ImageNet-style classifier: `pixel_values` in, `logits` out."""
+        return self.model(
+            name,
+            [
+                helper.make_tensor_value_info(
+                    "pixel_values", TensorProto.FLOAT, [batch, 3, image, image]
+                )
+            ],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
+        )

@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
 
 from zoo.builders.graph_builder import GraphBuilder
 from zoo.model import ZooModel
@@ -89,20 +88,8 @@ def build_resnet50(
             state = _bottleneck(b, state, channels, planes, stride)
             channels = planes * 4
     flat = b.op("Flatten", [b.op("GlobalAveragePool", [state])], axis=1)
-    scale = 1 / math.sqrt(channels)
-    fc_weight = b.weight("fc_weight", (classes, channels), scale)
-    fc_bias = b.weight("fc_bias", (classes,), scale)
-    b.op("Gemm", [flat, fc_weight, fc_bias], alpha=1.0, beta=1.0, transB=1)
-    b.nodes[-1].output[0] = "logits"
-    return b.model(
-        "resnet50",
-        [
-            helper.make_tensor_value_info(
-                "pixel_values", TensorProto.FLOAT, [batch, 3, image, image]
-            )
-        ],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
-    )
+    b.classifier_head(flat, channels, classes, stem="fc")
+    return b.image_classifier("resnet50", batch, image, classes)
 
 
 MODELS = (

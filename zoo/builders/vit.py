@@ -13,7 +13,6 @@ import math
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper
 
 from zoo.builders.graph_builder import GraphBuilder
 from zoo.model import ZooModel
@@ -69,20 +68,8 @@ def build_vit(
         state = b.op("Add", [b.linear(expanded, mlp, hidden), state])
     state = b.layer_norm(state, hidden)
     cls_out = b.op("Gather", [state, b.const("index", np.array(0))], axis=1)
-    scale = 1 / math.sqrt(hidden)
-    head_weight = b.weight("head_weight", (classes, hidden), scale)
-    head_bias = b.weight("head_bias", (classes,), scale)
-    b.op("Gemm", [cls_out, head_weight, head_bias], alpha=1.0, beta=1.0, transB=1)
-    b.nodes[-1].output[0] = "logits"
-    return b.model(
-        "vit",
-        [
-            helper.make_tensor_value_info(
-                "pixel_values", TensorProto.FLOAT, [batch, 3, image, image]
-            )
-        ],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
-    )
+    b.classifier_head(cls_out, hidden, classes, stem="head")
+    return b.image_classifier("vit", batch, image, classes)
 
 
 MODELS = (
