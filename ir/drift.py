@@ -20,6 +20,7 @@ class OutputDrift:
     max_abs: float
     mean_abs: float
     max_rel: float
+    mean_rel: float
     cosine: float
     shape_match: bool
 
@@ -30,14 +31,14 @@ class OutputDrift:
 def output_drift(index: int, reference: np.ndarray, candidate: np.ndarray) -> OutputDrift:
     if reference.shape != candidate.shape:
         nan = float("nan")
-        return OutputDrift(index, nan, nan, nan, nan, shape_match=False)
+        return OutputDrift(index, nan, nan, nan, nan, nan, shape_match=False)
     if reference.dtype.kind not in "fciub":  # strings, objects: equal or not
         same = bool(np.array_equal(reference, candidate))
-        return OutputDrift(index, 0.0 if same else 1.0, 0.0, 0.0, 1.0, shape_match=True)
+        return OutputDrift(index, 0.0 if same else 1.0, 0.0, 0.0, 0.0, 1.0, shape_match=True)
     ref = reference.astype(np.float64).ravel()
     got = candidate.astype(np.float64).ravel()
     if ref.size == 0:
-        return OutputDrift(index, 0.0, 0.0, 0.0, 1.0, shape_match=True)
+        return OutputDrift(index, 0.0, 0.0, 0.0, 0.0, 1.0, shape_match=True)
     diff = np.abs(ref - got)
     both_nan = np.isnan(ref) & np.isnan(got)
     diff[both_nan] = 0.0
@@ -47,6 +48,7 @@ def output_drift(index: int, reference: np.ndarray, candidate: np.ndarray) -> Ou
         max_abs=float(diff.max()),
         mean_abs=float(diff.mean()),
         max_rel=float(rel.max()),
+        mean_rel=float(rel.mean()),
         cosine=_cosine(np.where(both_nan, 0.0, ref), np.where(both_nan, 0.0, got)),
         shape_match=True,
     )

@@ -1,0 +1,186 @@
+"""Workload files: every shipped one loads and names a zoo model, and every bad field is a
+one-line error naming the file and the field."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from ir.errors import AsicperfError
+from zoo.catalog import ZOO
+from zoo.workload import (
+    WORKLOAD_DIR,
+    Workload,
+    default_workload,
+    load_workload,
+    shipped_workloads,
+    workload_for,
+)
+
+_VALID = """\
+name = "mine"
+model = "digits-cnn"
+batch_sizes = [1, 32]
+scenario = "offline"
+accuracy_metric = "top-1"
+accuracy_threshold = 0.95
+"""
+
+
+def test_every_shipped_workload_loads_and_names_a_zoo_model() -> None:
+    for path in sorted(WORKLOAD_DIR.glob("*.toml")):
+        workload = load_workload(path)
+        assert workload.name == path.stem
+        assert workload.model in ZOO
+        assert workload.to_json()["batch_sizes"] == list(workload.batch_sizes)
+
+
+def test_every_zoo_model_has_a_shipped_workload() -> None:
+    assert {workload.model for workload in shipped_workloads().values()} == set(ZOO)
+    assert default_workload("digits-cnn").accuracy_metric == "top-1"
+    assert default_workload("all-minilm-l6-v2").accuracy_metric == "embedding-cosine"
+
+
+def test_workload_by_name_or_path(tmp_path: Path) -> None:
+    assert workload_for("resnet50").model == "resnet50"
+    path = tmp_path / "mine.toml"
+    path.write_text(_VALID)
+    assert workload_for(str(path)) == Workload(
+        name="mine",
+        model="digits-cnn",
+        batch_sizes=(1, 32),
+        scenario="offline",
+        accuracy_metric="top-1",
+        accuracy_threshold=0.95,
+    )
+    with pytest.raises(AsicperfError, match=r"^'nope': no such file and no shipped workload"):
+        workload_for("nope")
+
+
+def test_default_workload_for_a_user_model() -> None:
+    workload = default_workload("models/my_net.onnx")
+    assert workload.name == "my_net"
+    assert workload.batch_sizes == (1,)
+    assert workload.scenario == "single-stream"
+    assert (workload.accuracy_metric, workload.accuracy_threshold) == ("output-drift", 0.999)
+
+
+def _error(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "w.toml"
+    path.write_text(text)
+    with pytest.raises(AsicperfError) as caught:
+        load_workload(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    prefix = f"{path}: "
+    assert message.startswith(prefix)
+    return message.removeprefix(prefix)
+
+
+def _replace(field: str, value: str) -> str:
+    lines = [line for line in _VALID.splitlines() if not line.startswith(f"{field} =")]
+    return "\n".join([*lines, f"{field} = {value}"]) + "\n"
+
+
+def _toml_value(text: str) -> object:
+    return tomllib.loads(f"v = {text}")["v"]
+
+
+def _load(tmp_path: Path, text: str) -> Workload:
+    path = tmp_path / "ok.toml"
+    path.write_text(text)
+    return load_workload(path)
+
+
+def test_unknown_key(tmp_path: Path) -> None:
+    message = _error(tmp_path, _VALID + "batch = 3\n")
+    assert message.startswith("'batch' is not a workload field (known: name, model, batch_sizes")
+
+
+def test_missing_field(tmp_path: Path) -> None:
+    text = _VALID.replace('scenario = "offline"\n', "")
+    assert _error(tmp_path, text) == "'scenario' is missing"
+
+
+def test_not_toml(tmp_path: Path) -> None:
+    assert _error(tmp_path, "name = ").startswith("not valid TOML: ")
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    assert _error(tmp_path, _replace("name", "3")) == "'name' must be a string, got 3"
+    assert (
+        _error(tmp_path, _replace("min_duration_s", '"2"'))
+        == "'min_duration_s' must be a number, got '2'"
+    )
+    assert (
+        _error(tmp_path, _replace("min_queries", "true"))
+        == "'min_queries' must be a positive integer, got True"
+    )
+    assert (
+        _error(tmp_path, _VALID + "[target_options]\nthreads = 4\n")
+        == "'target_options' must be a table of strings, got {'threads': 4}"
+    )
+
+
+def test_bad_enum(tmp_path: Path) -> None:
+    assert (
+        _error(tmp_path, _replace("scenario", '"batch"'))
+        == "'scenario' must be one of single-stream, offline, server, got 'batch'"
+    )
+    assert (
+        _error(tmp_path, _replace("accuracy_metric", '"top-5"'))
+        == "'accuracy_metric' must be one of top-1, embedding-cosine, output-drift, got 'top-5'"
+    )
+
+
+def test_batch_sizes_positive(tmp_path: Path) -> None:
+    for value in ("[1, 0]", "[]", "8", "[1.5]"):
+        assert _error(tmp_path, _replace("batch_sizes", value)) == (
+            f"'batch_sizes' must be a non-empty list of positive integers, "
+            f"got {_toml_value(value)!r}"
+        )
+
+
+def test_fraction_range(tmp_path: Path) -> None:
+    for value in ("0", "1.5", "-0.1"):
+        assert (
+            _error(tmp_path, _replace("dataset_fraction", value))
+            == f"'dataset_fraction' must be in (0, 1], got {_toml_value(value)!r}"
+        )
+    assert _load(tmp_path, _replace("dataset_fraction", "1")).dataset_fraction == 1
+
+
+def test_threshold_range(tmp_path: Path) -> None:
+    assert (
+        _error(tmp_path, _replace("accuracy_threshold", "95"))
+        == "'accuracy_threshold' must be in [0, 1], got 95"
+    )
+
+
+def test_positive_numbers(tmp_path: Path) -> None:
+    assert (
+        _error(tmp_path, _replace("latency_bound_ms", "0"))
+        == "'latency_bound_ms' must be positive, got 0"
+    )
+
+
+def test_unknown_zoo_model(tmp_path: Path) -> None:
+    message = _error(tmp_path, _replace("model", '"resnet51"'))
+    assert message.startswith("'model' names no zoo model: 'resnet51' (known: albert-base, ")
+
+
+def test_bad_pipeline(tmp_path: Path) -> None:
+    message = _error(tmp_path, _replace("pipeline", '"O1,no-such-pass"'))
+    assert message.startswith(
+        "'pipeline' is not a valid pipeline: unknown pass or pipeline 'no-such-pass'"
+    )
+
+
+def test_server_scenario_needs_its_bounds(tmp_path: Path) -> None:
+    text = _replace("scenario", '"server"')
+    assert _error(tmp_path, text) == "'latency_bound_ms' is needed by the server scenario"
+    text += "latency_bound_ms = 10\n"
+    assert _error(tmp_path, text) == "'server_qps' is needed by the server scenario"
+    assert _load(tmp_path, text + "server_qps = 100\n").server_qps == 100.0

@@ -1,0 +1,1 @@
+"""Workload data files (TOML), one per zoo model; read by zoo.workload."""
