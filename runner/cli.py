@@ -14,6 +14,7 @@ from importlib.metadata import version
 
 from ir.errors import AsicperfError
 from runner import (
+    bench_command,
     hw_commands,
     ir_commands,
     passes_commands,
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     targets_commands.register(groups)
     run_command.register(groups)
     zoo_commands.register(groups)
+    bench_command.register(groups)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""`runner bench`: timing a model on a target under MLPerf LoadGen's scenario rules."""

@@ -1,0 +1,197 @@
+"""The bench flow per batch size: load with the batch bound (static shapes), apply the pipeline,
+compile in this process, warm up, run the scenario, and check the outputs against the
+reference target. Completed batch sizes are written at once; `resume` skips them."""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import onnx_ir as ir
+import onnxruntime
+
+from ir.errors import AsicperfError
+from ir.fingerprint import fingerprint
+from ir.model_io import load_model
+from passes.instruments import VerifyAfterEachPass
+from passes.manager import run_pipeline
+from passes.pipeline import make_config, parse_pipeline
+from runner.bench.results import (
+    BatchResult,
+    RunKey,
+    best_batch,
+    load_completed,
+    write_batch,
+    write_result,
+)
+from runner.bench.scenarios import ScenarioSettings, run_scenario, verdict
+from runner.bench.stats import latency_stats
+from targets.executable import compile_model
+from targets.registry import get_target
+from zoo.accuracy import Accuracy, DriftReport, Run, drift_report, task_accuracy
+from zoo.synthetic_inputs import seeded_inputs
+from zoo.workload import Workload
+
+BATCH_DIM = "batch"
+WARMUP_QUERIES = 3
+REFERENCE_TARGET = "reference"
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What to measure: the workload (with the user's overrides) and the model file it names."""
+
+    workload: Workload
+    model_path: Path
+    seed: int = 0
+
+    @property
+    def settings(self) -> ScenarioSettings:
+        w = self.workload
+        return ScenarioSettings(
+            w.scenario,
+            w.min_duration_s,
+            w.min_queries,
+            w.latency_bound_ms,
+            w.server_qps,
+            seed=self.seed,
+        )
+
+    @property
+    def target_spec(self) -> str:
+        options = " ".join(f"{k}={v}" for k, v in sorted(self.workload.target_options.items()))
+        return f"{self.workload.target}{{{options}}}" if options else self.workload.target
+
+
+class Observer(Protocol):
+    """Progress reports, so the command can draw bars without the engine knowing how."""
+
+    def compiling(self, batch_size: int) -> None: ...
+    def timing(self, batch_size: int, fraction: float) -> None: ...
+    def finished(self, result: BatchResult) -> None: ...
+
+
+def bench(plan: BenchPlan, folder: Path, resume: bool, observer: Observer) -> dict[str, Any]:
+    """Measure every batch size not already done, and return (and write) the result document."""
+    workload = plan.workload
+    settings = plan.settings  # checks the scenario's fields (server rate, bound) before any work
+    target = get_target(workload.target)
+    make_config(type(target), workload.target_options, kind="target")  # fail before any work
+    unbound = load_model(plan.model_path)
+    sizes = workload.batch_sizes
+    if sizes != (1,) and not _has_batch_dim(unbound):
+        raise AsicperfError(
+            f"{workload.model}: no input has a '{BATCH_DIM}' dimension, so only batch 1 applies"
+        )
+    key = RunKey(
+        fingerprint(unbound), plan.target_spec, workload.pipeline or None, workload.scenario
+    )
+    done = load_completed(folder, key, sizes) if resume else {}
+    for size in sizes:
+        if size not in done:
+            # accuracy on the first batch size only: a data set pass per size costs too much
+            done[size] = _measure(plan, size, with_accuracy=size == sizes[0], observer=observer)
+            write_batch(folder, key, done[size])
+        observer.finished(done[size])
+    batches = [done[size] for size in sizes]
+    info = target.info()
+    document = {
+        "model": workload.model,
+        **key.to_json(),
+        "workload": workload.to_json(),
+        "settings": settings.to_json(),
+        "compile_s": sum(b.compile_s for b in batches),
+        "batches": [b.to_json() for b in batches],
+        "best_batch": best_batch(batches, workload.latency_bound_ms),
+        "accuracy": batches[0].accuracy,
+        "drift": {"batch_size": batches[0].batch_size, **batches[0].drift},
+        "host": info.device,
+        "versions": {
+            "asicperf": version("asicperf"),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "target": info.version,
+        },
+    }
+    write_result(folder, document)
+    return document
+
+
+def _has_batch_dim(model: ir.Model) -> bool:
+    return any(
+        not isinstance(dim, int) and str(dim.value) == BATCH_DIM
+        for value in model.graph.inputs
+        if value.shape is not None
+        for dim in value.shape
+    )
+
+
+def _measure(
+    plan: BenchPlan, batch_size: int, *, with_accuracy: bool, observer: Observer
+) -> BatchResult:
+    workload = plan.workload
+    observer.compiling(batch_size)
+    model = load_model(plan.model_path, bindings={BATCH_DIM: batch_size})
+    if workload.pipeline:
+        run_pipeline(model, parse_pipeline(workload.pipeline), [VerifyAfterEachPass()])
+    target = get_target(workload.target)
+    config = make_config(type(target), workload.target_options, kind="target")
+    start = time.perf_counter()
+    executable = compile_model(target, model, config)
+    compile_s = time.perf_counter() - start
+    feeds = seeded_inputs(model, plan.settings.seed, {BATCH_DIM: batch_size}, int_high=2)
+    session = executable.session(batch_size)
+    for _ in range(WARMUP_QUERIES):
+        outputs = session.run(feeds)
+    timing = run_scenario(
+        plan.settings,
+        lambda: session.run(feeds),
+        batch_size,
+        lambda fraction: observer.timing(batch_size, fraction),
+    )
+    latency = latency_stats(timing.latencies_ms)
+    valid, why = verdict(plan.settings, timing, latency)
+    queries = len(timing.latencies_ms)
+    drift = _drift(model, batch_size, feeds, outputs)
+    accuracy = _accuracy(workload, session.run, batch_size, drift) if with_accuracy else None
+    return BatchResult(
+        batch_size=batch_size,
+        qps=queries * batch_size / timing.duration_s,
+        latency_ms=latency,
+        valid=valid,
+        why=why,
+        compile_s=compile_s,
+        queries=queries,
+        duration_s=timing.duration_s,
+        drift=drift.to_json(),
+        accuracy=accuracy.to_json() if accuracy else None,
+    )
+
+
+def _drift(
+    model: ir.Model, batch_size: int, feeds: Mapping[str, np.ndarray], outputs: list[np.ndarray]
+) -> DriftReport:
+    """The target's outputs against the reference target's, on the same seeded batch."""
+    reference = compile_model(get_target(REFERENCE_TARGET), model)
+    expected = reference.session(batch_size).run(feeds)
+    return drift_report(expected, [np.asarray(o) for o in outputs])
+
+
+def _accuracy(workload: Workload, run: Run, batch_size: int, drift: DriftReport) -> Accuracy | None:
+    """The task metric on the workload's data set; for models judged by drift alone, the
+    lowest output cosine against the reference, on the seeded batch."""
+    found = task_accuracy(
+        workload.model, run, batch_size, workload.dataset_fraction, workload.accuracy_threshold
+    )
+    if found is not None or workload.accuracy_metric != "output-drift":
+        return found
+    cosine = min((d.cosine for d in drift.drift), default=1.0)
+    threshold = workload.accuracy_threshold
+    return Accuracy("output-drift", cosine, batch_size, threshold, passed=cosine >= threshold)

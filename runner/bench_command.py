@@ -1,0 +1,195 @@
+"""`runner bench --level model --model M`: throughput and latency per batch size under an MLPerf
+LoadGen scenario, with the verdict, the best batch size and drift against the reference."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ir.errors import AsicperfError
+from passes.pipeline import PipelineError, parse_pipeline, split_options
+from runner.bench.engine import BenchPlan, bench
+from runner.bench.results import BatchResult
+from runner.bench.scenarios import SCENARIOS
+from runner.console import console
+from zoo.resolve import resolve_model
+from zoo.workload import default_workload, workload_for
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    parser = groups.add_parser(
+        "bench", help="throughput and latency per batch size (LoadGen rules)"
+    )
+    parser.add_argument("--level", choices=("model", "op"), default="model")
+    parser.add_argument("--model", metavar="MODEL", help="path to an .onnx file or a zoo name")
+    parser.add_argument(
+        "--workload",
+        metavar="FILE|NAME",
+        help="what to run and how long; default: the model's shipped workload. Options below "
+        "override its fields",
+    )
+    parser.add_argument(
+        "--target", metavar="T", help='target, with options: "onnxruntime{threads=2}"'
+    )
+    parser.add_argument("--pipeline", metavar="P", help="passes to apply before compiling")
+    parser.add_argument("--batch", metavar="1,8,32", help="batch sizes")
+    parser.add_argument("--scenario", choices=SCENARIOS)
+    parser.add_argument("--min-duration", type=float, metavar="S", help="seconds per batch size")
+    parser.add_argument("--min-queries", type=int, metavar="N", help="queries per batch size")
+    parser.add_argument("--latency-bound", type=float, metavar="MS", help="p99 bound in ms")
+    parser.add_argument("--server-qps", type=float, metavar="QPS", help="arrivals, samples/s")
+    parser.add_argument("--seed", type=int, default=0, help="seed of inputs and arrivals")
+    parser.add_argument("--out", metavar="DIR", help="default bench-results/<model>-<target>")
+    parser.add_argument("--resume", action="store_true", help="keep completed batch files")
+    parser.add_argument("--json", action="store_true", help="print the result document")
+    parser.set_defaults(handler=run_bench)
+
+
+def _batch_sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = sorted({int(item) for item in text.split(",")})
+    except ValueError:
+        sizes = []
+    if not sizes or sizes[0] < 1:
+        raise AsicperfError(f"--batch '{text}': expected positive batch sizes like 1,8,32")
+    return tuple(sizes)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The workload fields the user set on the command line."""
+    given: dict[str, Any] = {
+        "model": args.model,
+        "pipeline": args.pipeline,
+        "scenario": args.scenario,
+        "min_duration_s": args.min_duration,
+        "min_queries": args.min_queries,
+        "latency_bound_ms": args.latency_bound,
+        "server_qps": args.server_qps,
+    }
+    if args.batch is not None:
+        given["batch_sizes"] = _batch_sizes(args.batch)
+    if args.target is not None:
+        try:
+            given["target"], given["target_options"] = split_options(args.target, args.target)
+        except PipelineError as error:
+            raise AsicperfError(f"target '{args.target}': {error}") from None
+    return {field: value for field, value in given.items() if value is not None}
+
+
+def _plan(args: argparse.Namespace) -> BenchPlan:
+    if args.level == "op":
+        raise AsicperfError("not implemented yet: op-level benchmarks come with microbench")
+    if not (args.model or args.workload):
+        raise AsicperfError("--level model needs --model or --workload")
+    overrides = _overrides(args)
+    if args.pipeline:
+        parse_pipeline(args.pipeline)  # a bad spec fails before the model is loaded
+    base = workload_for(args.workload) if args.workload else default_workload(args.model)
+    workload = dataclasses.replace(base, **overrides)
+    return BenchPlan(workload, resolve_model(workload.model), args.seed)
+
+
+def _out_folder(args: argparse.Namespace, plan: BenchPlan) -> Path:
+    if args.out:
+        return Path(args.out)
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{plan.model_path.stem}-{plan.workload.target}")
+    return Path("bench-results") / name
+
+
+class _Bars:
+    """Progress bars on stderr, one per batch size: compiling, then timing."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._tasks: dict[int, TaskID] = {}
+        self._last = 0.0
+
+    def _due(self) -> bool:
+        """At most ten redraws a second, so drawing stays out of the timed loop's way."""
+        now = time.monotonic()
+        if now - self._last < 0.1:
+            return False
+        self._last = now
+        return True
+
+    def compiling(self, batch_size: int) -> None:
+        self._tasks[batch_size] = self._progress.add_task(f"batch {batch_size}: compile", total=1)
+
+    def timing(self, batch_size: int, fraction: float) -> None:
+        if not self._due():
+            return
+        self._progress.update(
+            self._tasks[batch_size],
+            description=f"batch {batch_size}: timing",
+            completed=min(fraction, 1.0),
+        )
+
+    def finished(self, result: BatchResult) -> None:
+        size = result.batch_size
+        verdict = "VALID" if result.valid else "INVALID"
+        text = f"batch {size}: {result.qps:.1f} samples/s, {verdict}"
+        if size in self._tasks:
+            self._progress.update(self._tasks[size], description=text, completed=1)
+        else:
+            self._progress.add_task(f"{text} (resumed)", total=1, completed=1)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    plan = _plan(args)
+    folder = _out_folder(args, plan)
+    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(file=sys.stderr), transient=args.json) as progress:
+        document = bench(plan, folder, args.resume, _Bars(progress))
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        _print(document, folder)
+    return 0
+
+
+def _print(doc: dict, folder: Path) -> None:
+    out = console()
+    title = f"bench {doc['model']} on {doc['target']} ({doc['scenario']}, {doc['host']})"
+    table = Table(title=title)
+    for column in (
+        "batch",
+        "samples/s",
+        "mean ms",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "queries",
+        "compile s",
+        "max abs drift",
+        "verdict",
+    ):
+        table.add_column(column)
+    for b in doc["batches"]:
+        lat = b["latency_ms"]
+        drift = max((d["max_abs"] for d in b["drift"]["outputs"]), default=0.0)
+        table.add_row(
+            str(b["batch_size"]),
+            f"{b['qps']:.1f}",
+            f"{lat['mean']:.3f}",
+            f"{lat['p50']:.3f}",
+            f"{lat['p90']:.3f}",
+            f"{lat['p99']:.3f}",
+            str(b["queries"]),
+            f"{b['compile_s']:.2f}",
+            f"{drift:.3g}",
+            ("VALID: " if b["valid"] else "INVALID: ") + b["why"],
+        )
+    out.print(table)
+    best = doc["best_batch"]
+    out.print(f"best batch size: {'none meets the rules' if best is None else best}")
+    out.print(f"results: {folder}", markup=False)
