@@ -41,7 +41,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--target", metavar="T", help='target, with options: "onnxruntime{threads=2}"'
     )
-    parser.add_argument("--pipeline", metavar="P", help="passes to apply before compiling")
+    parser.add_argument(
+        "--pipeline", metavar="P", help='passes to apply before compiling ("" for none)'
+    )
     parser.add_argument("--batch", metavar="1,8,32", help="batch sizes")
     parser.add_argument("--scenario", choices=SCENARIOS)
     parser.add_argument("--min-duration", type=float, metavar="S", help="seconds per batch size")
