@@ -139,6 +139,8 @@ def _measure(
     workload = plan.workload
     observer.compiling(batch_size)
     model = load_model(plan.model_path, bindings={BATCH_DIM: batch_size})
+    feeds = seeded_inputs(model, plan.settings.seed, {BATCH_DIM: batch_size}, int_high=2)
+    expected = _fp32_reference(model, batch_size, feeds)  # before the pipeline changes it
     if workload.pipeline:
         run_pipeline(model, parse_pipeline(workload.pipeline), [VerifyAfterEachPass()])
     target = get_target(workload.target)
@@ -146,7 +148,6 @@ def _measure(
     start = time.perf_counter()
     executable = compile_model(target, model, config)
     compile_s = time.perf_counter() - start
-    feeds = seeded_inputs(model, plan.settings.seed, {BATCH_DIM: batch_size}, int_high=2)
     session = executable.session(batch_size)
     for _ in range(WARMUP_QUERIES):
         outputs = session.run(feeds)
@@ -159,7 +160,7 @@ def _measure(
     latency = latency_stats(timing.latencies_ms)
     valid, why = verdict(plan.settings, timing, latency)
     queries = len(timing.latencies_ms)
-    drift = _drift(model, batch_size, feeds, outputs)
+    drift = drift_report(expected, [np.asarray(o) for o in outputs])
     accuracy = _accuracy(workload, session.run, batch_size, drift) if with_accuracy else None
     return BatchResult(
         batch_size=batch_size,
@@ -175,13 +176,12 @@ def _measure(
     )
 
 
-def _drift(
-    model: ir.Model, batch_size: int, feeds: Mapping[str, np.ndarray], outputs: list[np.ndarray]
-) -> DriftReport:
-    """The target's outputs against the reference target's, on the same seeded batch."""
-    reference = compile_model(get_target(REFERENCE_TARGET), model)
-    expected = reference.session(batch_size).run(feeds)
-    return drift_report(expected, [np.asarray(o) for o in outputs])
+def _fp32_reference(
+    model: ir.Model, batch_size: int, feeds: Mapping[str, np.ndarray]
+) -> list[np.ndarray]:
+    """The reference target's outputs for the model as loaded (FP32, before any pass), which
+    every target and pipeline is judged against."""
+    return compile_model(get_target(REFERENCE_TARGET), model).session(batch_size).run(feeds)
 
 
 def _accuracy(workload: Workload, run: Run, batch_size: int, drift: DriftReport) -> Accuracy | None:
