@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
@@ -18,12 +19,17 @@ from onnx.reference import ReferenceEvaluator
 from ir.errors import first_line
 from ir.graph_view import subgraphs_of
 from ir.node_ids import describe_node
+from ir.ops import infer_missing_shapes
 from ir.reference import run_reference
+from ir.shape_inference import infer_value_types
 from passes.base import Pass, PassConfig, PassLog
 from passes.rewrite import add_initializer, is_nondeterministic
 
 # The first IR version in which an initializer need not also be a graph input.
 _CONSTANT_INITIALIZERS_IR_VERSION = 4
+
+
+_MAX_ROUNDS = 8
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,19 @@ class FoldConstants(Pass):
     def run(self, model: ir.Model, log: PassLog) -> None:
         if not self.config.overridable_initializers:
             _make_initializer_inputs_constant(model, log)
+        # Folding a shape chain can make more shapes static (a Reshape's target becomes known),
+        # so rounds alternate with shape inference until one folds nothing; the skips kept are
+        # that last round's.
+        for _ in range(_MAX_ROUNDS):
+            changes, skips = len(log.changes), len(log.skipped)
+            self._fold_round(model, log)
+            if len(log.changes) == changes:
+                break
+            del log.skipped[skips:]
+            infer_value_types(model, ir.to_proto(model), Path("<fold-constants>"))
+            infer_missing_shapes(model)
+
+    def _fold_round(self, model: ir.Model, log: PassLog) -> None:
         # Graph order is topological, so a node's constant inputs are folded before it is seen.
         for node in list(model.graph.all_nodes()):
             standard = node.domain in ("", "ai.onnx")
