@@ -6,11 +6,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import onnx_ir as ir
 
 from ir.fingerprint import fingerprint
+from ir.ops import infer_missing_shapes
+from ir.shape_inference import infer_value_types
 from passes.audit import PassRecord, config_to_json
 from passes.base import PassConfig
 from targets.api import CompiledModel, Session, Target
@@ -48,7 +51,10 @@ def compile_model(target: Target, model: ir.Model, config: PassConfig | None = N
     capabilities = target.capabilities()
     check_dtypes(model, target, capabilities)
     plan = plan_partition(model, target, capabilities)
+    source_fingerprint = fingerprint(model)
     start = time.perf_counter()
+    if not plan.whole_on_target:
+        model = _typed(model)
     if plan.whole_on_target:
         pieces = ((target, target.compile(model, config)),)
     else:
@@ -67,7 +73,7 @@ def compile_model(target: Target, model: ir.Model, config: PassConfig | None = N
     record = compile_record(
         target=target.name,
         config=config_to_json(config),
-        ir_fingerprint=fingerprint(model),
+        ir_fingerprint=source_fingerprint,
         artifact_fingerprint=own[0].out_fingerprint if len(own) == 1 else _joined(own),
         wall_ms=wall_ms,
         nodes=(nodes, sum(r.node_count[1] for r in own)),
@@ -84,6 +90,19 @@ def compile_model(target: Target, model: ir.Model, config: PassConfig | None = N
         if v.is_initializer() and v.const_value is not None
     }
     return Executable(target, plan, pieces, record, inputs, outputs, defaults)
+
+
+def _typed(model: ir.Model) -> ir.Model:
+    """Segments exchange values as graph inputs and outputs, which need types: values that
+    passes created without one get them from shape inference (ONNX's, then the op table's),
+    on a copy, so the caller's model and its fingerprint stay as they were."""
+    if all(out.type is not None for node in model.graph for out in node.outputs if out.name):
+        return model
+    proto = ir.to_proto(model)
+    copy = ir.serde.deserialize_model(proto)
+    infer_value_types(copy, proto, Path("<partition>"))
+    infer_missing_shapes(copy)
+    return copy
 
 
 def _joined(records: list[PassRecord]) -> str:
