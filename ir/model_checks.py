@@ -192,6 +192,10 @@ def check_initializer_sizes(proto: onnx.ModelProto, path: Path) -> None:
         for tensor in graph.initializer:
             if tensor.data_location == onnx.TensorProto.EXTERNAL:
                 continue
+            if tensor.data_type not in _KNOWN_DATA_TYPES:
+                raise ModelLoadError(
+                    f"{path}: initializer '{tensor.name}' has unknown data type {tensor.data_type}"
+                )
             elements = math.prod(tensor.dims)
             found, expected = _stored_size(tensor, elements)
             if found is not None and found != expected:
@@ -200,6 +204,13 @@ def check_initializer_sizes(proto: onnx.ModelProto, path: Path) -> None:
                     f"({elements} elements) but holds {found} {_unit(tensor)} "
                     f"(expected {expected})"
                 )
+
+
+_KNOWN_DATA_TYPES = frozenset(
+    value
+    for value in onnx.TensorProto.DataType.values()
+    if value != onnx.TensorProto.UNDEFINED and value in onnx.helper.get_all_tensor_dtypes()
+)
 
 
 def _stored_size(tensor: onnx.TensorProto, elements: int) -> tuple[int | None, int]:

@@ -364,3 +364,16 @@ def test_initializer_with_fewer_values_than_its_dims(tmp_path: Path, raw: bool) 
     assert _load_error(path).endswith(
         f"initializer 'w' has dims [1, 30] (30 elements) but holds {unit}"
     )
+
+
+def test_initializer_with_an_unknown_data_type(tmp_path: Path) -> None:
+    weight = TensorProto(name="w", data_type=0, dims=[2], raw_data=b"\x00" * 8)
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["w"], ["y"])],
+        "g",
+        [],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+        [weight],
+    )
+    path = _saved(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert _load_error(path).endswith("initializer 'w' has unknown data type 0")
