@@ -89,6 +89,12 @@ class Target(ABC):
     def capabilities(self) -> Capabilities:
         """The ops and dtypes this target runs."""
 
+    def prepare(self, model: ir.Model) -> ir.Model:
+        """The model as this target will see it, before claims are checked and the graph is
+        partitioned (e.g. the target's own lowering). The default leaves it as it is; an
+        override must not mutate `model`."""
+        return model
+
     def unsupported_reason(self, node: ir.Node, capabilities: Capabilities) -> str | None:
         """Why this target cannot run `node`, or None. Such nodes fall back to the reference
         path. The default checks the declared ops and the integer/bool tensor types (index and

@@ -48,10 +48,11 @@ class Executable:
 def compile_model(target: Target, model: ir.Model, config: PassConfig | None = None) -> Executable:
     """Check dtypes, partition by declared ops, and compile every segment."""
     config = config if config is not None else target.config_type()
+    source_fingerprint = fingerprint(model)
+    model = target.prepare(model)
     capabilities = target.capabilities()
     check_dtypes(model, target, capabilities)
     plan = plan_partition(model, target, capabilities)
-    source_fingerprint = fingerprint(model)
     start = time.perf_counter()
     if not plan.whole_on_target:
         model = _typed(model)

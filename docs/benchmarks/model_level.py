@@ -91,7 +91,7 @@ def main() -> int:
             max_abs = max((d["max_abs"] for d in outputs), default=float("nan"))
             cosine = min((d["cosine"] for d in outputs), default=float("nan"))
             lines.append(
-                f"| {model} | {target} | {label} | {batch['batch_size']} | {batch['qps']:.1f} "
+                f"| {model} | {target} | {label} | {batch['batch_size']} | {batch['qps']:.3g} "
                 f"| {batch['latency_ms']['p99']:.1f} | {batch['compile_s']:.1f} "
                 f"| {max_abs:.2g} | {cosine:.6f} | {'VALID' if batch['valid'] else 'INVALID'} |"
             )
