@@ -1,13 +1,17 @@
 """The `tvm` target: Apache TVM's Relax compiler, through its ONNX frontend, on the CPU (LLVM) or
 a CUDA GPU.
 
-The model is first cleaned with the toolkit's own passes (constant folding, identity removal,
-dead code): TVM's frontend rejects torch-exported shape arithmetic (Shape -> Gather -> Concat ->
-Max/Mul/... -> ConstantOfShape or Reshape) that those passes fold away when the input shapes are
-static. Symbolic dims stay symbolic: Relax compiles them as shape variables, so one artifact runs
-every batch size, but shape arithmetic over them cannot fold (the frontend error says so).
-Nothing is tuned (MetaSchedule crashes on this wheel), so CPU kernels are correct but slow; on
-CUDA, `tvm.compile`'s default GPU pipeline gives every kernel DLight's default schedule.
+The model is first cleaned with the toolkit's own passes (constant folding, BatchNorm folded into
+convolutions, LayerNorm recognized, identity removal, dead code): TVM's frontend rejects
+torch-exported shape arithmetic (Shape -> Gather -> Concat -> Max/Mul/... -> ConstantOfShape or
+Reshape) that those passes fold away when the input shapes are static. Symbolic dims stay
+symbolic: Relax compiles them as shape variables, so one artifact runs every batch size, but
+shape arithmetic over them cannot fold (the frontend error says so).
+
+On the CPU, every fused PrimFunc goes through the project's schedule rules
+(`targets.tvm_schedules`), and the compile record lists which rule scheduled which function.
+Nothing is tuned (MetaSchedule crashes on this wheel). On CUDA, `tvm.compile`'s default GPU
+pipeline gives every kernel DLight's default schedule.
 
 `tvm` is imported only inside functions, so this module loads without TVM installed and `info()`
 says why the target is unavailable.
@@ -26,6 +30,7 @@ import re
 import tempfile
 import time
 import warnings
+from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +42,7 @@ import onnx
 import onnx_ir as ir
 
 from ir.errors import AsicperfError, first_line
-from ir.files import cache_root
+from ir.files import cache_root, write_text_atomically
 from ir.fingerprint import fingerprint
 from passes.audit import config_to_json
 from passes.base import PassConfig
@@ -56,9 +61,14 @@ from targets.known_failures import (
     known_failure,
     used_outputs,
 )
+from targets.tvm_schedules.apply import FunctionSchedule
+from targets.tvm_schedules.host_tuning import CpuTuning, host_tuning
+from targets.tvm_schedules.pipeline import cpu_pipeline
+from targets.tvm_schedules.profile import profile_calls
+from targets.tvm_schedules.rules import cpu_rules
 
-LOWERING = "fold-constants,remove-identity,dce"
-CACHE_SCHEMA = "asicperf.tvm-cache/1"  # bump when the way an artifact is built changes
+LOWERING = "fold-constants,fuse-conv-bn,recognize-layernorm{target=tvm},remove-identity,dce"
+CACHE_SCHEMA = "asicperf.tvm-cache/2"  # bump when the way an artifact is built changes
 # Newest x86 generation first: the flags a generation needs, and LLVM's name for it.
 # `-mcpu=native` is no use: this LLVM falls back to a generic CPU for recent Xeons.
 _MCPU_BY_FLAGS = (
@@ -170,6 +180,7 @@ class TvmConfig(PassConfig):
     opt_level: int = 3
     mcpu: str = ""  # LLVM CPU name; "" derives it from the host's CPU flags
     cache: bool = True  # reuse compiled libraries from $ASICPERF_CACHE/tvm
+    schedule: bool = True  # the project's CPU schedule rules; false keeps TVM's plain loop nests
 
 
 @dataclass(frozen=True)
@@ -180,6 +191,14 @@ class _Artifact:
     module: Any  # tvm.runtime.Executable (just built) or tvm.runtime.Module (from the cache)
     params: tuple[str, ...]
     outputs: int
+
+
+@dataclass(frozen=True)
+class _Build:
+    """A compiled library and what scheduled each of its functions (empty when unscheduled)."""
+
+    module: Any
+    schedules: tuple[FunctionSchedule, ...]
 
 
 def llvm_mcpu(flags: Collection[str]) -> str:
@@ -248,12 +267,12 @@ class TvmTarget(Target):
         target = _tvm_target(tvm, config)
         key = _cache_key(tvm, lowered.fingerprint, str(target), config)
         path = cache_dir() / f"{key}.so" if config.cache else None
-        module = _load_cached(tvm, path)
-        cache_hit = module is not None
-        if module is None:
-            module = _build(tvm, ir.to_proto(lowered.model), target, config.opt_level)
+        built = _load_cached(tvm, path)
+        cache_hit = built is not None
+        if built is None:
+            built = _build(tvm, ir.to_proto(lowered.model), target, config)
             if path is not None:
-                _store(module, path)
+                _store(built, path)
         wall_ms = (time.perf_counter() - start) * 1e3
         before = [node.op_type for node in model.graph]
         after = [node.op_type for node in lowered.model.graph]
@@ -274,9 +293,10 @@ class TvmTarget(Target):
                 "cache_hit": cache_hit,
                 "cache_path": str(path) if path else None,
                 "precision": "as in the model",
+                **_schedule_summary(built.schedules, config),
             },
         )
-        artifact = _Artifact(module, graph_io_names(lowered.model)[0], len(outputs))
+        artifact = _Artifact(built.module, graph_io_names(lowered.model)[0], len(outputs))
         return CompiledModel(
             self.name,
             record.in_fingerprint,
@@ -306,19 +326,15 @@ class TvmSession(Session):
         self, tvm: ModuleType, machine: Any, device: Any, artifact: _Artifact, target: str
     ) -> None:
         self._tvm = tvm
+        self._machine = machine
         self._main = machine["main"]
         self._device = device
         self._artifact = artifact
         self._target = target
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        params = self._artifact.params
-        missing = [name for name in params if name not in feeds]
-        if missing:
-            raise AsicperfError(f"target '{self._target}': missing input(s) {', '.join(missing)}")
-        tensor = self._tvm.runtime.tensor
-        try:  # not np.ascontiguousarray: it turns a 0-d input into 1-d
-            args = [tensor(np.asarray(feeds[name], order="C"), self._device) for name in params]
+        args = self._arguments(feeds)
+        try:
             result = self._main(*args)
         except Exception as error:  # TVM raises RuntimeError, ValueError, TVMError subclasses
             raise AsicperfError(
@@ -327,8 +343,30 @@ class TvmSession(Session):
         values = list(result) if self._artifact.outputs > 1 else [result]
         return [_to_numpy(self._tvm, value) for value in values]
 
+    def profile(self, feeds: Mapping[str, np.ndarray], runs: int = 3) -> dict[str, float]:
+        """Mean seconds per run in each compiled function (see `profile_calls`)."""
+        return profile_calls(self._machine, self._arguments(feeds), runs)
+
+    def _arguments(self, feeds: Mapping[str, np.ndarray]) -> list[Any]:
+        params = self._artifact.params
+        missing = [name for name in params if name not in feeds]
+        if missing:
+            raise AsicperfError(f"target '{self._target}': missing input(s) {', '.join(missing)}")
+        tensor = self._tvm.runtime.tensor
+        try:  # not np.ascontiguousarray: it turns a 0-d input into 1-d
+            return [tensor(np.asarray(feeds[name], order="C"), self._device) for name in params]
+        except Exception as error:  # a dtype TVM cannot hold
+            raise AsicperfError(
+                f"target '{self._target}' failed to run: {first_line(error)}"
+            ) from error
+
 
 def _import_tvm() -> ModuleType:
+    """TVM, with its thread pool sized to every core: by default it assumes two hyper-threads
+    per core on x86 and starts half as many workers as there are CPUs (one on a 2-core VM). The
+    pool reads `TVM_NUM_THREADS` when it starts, at the first parallel kernel; a value the user
+    set is kept."""
+    os.environ.setdefault("TVM_NUM_THREADS", str(os.cpu_count() or 1))
     try:
         import tvm
     except Exception as error:  # ImportError, or a broken native library
@@ -381,10 +419,11 @@ def _tvm_target(tvm: ModuleType, config: TvmConfig) -> Any:
     return tvm.target.Target({"kind": "cuda", "arch": arch, "host": host})
 
 
-def _build(tvm: ModuleType, proto: onnx.ModelProto, target: Any, opt_level: int) -> Any:
-    """The frontend, then `tvm.compile`; its default pipeline legalizes every op to TIR (and on a
-    GPU target also fuses and applies DLight's Matmul, GEMV, Reduction, GeneralReduction and
-    Fallback schedules). Frontend failures are one line naming the op when TVM says which."""
+def _build(tvm: ModuleType, proto: onnx.ModelProto, target: Any, config: TvmConfig) -> _Build:
+    """The frontend, then `tvm.compile`: on the CPU through the project's pipeline (legalize,
+    fuse, schedule rules), on a GPU through TVM's default one (fuse, then DLight's Matmul, GEMV,
+    Reduction, GeneralReduction and Fallback schedules). Frontend failures are one line naming
+    the op when TVM says which."""
     from tvm.relax.frontend.onnx import from_onnx
 
     printed = io.StringIO()  # the frontend prints the failing op (and its inputs) to stdout
@@ -404,11 +443,32 @@ def _build(tvm: ModuleType, proto: onnx.ModelProto, target: Any, opt_level: int)
         raise AsicperfError(
             f"target 'tvm': TVM's ONNX frontend failed{where}: {first_line(error)}{hint}"
         ) from error
+    schedules: list[FunctionSchedule] = []
+    pipeline = {}  # TVM's default for the target
+    if config.device == "cpu" and config.schedule:
+        pipeline = {"relax_pipeline": cpu_pipeline(cpu_rules(), _tuning(target), schedules)}
     try:
-        with tvm.transform.PassContext(opt_level=opt_level):
-            return tvm.compile(module, target=target)
+        with tvm.transform.PassContext(opt_level=config.opt_level):
+            executable = tvm.compile(module, target=target, **pipeline)
     except Exception as error:  # TVMError and friends from any lowering pass
         raise AsicperfError(f"target 'tvm': compile failed: {first_line(error)}") from error
+    return _Build(executable, tuple(schedules))
+
+
+def _tuning(target: Any) -> CpuTuning:
+    """The figures the rules tile by: the compiled-for core count, this host's caches."""
+    return host_tuning(detect_cpu().flags, cores=int(target.attrs.get("num-cores", 0)) or None)
+
+
+def _schedule_summary(schedules: Sequence[FunctionSchedule], config: TvmConfig) -> dict[str, Any]:
+    """Which rule scheduled which function, and how many each rule took."""
+    if config.device != "cpu" or not config.schedule:
+        return {"schedules": "TVM's default (DLight on cuda, none on cpu)"}
+    by_rule = Counter(s.rule for s in schedules)
+    return {
+        "schedule_rules": dict(sorted(by_rule.items())),
+        "schedules": [s.to_json() for s in schedules],
+    }
 
 
 def _cache_key(tvm: ModuleType, ir_fingerprint: str, target: str, config: TvmConfig) -> str:
@@ -419,27 +479,42 @@ def _cache_key(tvm: ModuleType, ir_fingerprint: str, target: str, config: TvmCon
         "tvm": tvm.__version__,
         "target": target,
         "config": config_to_json(config),
+        "schedule_rules": _schedule_rules_digest(),
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
-def _load_cached(tvm: ModuleType, path: Path | None) -> Any | None:
-    """The cached library, or None when absent or unreadable (then it is rebuilt)."""
+@functools.cache
+def _schedule_rules_digest() -> str:
+    """The rules' own source: a library that other (older) rules scheduled is not a hit."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).with_name("tvm_schedules").glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _load_cached(tvm: ModuleType, path: Path | None) -> _Build | None:
+    """The cached library and its schedule records (written first, so a library without them
+    was never completed), or None when absent or unreadable (then it is rebuilt)."""
     if path is None or not path.is_file():
         return None
     try:
-        return tvm.runtime.load_module(os.fspath(path))
+        records = json.loads(path.with_suffix(".json").read_text())
+        schedules = tuple(FunctionSchedule(**record) for record in records)
+        return _Build(tvm.runtime.load_module(os.fspath(path)), schedules)
     except Exception:  # a truncated or foreign file is only a cache miss
         return None
 
 
-def _store(executable: Any, path: Path) -> None:
+def _store(built: _Build, path: Path) -> None:
     """Export the library beside its final name, then rename: readers never see half a file."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        records = json.dumps([s.to_json() for s in built.schedules], indent=1)
+        write_text_atomically(path.with_suffix(".json"), records)
         with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.stem[:12]}.") as folder:
             staged = Path(folder) / path.name
-            executable.export_library(os.fspath(staged))
+            built.module.export_library(os.fspath(staged))
             os.replace(staged, path)
     except Exception as error:  # OSError, or the linker failing inside TVM
         raise AsicperfError(

@@ -282,10 +282,10 @@ def test_skip_not_divided_by_deviation(tmp_path: Path) -> None:
 
 
 def test_other_target_needs_opset_17(tmp_path: Path) -> None:
-    config = RecognizeLayerNormConfig(target="tvm")
+    config = RecognizeLayerNormConfig(target="openvino")
     assert _skip_reasons(_model(tmp_path, _torch()), config) == [
-        "LayerNormalization needs opset 17 (model imports 14) and target 'tvm' does not run it "
-        "earlier"
+        "LayerNormalization needs opset 17 (model imports 14) and target 'openvino' does not "
+        "run it earlier"
     ]
     model = _model(tmp_path, _torch(17), 17)
     assert RecognizeLayerNorm(config)(model).modified

@@ -155,7 +155,13 @@ def test_bert_like_matches_reference(tmp_path: Path) -> None:
     model = load(build_bert_like(opset=14, layers=1, batch=1), tmp_path)
     compiled = TvmTarget().compile(model, TvmConfig())
     lowering = compiled.record.extra["lowering"]
-    assert [r["pass"] for r in lowering] == ["fold-constants", "remove-identity", "dce"]
+    assert [r["pass"] for r in lowering] == [
+        "fold-constants",
+        "fuse-conv-bn",
+        "recognize-layernorm",
+        "remove-identity",
+        "dce",
+    ]
     assert compiled.record.node_count[1] < compiled.record.node_count[0]  # shape chains folded
     feeds = bert_like_feeds(batch=1)
     assert_close(_reference(model, feeds), _tvm_run(compiled, feeds))
@@ -197,7 +203,7 @@ def _shape_chain(batch: int | str) -> onnx.ModelProto:
 def test_torch_style_shape_chain_compiles_once_folded(tmp_path: Path) -> None:
     model = load(_shape_chain(2), tmp_path)
     with pytest.raises(AsicperfError, match="cannot handle ShapeExpr"):  # as TVM gets it
-        _build(tvm, ir.to_proto(model), tvm.target.Target({"kind": "llvm"}), 3)
+        _build(tvm, ir.to_proto(model), tvm.target.Target({"kind": "llvm"}), TvmConfig())
     compiled = TvmTarget().compile(model, TvmConfig())
     assert compiled.record.node_count == (9, 1)
     feeds = {"ids": np.arange(32).reshape(2, 16)}
@@ -268,7 +274,9 @@ def test_cache_hit_is_fast_and_a_new_weight_misses(tmp_path: Path) -> None:
     assert second.record.extra["cache_hit"] is True
     assert second.record.out_fingerprint == first.record.out_fingerprint
     assert 0 < second.record.wall_ms < first.record.wall_ms / 3
-    assert [p.name for p in cache_dir().iterdir()] == [f"{first.record.out_fingerprint[7:]}.so"]
+    key = first.record.out_fingerprint[7:]
+    assert sorted(p.name for p in cache_dir().iterdir()) == [f"{key}.json", f"{key}.so"]
+    assert second.record.extra["schedules"] == first.record.extra["schedules"]
     feeds = seeded_inputs(model)
     assert_close(_reference(model, feeds), _tvm_run(second, feeds))  # the library from disk
 
@@ -394,7 +402,9 @@ def test_cuda_path_schedules_and_builds_without_a_gpu(tmp_path: Path) -> None:
         lowered = tvm.relax.get_default_pipeline(target)(from_onnx(proto))
     kernels = [f for f in lowered.functions.values() if isinstance(f, tvm.tirx.PrimFunc)]
     assert kernels and all(f.attrs["tirx.is_scheduled"] for f in kernels)
-    _build(tvm, proto, target, 3).export_library(str(tmp_path / "resnet_cuda.so"))
+    _build(tvm, proto, target, TvmConfig(device="cuda")).module.export_library(
+        str(tmp_path / "resnet_cuda.so")
+    )
     assert (tmp_path / "resnet_cuda.so").stat().st_size > 0
 
 

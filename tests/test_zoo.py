@@ -5,30 +5,22 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import onnx
 import pytest
 
 from ir.model_io import load_model
 from ir.reference import run_reference
 from ir.verifier import verify
 from runner.cli import main
+from tests.zoo_small import BUILT, small_build
 from zoo.cache import cached_path, model_file
 from zoo.catalog import ZOO
 from zoo.model import ZooModel
 from zoo.synthetic_inputs import seeded_inputs
 
-BUILT = [name for name, entry in ZOO.items() if entry.builder is not None]
-
 
 @pytest.mark.parametrize("name", BUILT)
 def test_builder_gives_a_valid_model_that_runs(name, tmp_path):
-    entry = ZOO[name]
-    if entry.unavailable():
-        pytest.skip(entry.unavailable())
-    assert entry.builder is not None
-    path = tmp_path / f"{name}.onnx"
-    onnx.save(entry.builder(**{**entry.options, **entry.test_options}), path)
-    model = load_model(path)
+    model = load_model(small_build(name, tmp_path))
     assert verify(model) == []
     # ids 0/1 are valid everywhere: token types, masks, any vocabulary
     outputs = run_reference(model, seeded_inputs(model, bindings={"batch": 2}, int_high=2))

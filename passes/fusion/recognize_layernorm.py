@@ -36,7 +36,7 @@ from passes.rewrite import (
 RULE = "layernorm"
 _ONNX_LAYERNORM_OPSET = 17
 # Targets that run default-domain LayerNormalization below opset 17.
-_EARLY_LAYERNORM_TARGETS = frozenset({"onnxruntime"})
+_EARLY_LAYERNORM_TARGETS = frozenset({"onnxruntime", "tvm"})
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,111 @@
+"""The Relax pipeline for the CPU: TVM's default passes, with the activations of 2-D
+convolutions in NHWC (weights HWIO, transposed once at compile time), TVM's fast (polynomial)
+exp/erf/tanh, and the project's schedule rules applied to every fused PrimFunc before it is
+lowered."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from targets.tvm_schedules.apply import FunctionSchedule, apply_rules
+from targets.tvm_schedules.host_tuning import CpuTuning
+from targets.tvm_schedules.rule import ScheduleRule
+
+# Channels innermost: the output channels of a convolution become the vectorized axis, the way
+# they are for a matmul's columns.
+CONV_LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
+
+
+def fused_module(module: Any, target: Any) -> Any:
+    """Legalized and fused, not yet scheduled: what the rules see (also used to profile)."""
+    import tvm
+    from tvm import relax
+
+    prepare = [
+        relax.backend.DispatchSampling(),
+        relax.backend.DispatchSortScan(),
+        relax.transform.DecomposeOpsForInference(),
+        # exp/erf/tanh (and softmax's exp) as polynomials LLVM vectorizes, not one libm call per
+        # lane: GELU and softmax run 10-50x faster, within ~1e-6 relative of the exact functions
+        relax.transform.FastMathTransform(),
+    ]
+    legalize = [
+        relax.transform.LegalizeOps(),
+        relax.transform.AnnotateTIROpPattern(),
+        relax.transform.FoldConstant(),
+        relax.transform.FuseOps(),
+        relax.transform.FuseTIR(),
+    ]
+    with target:
+        module = tvm.transform.Sequential(prepare)(module)
+        module = _channels_last(module)
+        return tvm.transform.Sequential(legalize)(module)
+
+
+def _channels_last(module: Any) -> Any:
+    """Convolutions in NHWC/HWIO. Only modules with a 2-D convolution go through TVM's
+    ConvertLayout: it crashes the process (SIGFPE) on some integer graphs without one (ONNX's
+    expanded DynamicQuantizeLinear). It also rejects some graphs (it rewrites a function's output
+    variable, seen with Split feeding an output); those keep their layout, and the conv2d rule's
+    record says so for every convolution left in NCHW."""
+    import tvm
+    from tvm import relax
+
+    if not _calls(module, "relax.nn.conv2d"):
+        return module
+    try:
+        converted = relax.transform.ConvertLayout(CONV_LAYOUT)(module)
+    except tvm.error.InternalError:  # the failed check
+        return module
+    return relax.transform.Normalize()(converted)
+
+
+def _calls(module: Any, op_name: str) -> bool:
+    """Some Relax function of `module` calls the operator `op_name`."""
+    import tvm
+    from tvm import relax
+
+    found: list[bool] = []
+
+    def visit(expr: Any) -> None:
+        if isinstance(expr, relax.Call) and isinstance(expr.op, tvm.ir.Op):
+            found.append(expr.op.name == op_name)
+
+    for func in module.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    return any(found)
+
+
+def cpu_pipeline(
+    rules: Sequence[ScheduleRule], tuning: CpuTuning, records: list[FunctionSchedule]
+) -> Any:
+    """A pass for `tvm.compile(..., relax_pipeline=...)`; it appends one record per PrimFunc to
+    `records`."""
+    import tvm
+    from tvm import relax
+
+    @tvm.transform.module_pass(opt_level=0, name="asicperf.cpu_pipeline")
+    def _pipeline(module: Any, _context: Any) -> Any:
+        target = tvm.target.Target.current()
+        module = fused_module(module, target)
+        module, scheduled = apply_rules(module, rules, tuning)
+        records.extend(scheduled)
+        lowering = [
+            relax.transform.RewriteDataflowReshape(),
+            relax.transform.ToNonDataflow(),
+            relax.transform.RemovePurityChecking(),
+            relax.transform.CallTIRRewrite(),
+            relax.transform.StaticPlanBlockMemory(),
+            relax.transform.LowerAllocTensor(),
+            relax.transform.KillAfterLastUse(),
+            relax.transform.LowerRuntimeBuiltin(),
+            relax.transform.ComputePrimValue(),
+            relax.transform.VMShapeLower(),
+            relax.transform.AttachGlobalSymbol(),
+        ]
+        with target:
+            return tvm.transform.Sequential(lowering)(module)
+
+    return _pipeline

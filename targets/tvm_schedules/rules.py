@@ -1,0 +1,15 @@
+"""The CPU rules in the order they are tried: the specific kernels (matmul, convolution) before
+the general ones, so a matmul with an elementwise epilogue is never taken as elementwise."""
+
+from __future__ import annotations
+
+from targets.tvm_schedules.conv2d import Conv2dRule
+from targets.tvm_schedules.elementwise import ElementwiseRule
+from targets.tvm_schedules.matmul import MatmulRule
+from targets.tvm_schedules.reduction import ReductionRule
+from targets.tvm_schedules.row_ops import RowOpRule
+from targets.tvm_schedules.rule import ScheduleRule
+
+
+def cpu_rules() -> tuple[ScheduleRule, ...]:
+    return (MatmulRule(), Conv2dRule(), RowOpRule(), ReductionRule(), ElementwiseRule())
