@@ -13,7 +13,7 @@ import pkgutil
 
 from passes.base import Pass
 
-_STAGE_PACKAGES = ("passes.cleanup", "passes.fusion")
+_STAGE_PACKAGES = ("passes.cleanup", "passes.fusion", "passes.precision", "passes.sparsity")
 
 
 def _discover() -> dict[str, type[Pass]]:

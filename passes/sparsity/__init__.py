@@ -1,0 +1,1 @@
+"""Sparsity passes: magnitude pruning of weights into unstructured, N:M and block patterns."""
