@@ -71,3 +71,65 @@ def outputs_drift(
         output_drift(index, ref, got)
         for index, (ref, got) in enumerate(zip(reference, candidate, strict=True))
     ]
+
+
+@dataclass(frozen=True)
+class DriftHistogram:
+    """How the element-wise differences (candidate - reference) are distributed: the value
+    distribution a precision change leaves behind, in `len(counts)` equal bins between
+    `edges[0]` and `edges[-1]` (symmetric around 0)."""
+
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+
+    def to_json(self) -> dict[str, list[float] | list[int]]:
+        return {"edges": list(self.edges), "counts": list(self.counts)}
+
+
+HISTOGRAM_BINS = 21
+
+
+def difference_histogram(
+    reference: np.ndarray, candidate: np.ndarray, bins: int = HISTOGRAM_BINS
+) -> DriftHistogram | None:
+    """None when the outputs cannot be compared element by element (shape, non-numeric)."""
+    if reference.shape != candidate.shape or reference.dtype.kind not in "fiub":
+        return None
+    diff = candidate.astype(np.float64).ravel() - reference.astype(np.float64).ravel()
+    diff = diff[np.isfinite(diff)]
+    reach = float(np.abs(diff).max()) if diff.size else 0.0
+    counts, edges = np.histogram(diff, bins=bins, range=(-reach, reach) if reach else (-1, 1))
+    return DriftHistogram(tuple(float(e) for e in edges), tuple(int(c) for c in counts))
+
+
+def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float | None:
+    """The share of rows whose largest score is in the same place: for outputs with a class
+    axis last (a classifier's logits or probabilities); None for anything else."""
+    if (
+        reference.shape != candidate.shape
+        or reference.ndim < 2
+        or reference.shape[-1] < 2
+        or reference.dtype.kind != "f"
+    ):
+        return None
+    same = np.argmax(reference, axis=-1) == np.argmax(candidate, axis=-1)
+    return float(same.mean())
+
+
+def drift_record(
+    reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]
+) -> list[dict[str, object]]:
+    """Per output: the drift figures, the difference histogram and the top-1 agreement (null
+    where they do not apply), as the audit stores them."""
+    records: list[dict[str, object]] = []
+    drifts = outputs_drift(reference, candidate)  # checks the counts match
+    for drift, ref, got in zip(drifts, reference, candidate, strict=True):
+        histogram = difference_histogram(ref, got)
+        records.append(
+            {
+                **drift.to_json(),
+                "histogram": histogram.to_json() if histogram else None,
+                "top1_agreement": top1_agreement(ref, got),
+            }
+        )
+    return records

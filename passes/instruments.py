@@ -15,7 +15,7 @@ from typing import Any, TextIO
 import numpy as np
 import onnx_ir as ir
 
-from ir.drift import outputs_drift
+from ir.drift import drift_record
 from ir.errors import AsicperfError
 from ir.files import write_text_atomically
 from ir.listing import format_listing, summarize
@@ -101,8 +101,8 @@ class NumericCheck(Instrument):
             raise PassFailed(f"pass '{pass_.name}' (#{seq}) left a model that {error}") from error
         numeric = {
             "seed": self.seed,
-            "vs_previous": [d.to_json() for d in outputs_drift(self._previous, outputs)],
-            "vs_input": [d.to_json() for d in outputs_drift(self._input_outputs, outputs)],
+            "vs_previous": drift_record(self._previous, outputs),
+            "vs_input": drift_record(self._input_outputs, outputs),
         }
         self._previous = outputs
         return {"numeric": numeric}

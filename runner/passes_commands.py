@@ -102,23 +102,26 @@ def run_passes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _worst_input_drift(record: PassRecord) -> tuple[str, str]:
-    """(max abs error, min cosine) against the input model, over all outputs."""
+def _worst_input_drift(record: PassRecord) -> tuple[str, str, str]:
+    """(max abs error, min cosine, min top-1 agreement) against the input model, over all
+    outputs."""
     if not record.numeric:
-        return "-", "-"
+        return "-", "-", "-"
     drifts = record.numeric["vs_input"]
     max_abs = max(d["max_abs"] for d in drifts)
     cosine = min(d["cosine"] for d in drifts)
-    return f"{max_abs:.3g}", f"{cosine:.7f}"
+    top1 = [d["top1_agreement"] for d in drifts if d.get("top1_agreement") is not None]
+    return f"{max_abs:.3g}", f"{cosine:.7f}", f"{min(top1):.4f}" if top1 else "-"
 
 
 def _summary_table(records: list[PassRecord] | tuple[PassRecord, ...]) -> Table:
     table = Table(title="pipeline")
-    for column in ("#", "pass", "nodes", "changes by rule", "skipped", "ms", "max abs", "cosine"):
+    columns = ("#", "pass", "nodes", "changes by rule", "skipped", "ms", "max abs", "cosine")
+    for column in (*columns, "top-1"):
         table.add_column(column)
     for record in records:
         rules = ", ".join(f"{rule} {n}" for rule, n in record.rule_counts().items()) or "-"
-        max_abs, cosine = _worst_input_drift(record)
+        max_abs, cosine, top1 = _worst_input_drift(record)
         table.add_row(
             str(record.seq),
             record.pass_name,
@@ -128,6 +131,7 @@ def _summary_table(records: list[PassRecord] | tuple[PassRecord, ...]) -> Table:
             f"{record.wall_ms:.1f}",
             max_abs,
             cosine,
+            top1,
         )
     return table
 
