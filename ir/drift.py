@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -73,33 +74,29 @@ def outputs_drift(
     ]
 
 
-@dataclass(frozen=True)
-class DriftHistogram:
-    """How the element-wise differences (candidate - reference) are distributed: the value
-    distribution a precision change leaves behind, in `len(counts)` equal bins between
-    `edges[0]` and `edges[-1]` (symmetric around 0)."""
-
-    edges: tuple[float, ...]
-    counts: tuple[int, ...]
-
-    def to_json(self) -> dict[str, list[float] | list[int]]:
-        return {"edges": list(self.edges), "counts": list(self.counts)}
+# Histogram bins of |candidate - reference|: exactly 0, (0, 1e-9), then one bin per decade
+# [1e-9, 1e-8) ... [1, 10), then [10, inf] with non-finite differences (NaN against a number).
+HISTOGRAM_EDGES = tuple(10.0**exponent for exponent in range(-9, 2))
+HISTOGRAM_BINS = (
+    "0",
+    f"<{HISTOGRAM_EDGES[0]:g}",
+    *(f"[{low:g}, {high:g})" for low, high in itertools.pairwise(HISTOGRAM_EDGES)),
+    f">={HISTOGRAM_EDGES[-1]:g}",
+)
 
 
-HISTOGRAM_BINS = 21
-
-
-def difference_histogram(
-    reference: np.ndarray, candidate: np.ndarray, bins: int = HISTOGRAM_BINS
-) -> DriftHistogram | None:
-    """None when the outputs cannot be compared element by element (shape, non-numeric)."""
-    if reference.shape != candidate.shape or reference.dtype.kind not in "fiub":
-        return None
-    diff = candidate.astype(np.float64).ravel() - reference.astype(np.float64).ravel()
-    diff = diff[np.isfinite(diff)]
-    reach = float(np.abs(diff).max()) if diff.size else 0.0
-    counts, edges = np.histogram(diff, bins=bins, range=(-reach, reach) if reach else (-1, 1))
-    return DriftHistogram(tuple(float(e) for e in edges), tuple(int(c) for c in counts))
+def difference_histogram(reference: np.ndarray, candidate: np.ndarray) -> tuple[int, ...]:
+    """Counts of elements per `HISTOGRAM_BINS` bin; all zero when the shapes differ."""
+    if reference.shape != candidate.shape:
+        return (0,) * len(HISTOGRAM_BINS)
+    if reference.dtype.kind not in "fciub":  # strings, objects: equal or not
+        diff = np.where(reference == candidate, 0.0, np.inf).ravel()
+    else:
+        ref, got = reference.astype(np.float64).ravel(), candidate.astype(np.float64).ravel()
+        diff = np.where(np.isnan(ref) & np.isnan(got), 0.0, np.abs(ref - got))
+    bins = np.where(diff == 0, 0, np.searchsorted(HISTOGRAM_EDGES, diff, side="right") + 1)
+    bins[np.isnan(diff)] = len(HISTOGRAM_BINS) - 1
+    return tuple(int(count) for count in np.bincount(bins, minlength=len(HISTOGRAM_BINS)))
 
 
 def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float | None:
@@ -119,16 +116,15 @@ def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float | None
 def drift_record(
     reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]
 ) -> list[dict[str, object]]:
-    """Per output: the drift figures, the difference histogram and the top-1 agreement (null
-    where they do not apply), as the audit stores them."""
+    """Per output: the drift figures, the counts per `HISTOGRAM_BINS` bin and the top-1
+    agreement (null where it does not apply), as the audit stores them."""
     records: list[dict[str, object]] = []
     drifts = outputs_drift(reference, candidate)  # checks the counts match
     for drift, ref, got in zip(drifts, reference, candidate, strict=True):
-        histogram = difference_histogram(ref, got)
         records.append(
             {
                 **drift.to_json(),
-                "histogram": histogram.to_json() if histogram else None,
+                "histogram": list(difference_histogram(ref, got)),
                 "top1_agreement": top1_agreement(ref, got),
             }
         )

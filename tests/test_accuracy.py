@@ -9,8 +9,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from ir.drift import HISTOGRAM_BINS
 from ir.errors import AsicperfError
-from zoo.accuracy import HISTOGRAM_BINS, Run, dataset_batches, drift_report, task_accuracy
+from zoo.accuracy import Run, dataset_batches, drift_report, task_accuracy
 from zoo.cache import model_file
 from zoo.catalog import ZOO
 

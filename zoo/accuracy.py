@@ -5,7 +5,6 @@ A speed number is only worth quoting next to one of these."""
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -14,7 +13,13 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 
-from ir.drift import OutputDrift, outputs_drift
+from ir.drift import (
+    HISTOGRAM_BINS,
+    OutputDrift,
+    difference_histogram,
+    outputs_drift,
+    top1_agreement,
+)
 from ir.errors import AsicperfError
 from ir.reference import run_reference
 from zoo.cache import model_file
@@ -142,31 +147,6 @@ def task_accuracy(
     return Accuracy(task.metric, value, len(values), threshold, passed=value >= threshold)
 
 
-# Histogram bins of |candidate - reference|: exactly 0, (0, 1e-9), then one bin per decade
-# [1e-9, 1e-8) ... [1, 10), then [10, inf] with non-finite differences (NaN against a number).
-HISTOGRAM_EDGES = tuple(10.0**exponent for exponent in range(-9, 2))
-HISTOGRAM_BINS = (
-    "0",
-    f"<{HISTOGRAM_EDGES[0]:g}",
-    *(f"[{low:g}, {high:g})" for low, high in itertools.pairwise(HISTOGRAM_EDGES)),
-    f">={HISTOGRAM_EDGES[-1]:g}",
-)
-
-
-def difference_histogram(reference: np.ndarray, candidate: np.ndarray) -> tuple[int, ...]:
-    """Counts of elements per `HISTOGRAM_BINS` bin; all zero when the shapes differ."""
-    if reference.shape != candidate.shape:
-        return (0,) * len(HISTOGRAM_BINS)
-    if reference.dtype.kind not in "fciub":  # strings, objects: equal or not
-        diff = np.where(reference == candidate, 0.0, np.inf).ravel()
-    else:
-        ref, got = reference.astype(np.float64).ravel(), candidate.astype(np.float64).ravel()
-        diff = np.where(np.isnan(ref) & np.isnan(got), 0.0, np.abs(ref - got))
-    bins = np.where(diff == 0, 0, np.searchsorted(HISTOGRAM_EDGES, diff, side="right") + 1)
-    bins[np.isnan(diff)] = len(HISTOGRAM_BINS) - 1
-    return tuple(int(count) for count in np.bincount(bins, minlength=len(HISTOGRAM_BINS)))
-
-
 @dataclass(frozen=True)
 class DriftReport:
     """Per output: drift statistics and where its element errors fall, so one outlier and a
@@ -174,13 +154,16 @@ class DriftReport:
 
     drift: tuple[OutputDrift, ...]
     histograms: tuple[tuple[int, ...], ...]
+    top1: tuple[float | None, ...]  # classifier outputs only
 
     def to_json(self) -> dict[str, Any]:
         return {
             "bins": list(HISTOGRAM_BINS),
             "outputs": [
-                {**drift.to_json(), "histogram": list(histogram)}
-                for drift, histogram in zip(self.drift, self.histograms, strict=True)
+                {**drift.to_json(), "histogram": list(histogram), "top1_agreement": top1}
+                for drift, histogram, top1 in zip(
+                    self.drift, self.histograms, self.top1, strict=True
+                )
             ],
         }
 
@@ -192,4 +175,5 @@ def drift_report(reference: list[np.ndarray], candidate: list[np.ndarray]) -> Dr
         tuple(
             difference_histogram(ref, got) for ref, got in zip(reference, candidate, strict=True)
         ),
+        tuple(top1_agreement(ref, got) for ref, got in zip(reference, candidate, strict=True)),
     )
