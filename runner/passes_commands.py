@@ -1,18 +1,23 @@
-"""`runner passes list | run | explain`: apply audited pipelines and read their audit logs."""
+"""`runner passes list | run | sensitivity | explain`: apply audited pipelines, rank the layers
+a lossy pipeline hurts, and read the audit logs."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 
 from rich.table import Table
 
+from ir.errors import AsicperfError
 from ir.model_io import load_model, save_model
 from passes.audit import Change, ChangeKind, PassRecord, Skip, read_audit, trace_origin, write_audit
 from passes.catalog import PASSES
 from passes.instruments import DumpIR, NumericCheck, VerifyAfterEachPass
+from passes.layer_scope import is_layer_scoped, scoped
 from passes.manager import DEBUG_ENV, run_pipeline
 from passes.pipeline import PIPELINES, parse_pipeline
+from passes.sensitivity import DriftBudget, DriftProbe, fit_budget, layer_sensitivity
 from runner.console import console
 from zoo.resolve import resolve_model
 
@@ -44,12 +49,33 @@ def register(groups: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--seed", type=int, default=0, help="seed of the numeric check's batch")
     run.add_argument(
+        "--max-drift",
+        metavar="METRIC=VALUE",
+        help="keep the most sensitive layers in FP32 until e.g. cosine=0.999, "
+        "top1-agreement=0.99 or max-abs=0.01 holds against the input model",
+    )
+    run.add_argument(
         "--debug",
         type=int,
         metavar="N",
         help=f"1: a line per pass, 2: IR diffs, 3: full IR (default ${DEBUG_ENV})",
     )
     run.set_defaults(handler=run_passes)
+
+    sensitivity = commands.add_parser(
+        "sensitivity", help="apply a lossy pipeline to one layer at a time and rank the drift"
+    )
+    sensitivity.add_argument("model", metavar="MODEL", help="path to an .onnx file or a zoo name")
+    sensitivity.add_argument("--pipeline", required=True, metavar="P", help='e.g. "int8"')
+    sensitivity.add_argument(
+        "--metric",
+        default="cosine",
+        choices=["cosine", "top1-agreement", "max-abs"],
+        help="what ranks the layers (default cosine)",
+    )
+    sensitivity.add_argument("--seed", type=int, default=0, help="seed of the batch")
+    sensitivity.add_argument("--json", action="store_true", help="print the ranking as JSON")
+    sensitivity.set_defaults(handler=rank_layers)
 
     explain = commands.add_parser("explain", help="what each pass did, from an audit log")
     explain.add_argument("audit", metavar="AUDIT.jsonl")
@@ -88,17 +114,57 @@ def _default_text(field: dataclasses.Field) -> str:
 
 def run_passes(args: argparse.Namespace) -> int:
     passes = parse_pipeline(args.pipeline)
+    budget = DriftBudget.parse(args.max_drift) if args.max_drift else None
     model = load_model(resolve_model(args.model))
+    budget_record = None
+    if budget is not None:
+        fit = fit_budget(model, passes, budget, DriftProbe(model, args.seed))
+        if not fit.holds:
+            measured = budget.measure(list(fit.drifts))
+            raise AsicperfError(
+                f"--max-drift {args.max_drift}: cannot hold, with every layer kept in FP32 "
+                f"the pipeline still reaches {budget.metric} {measured:.6g}"
+            )
+        passes = scoped(passes, skip=tuple(layer.node for layer in fit.kept))
+        budget_record = fit.to_json(budget)
     instruments = [VerifyAfterEachPass()]
     if not args.no_numeric:
         instruments.append(NumericCheck(seed=args.seed))
     if args.dump_ir:
         instruments.append(DumpIR(args.dump_ir))
     result = run_pipeline(model, passes, instruments, debug=args.debug)
+    records = result.records
+    if budget_record is not None:
+        records = tuple(
+            dataclasses.replace(r, extra={**r.extra, "drift_budget": budget_record})
+            if r.pass_name in {p.name for p in passes if is_layer_scoped(p)}
+            else r
+            for r in records
+        )
+        kept = ", ".join(k["node"] for k in budget_record["kept_fp32"]) or "none"
+        print(f"drift budget {args.max_drift}: kept in FP32: {kept}")
     save_model(result.model, args.output)
-    write_audit(args.audit, result.records)
-    console().print(_summary_table(result.records))
+    write_audit(args.audit, records)
+    console().print(_summary_table(records))
     print(f"wrote {args.output} ({result.fingerprint}) and {args.audit}")
+    return 0
+
+
+def rank_layers(args: argparse.Namespace) -> int:
+    passes = parse_pipeline(args.pipeline)
+    model = load_model(resolve_model(args.model))
+    budget = DriftBudget(args.metric, 0.0)  # only its metric ranks the layers
+    ranking = layer_sensitivity(model, passes, DriftProbe(model, args.seed), budget)
+    if args.json:
+        print(json.dumps([layer.to_json() for layer in ranking], indent=2))
+        return 0
+    table = Table(title=f"sensitivity to {args.pipeline} ({args.metric}, worst first)")
+    for column in ("#", "node", "op", args.metric):
+        table.add_column(column)
+    for rank, layer in enumerate(ranking, start=1):
+        measured = budget.measure(list(layer.drifts))
+        table.add_row(str(rank), layer.node, layer.op_type, f"{measured:.6g}")
+    console().print(table)
     return 0
 
 

@@ -30,6 +30,7 @@ ALL_PASSES = [
     "recognize-gelu",
     "recognize-layernorm",
     "remove-identity",
+    "sparsify",
 ]
 
 

@@ -1,0 +1,50 @@
+"""Per-layer control of the passes that trade accuracy for speed (quantization, low precision,
+pruning): which nodes they may touch. Sensitivity analysis applies such a pass to one layer at a
+time; a drift budget keeps the most sensitive layers out of it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import onnx_ir as ir
+
+from ir.node_ids import NODE_ID_KEY
+from passes.base import Pass, PassConfig
+
+
+@dataclass(frozen=True)
+class LayerScopeConfig(PassConfig):
+    """`nodes`: only these node ids (empty: every eligible node); `skip_nodes`: never these."""
+
+    nodes: tuple[str, ...] = ()
+    skip_nodes: tuple[str, ...] = ()
+
+    def in_scope(self, node: ir.Node) -> bool:
+        node_id = node.metadata_props.get(NODE_ID_KEY, "")
+        if node_id in self.skip_nodes:
+            return False
+        return not self.nodes or node_id in self.nodes
+
+
+def is_layer_scoped(pass_: Pass) -> bool:
+    return isinstance(pass_.config, LayerScopeConfig)
+
+
+def scoped(
+    passes: list[Pass], *, only: tuple[str, ...] = (), skip: tuple[str, ...] = ()
+) -> list[Pass]:
+    """The same pipeline with every layer-scoped pass limited to `only` (when given) and kept
+    off `skip` (added to what it already skips); other passes unchanged."""
+    result = []
+    for pass_ in passes:
+        if is_layer_scoped(pass_):
+            config = pass_.config
+            assert isinstance(config, LayerScopeConfig)
+            config = replace(
+                config,
+                nodes=only or config.nodes,
+                skip_nodes=tuple(dict.fromkeys((*config.skip_nodes, *skip))),
+            )
+            pass_ = type(pass_)(config)
+        result.append(pass_)
+    return result

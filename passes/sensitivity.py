@@ -1,0 +1,173 @@
+"""Which layers a lossy pipeline (int8, bf16, sparsify) hurts most, and keeping the worst ones
+out of it until the outputs stay within a drift budget.
+
+Drift is always measured against the unmodified FP32 model, on one seeded batch, with the
+reference path (onnxruntime, optimizations off)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from ir.drift import drift_record
+from ir.errors import AsicperfError
+from ir.node_ids import NODE_ID_KEY
+from ir.reference import run_reference
+from passes.base import Pass
+from passes.layer_scope import is_layer_scoped, scoped
+from passes.manager import PipelineResult, run_pipeline
+from zoo.synthetic_inputs import seeded_inputs
+
+# Metric name -> (how it is read from the per-output drift records, whether higher is better).
+_METRICS: dict[str, tuple[Callable[[list[dict]], float], bool]] = {
+    "cosine": (lambda drifts: min(d["cosine"] for d in drifts), True),
+    "top1-agreement": (
+        lambda drifts: min(
+            (d["top1_agreement"] for d in drifts if d["top1_agreement"] is not None),
+            default=float("nan"),
+        ),
+        True,
+    ),
+    "max-abs": (lambda drifts: max(d["max_abs"] for d in drifts), False),
+}
+
+
+@dataclass(frozen=True)
+class DriftBudget:
+    """`metric` must stay at or above `value` (cosine, top-1 agreement) or at or below it
+    (max-abs)."""
+
+    metric: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> DriftBudget:
+        match = re.fullmatch(r"([a-z0-9-]+)=([0-9.eE+-]+)", text.strip())
+        if match is None:
+            raise AsicperfError(f"--max-drift {text}: expected METRIC=VALUE, e.g. cosine=0.999")
+        metric, value = match.group(1), match.group(2)
+        if metric not in _METRICS:
+            known = ", ".join(_METRICS)
+            raise AsicperfError(f"--max-drift {text}: unknown metric '{metric}' ({known})")
+        try:
+            return cls(metric, float(value))
+        except ValueError:
+            raise AsicperfError(f"--max-drift {text}: '{value}' is not a number") from None
+
+    def measure(self, drifts: list[dict]) -> float:
+        return _METRICS[self.metric][0](drifts)
+
+    def holds(self, drifts: list[dict]) -> bool:
+        measured = self.measure(drifts)
+        higher_is_better = _METRICS[self.metric][1]
+        return measured >= self.value if higher_is_better else measured <= self.value
+
+
+@dataclass(frozen=True)
+class LayerSensitivity:
+    """The drift the pipeline causes when it may touch this one layer only."""
+
+    node: str
+    op_type: str
+    drifts: tuple[dict, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"node": self.node, "op_type": self.op_type, "drifts": list(self.drifts)}
+
+
+class DriftProbe:
+    """The FP32 model's outputs on a seeded batch, and any candidate's drift from them."""
+
+    def __init__(self, model: ir.Model, seed: int = 0, bindings: Mapping[str, int] | None = None):
+        self.feeds = seeded_inputs(model, seed, bindings)
+        self.reference = run_reference(model, self.feeds)
+
+    def drift(self, model: ir.Model) -> list[dict]:
+        return drift_record(self.reference, run_reference(model, self.feeds))
+
+
+def _copy(model: ir.Model) -> ir.Model:
+    return ir.serde.deserialize_model(ir.serde.serialize_model(model))
+
+
+def touched_layers(model: ir.Model, passes: Sequence[Pass]) -> list[ir.Node]:
+    """The nodes of `model` that the pipeline's layer-scoped passes change, in graph order."""
+    if not any(is_layer_scoped(p) for p in passes):
+        names = ", ".join(p.name for p in passes)
+        raise AsicperfError(f"pipeline '{names}' has no pass that works layer by layer")
+    result = run_pipeline(_copy(model), list(passes))
+    scoped_names = {p.name for p in passes if is_layer_scoped(p)}
+    changed = {
+        node_id
+        for record in result.records
+        if record.pass_name in scoped_names
+        for change in record.changes
+        for node_id in (*change.nodes, *change.replaces)
+    }
+    return [node for node in model.graph if node.metadata_props.get(NODE_ID_KEY) in changed]
+
+
+def layer_sensitivity(
+    model: ir.Model, passes: Sequence[Pass], probe: DriftProbe, budget: DriftBudget
+) -> list[LayerSensitivity]:
+    """Each touched layer alone through the pipeline, the most damaging (by `budget`'s metric)
+    first."""
+    results = []
+    for node in touched_layers(model, passes):
+        node_id = node.metadata_props[NODE_ID_KEY]
+        candidate = run_pipeline(_copy(model), scoped(list(passes), only=(node_id,))).model
+        results.append(LayerSensitivity(node_id, node.op_type, tuple(probe.drift(candidate))))
+    higher_is_better = _METRICS[budget.metric][1]
+    sign = 1.0 if higher_is_better else -1.0
+
+    def damage(layer: LayerSensitivity) -> float:
+        measured = budget.measure(list(layer.drifts))
+        return sign * measured if not np.isnan(measured) else float("inf")
+
+    return sorted(results, key=damage)
+
+
+@dataclass(frozen=True)
+class BudgetFit:
+    """The pipeline's result with `kept` layers left in FP32 (most sensitive first), the drift
+    it ends with, and whether the budget holds."""
+
+    result: PipelineResult
+    kept: tuple[LayerSensitivity, ...]
+    drifts: tuple[dict, ...]
+    holds: bool
+
+    def to_json(self, budget: DriftBudget) -> dict[str, object]:
+        return {
+            "budget": {"metric": budget.metric, "value": budget.value},
+            "holds": self.holds,
+            "measured": budget.measure(list(self.drifts)),
+            "kept_fp32": [
+                {
+                    **layer.to_json(),
+                    "reason": f"alone it moves {budget.metric} to "
+                    f"{budget.measure(list(layer.drifts)):.6g}",
+                }
+                for layer in self.kept
+            ],
+        }
+
+
+def fit_budget(
+    model: ir.Model, passes: Sequence[Pass], budget: DriftBudget, probe: DriftProbe
+) -> BudgetFit:
+    """Run the pipeline; while the budget does not hold, keep the next most sensitive layer
+    out of the layer-scoped passes and run again. `model` is left unchanged."""
+    ranking = layer_sensitivity(model, passes, probe, budget)
+    kept: list[LayerSensitivity] = []
+    while True:
+        skip = tuple(layer.node for layer in kept)
+        result = run_pipeline(_copy(model), scoped(list(passes), skip=skip))
+        drifts = probe.drift(result.model)
+        if budget.holds(drifts) or len(kept) == len(ranking):
+            return BudgetFit(result, tuple(kept), tuple(drifts), budget.holds(drifts))
+        kept.append(ranking[len(kept)])
