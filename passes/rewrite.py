@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import onnx_ir as ir
 
+from ir.names import unique_name
 from ir.node_ids import describe_node
 from passes.base import PassLog
 
@@ -56,11 +57,7 @@ def broadcast_keeps_shape(shape: Sequence[int | ir.SymbolicDim], other: Sequence
 
 def add_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
     """A new initializer under a name not yet used in the graph."""
-    taken = {v.name for v in graph.inputs} | set(graph.initializers)
-    taken |= {out.name for node in graph for out in node.outputs}
-    unique, suffix = name, 1
-    while unique in taken:
-        unique, suffix = f"{name}_{suffix}", suffix + 1
+    unique = unique_name(graph, name)
     value = ir.Value(name=unique, const_value=ir.tensor(array, name=unique))
     value.dtype = value.const_value.dtype
     value.shape = ir.Shape(array.shape)

@@ -27,6 +27,7 @@ ALL_PASSES = [
     "fuse-attention",
     "fuse-conv-bn",
     "fuse-matmul-add",
+    "mixed-precision",
     "recognize-gelu",
     "recognize-layernorm",
     "remove-identity",
@@ -45,7 +46,7 @@ def test_list_shows_every_pass_and_pipeline(capsys):
     assert main(["passes", "list"]) == 0
     text = capsys.readouterr().out
     assert sorted(PASSES) == ALL_PASSES
-    for name in [*ALL_PASSES, "cleanup", "fuse", "O1", "max_elements=16777216"]:
+    for name in [*ALL_PASSES, "cleanup", "fuse", "O1", "bf16", "fp16", "max_elements=16777216"]:
         assert name in text
 
 
@@ -181,3 +182,16 @@ def test_dump_ir_and_debug_output(tmp_path, capsys):
         "002_dce.txt",
     ]
     assert "[001] fold-constants: modified=True" in capsys.readouterr().err
+
+
+def test_bf16_pipeline_measures_its_drift_through_emulation(tmp_path):
+    """onnxruntime has no CPU bfloat16 MatMul: the numeric check runs the emulated model."""
+    source = tmp_path / "bert.onnx"
+    onnx.save(build_bert_like(opset=14, layers=1, batch=1), source)
+    output, audit = tmp_path / "bf16.onnx", tmp_path / "bf16.jsonl"
+    args = ["passes", "run", str(source), "--pipeline", "bf16", "-o", str(output)]
+    assert main([*args, "--audit", str(audit)]) == 0
+    record = next(r for r in read_audit(audit) if r.pass_name == "mixed-precision")
+    assert record.rule_counts()["low-precision"] == 8
+    drift = record.numeric["vs_input"][0]
+    assert 0 < drift["max_abs"] < 0.05 and drift["cosine"] > 0.9999

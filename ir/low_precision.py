@@ -1,0 +1,96 @@
+"""Low-precision floats (bfloat16, float16): rounding, and an FP32 emulation of a mixed model.
+
+onnxruntime's CPU build has no bfloat16 MatMul, Gemm or Conv kernels (checked with 1.32), so a
+model from mixed-precision cannot be run there as written. `emulate_low_precision` rewrites it
+into an FP32 model that rounds exactly where the mixed model does: every low-precision tensor
+holds FP32 values rounded to that type, so its drift can still be measured. The rounding is
+onnxruntime's own Cast float -> bfloat16 -> float, which is round-to-nearest-even and matched
+ml_dtypes bit for bit on 2 million random float32 patterns (ties, subnormals and infinities
+included). Ops then run in FP32 on rounded inputs, i.e. with FP32 accumulation, and round their
+outputs: what a bfloat16 dot-product unit that accumulates in FP32 (AVX-512 BF16) computes, up
+to the order of the sums.
+"""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import onnx_ir as ir
+
+from ir.errors import AsicperfError
+from ir.names import unique_name
+
+# ONNX low-precision float types and the numpy types that round to them.
+LOW_PRECISION: dict[ir.DataType, type] = {
+    ir.DataType.BFLOAT16: ml_dtypes.bfloat16,
+    ir.DataType.FLOAT16: np.float16,
+}
+
+
+def round_to(array: np.ndarray, dtype: ir.DataType) -> np.ndarray:
+    """`array` rounded to the low-precision `dtype`, round-to-nearest-even, in that type;
+    values beyond its range become infinities (float16 overflows above 65504)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(array, dtype=np.float32).astype(LOW_PRECISION[dtype])
+
+
+def needs_emulation(model: ir.Model) -> bool:
+    """Whether onnxruntime's CPU build cannot run `model` as written for want of bfloat16
+    kernels: a node of the main graph other than Cast computes bfloat16 (1.32 has none for
+    MatMul, Gemm, Conv, Add, Relu or Softmax; Cast float <-> bfloat16 it runs)."""
+    return any(
+        value.dtype == ir.DataType.BFLOAT16
+        for node in model.graph
+        if not (node.op_type == "Cast" and node.domain == "")
+        for value in node.outputs
+    )
+
+
+def emulate_low_precision(model: ir.Model) -> ir.Model:
+    """An FP32 copy of `model` that rounds every low-precision tensor to its type in place of
+    holding it in that type; `model` itself is left alone. Graph inputs and outputs must not be
+    low precision (mixed-precision keeps them FP32)."""
+    copy = ir.serde.deserialize_model(ir.serde.serialize_model(model))
+    graph = copy.graph
+    for value in [*graph.inputs, *graph.outputs]:
+        if value.dtype in LOW_PRECISION:
+            raise AsicperfError(
+                f"cannot emulate graph {'input' if value.is_graph_input() else 'output'} "
+                f"'{value.name}' of type {value.dtype.name}: graph inputs and outputs must be FP32"
+            )
+    for value in graph.initializers.values():
+        if value.dtype in LOW_PRECISION and value.const_value is not None:
+            widened = value.const_value.numpy().astype(np.float32)
+            value.const_value = ir.tensor(widened, name=value.name)
+            value.dtype = ir.DataType.FLOAT
+    for node in list(graph):
+        for value in node.outputs:
+            if value.dtype in LOW_PRECISION:
+                _round_in_fp32(graph, node, value)
+    return copy
+
+
+def _round_in_fp32(graph: ir.Graph, node: ir.Node, value: ir.Value) -> None:
+    """Make `value`'s readers read it as FP32 rounded to its low-precision type. A Cast to that
+    type already rounds and only needs widening; any other node computes in FP32 and rounds."""
+    dtype = value.dtype
+    readers = list(value.uses())
+    anchor, rounded = node, value
+    if not (node.op_type == "Cast" and node.domain == ""):
+        value.dtype = ir.DataType.FLOAT
+        anchor = _insert_cast(graph, anchor, value, dtype, f"{value.name}_{dtype.name.lower()}")
+        rounded = anchor.outputs[0]
+    widen = _insert_cast(graph, anchor, rounded, ir.DataType.FLOAT, f"{value.name}_rounded")
+    for user, index in readers:
+        user.replace_input_with(index, widen.outputs[0])
+
+
+def _insert_cast(
+    graph: ir.Graph, after: ir.Node, value: ir.Value, dtype: ir.DataType, base: str
+) -> ir.Node:
+    """A Cast of `value` to `dtype` placed right after `after`, its output named after `base`."""
+    cast = ir.node("Cast", [value], {"to": int(dtype)})
+    output = cast.outputs[0]
+    output.name, output.dtype, output.shape = unique_name(graph, base), dtype, value.shape
+    graph.insert_after(after, cast)
+    return cast
