@@ -19,6 +19,11 @@ class LayerScopeConfig(PassConfig):
     nodes: tuple[str, ...] = ()
     skip_nodes: tuple[str, ...] = ()
 
+    def layer_op_types(self) -> frozenset[str] | None:
+        """The op types the pass changes as layers of their own (a quantized MatMul, not the
+        Relu rewired to read its output); None: any node the pass records a change on."""
+        return None
+
     def in_scope(self, node: ir.Node) -> bool:
         node_id = node.metadata_props.get(NODE_ID_KEY, "")
         if node_id in self.skip_nodes:

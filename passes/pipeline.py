@@ -27,6 +27,7 @@ PIPELINES: Mapping[str, str] = {
     "fuse": "fuse-conv-bn,fuse-matmul-add,recognize-gelu,recognize-layernorm,fuse-attention,"
     "fuse-activation,dce",
     "O1": "cleanup,fuse",
+    "int8": "cleanup,quantize-int8",
     "bf16": "cleanup,mixed-precision{dtype=bfloat16}",
     "fp16": "cleanup,mixed-precision{dtype=float16}",
 }

@@ -100,15 +100,24 @@ def touched_layers(model: ir.Model, passes: Sequence[Pass]) -> list[ir.Node]:
         names = ", ".join(p.name for p in passes)
         raise AsicperfError(f"pipeline '{names}' has no pass that works layer by layer")
     result = run_pipeline(_copy(model), list(passes))
-    scoped_names = {p.name for p in passes if is_layer_scoped(p)}
+    scoped_passes = {p.name: p for p in passes if is_layer_scoped(p)}
     changed = {
         node_id
         for record in result.records
-        if record.pass_name in scoped_names
+        if record.pass_name in scoped_passes
         for change in record.changes
         for node_id in (*change.nodes, *change.replaces)
     }
-    return [node for node in model.graph if node.metadata_props.get(NODE_ID_KEY) in changed]
+    layer_ops: set[str] | None = set()
+    for pass_ in scoped_passes.values():
+        ops = pass_.config.layer_op_types()  # type: ignore[attr-defined]
+        layer_ops = None if ops is None or layer_ops is None else layer_ops | ops
+    return [
+        node
+        for node in model.graph
+        if node.metadata_props.get(NODE_ID_KEY) in changed
+        and (layer_ops is None or node.op_type in layer_ops)
+    ]
 
 
 def layer_sensitivity(

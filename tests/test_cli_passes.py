@@ -28,6 +28,7 @@ ALL_PASSES = [
     "fuse-conv-bn",
     "fuse-matmul-add",
     "mixed-precision",
+    "quantize-int8",
     "recognize-gelu",
     "recognize-layernorm",
     "remove-identity",
@@ -46,7 +47,8 @@ def test_list_shows_every_pass_and_pipeline(capsys):
     assert main(["passes", "list"]) == 0
     text = capsys.readouterr().out
     assert sorted(PASSES) == ALL_PASSES
-    for name in [*ALL_PASSES, "cleanup", "fuse", "O1", "bf16", "fp16", "max_elements=16777216"]:
+    pipelines = ["cleanup", "fuse", "O1", "int8", "bf16", "fp16"]
+    for name in [*ALL_PASSES, *pipelines, "max_elements=16777216"]:
         assert name in text
 
 

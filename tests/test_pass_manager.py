@@ -291,7 +291,10 @@ def test_bad_options_name_the_pass(options, message):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("no-such-pass", "unknown pass or pipeline 'no-such-pass' (known: O1, cleanup, fuse"),
+        (
+            "no-such-pass",
+            "unknown pass or pipeline 'no-such-pass' (known: O1, bf16, cleanup, fp16, fuse, int8",
+        ),
         ("cleanup{x=1}", "pipeline 'cleanup' takes no options"),
         ("dce,,cse", "empty item in pipeline 'dce,,cse'"),
         ("dce{a=1", "unbalanced '{' in pipeline 'dce{a=1'"),

@@ -86,6 +86,9 @@ class MixedPrecisionConfig(LayerScopeConfig):
     allow: tuple[str, ...] = DEFAULT_ALLOW
     deny: tuple[str, ...] = DEFAULT_DENY
 
+    def layer_op_types(self) -> frozenset[str]:
+        return frozenset(self.allow) - frozenset(self.deny)
+
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be bfloat16 or float16, not '{self.dtype}'")

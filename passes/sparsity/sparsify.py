@@ -157,6 +157,9 @@ class SparsifyConfig(LayerScopeConfig):
     scope: Literal["layer", "global"] = "layer"
     exclude: tuple[str, ...] = ()
 
+    def layer_op_types(self) -> frozenset[str]:
+        return frozenset(PRUNABLE_OPS)
+
     def __post_init__(self) -> None:
         if self.scope not in ("layer", "global"):
             raise ValueError(f"unknown scope '{self.scope}' (expected layer or global)")
