@@ -197,3 +197,19 @@ def test_bf16_pipeline_measures_its_drift_through_emulation(tmp_path):
     assert record.rule_counts()["low-precision"] == 8
     drift = record.numeric["vs_input"][0]
     assert 0 < drift["max_abs"] < 0.05 and drift["cosine"] > 0.9999
+
+
+def test_int8_pipeline_quantizes_the_gemms_it_forms_first(tmp_path):
+    source = tmp_path / "bert.onnx"
+    onnx.save(build_bert_like(opset=14, layers=1, batch=1), source)
+    output, audit = tmp_path / "int8.onnx", tmp_path / "int8.jsonl"
+    args = ["passes", "run", str(source), "--pipeline", "int8", "-o", str(output)]
+    assert main([*args, "--audit", str(audit)]) == 0
+    records = {r.pass_name: r for r in read_audit(audit)}
+    assert records["fuse-matmul-add"].rule_counts()["matmul-add-reshape-gemm"] > 0
+    quantized = records["quantize-int8"]
+    assert quantized.config["activations"] == "asymmetric"
+    assert quantized.rule_counts()["weight"] > 0
+    assert min(d["cosine"] for d in quantized.numeric["vs_input"]) > 0.99
+    ops = Counter(node.op_type for node in load_model(output).graph)
+    assert ops["DequantizeLinear"] > ops["QuantizeLinear"] > 0

@@ -223,7 +223,9 @@ def _calibration_feeds(model: ir.Model, config: QuantizeInt8Config) -> list[dict
     input)."""
     count = config.calibration_batches
     if count is not None:
-        return [seeded_inputs(model, seed) for seed in range(count)]
+        # integers 0/1: valid token ids, token types and attention masks for any vocabulary,
+        # as the bench's seeded batch has them
+        return [seeded_inputs(model, seed, int_high=2) for seed in range(count)]
     path = Path(config.calibration)
     try:
         with np.load(path) as archive:
