@@ -57,6 +57,17 @@ def test_entropy_ignores_the_zeros_a_relu_leaves() -> None:
     assert low == 0.0 and high == pytest.approx(relu.threshold())
 
 
+def test_entropy_keeps_the_full_range_of_a_few_discrete_levels() -> None:
+    # 17 grey levels in [0, 1], mostly dark: the KL search alone would clip at the first one.
+    levels = np.random.default_rng(0).choice(np.arange(17) / 16, 50_000, p=_dark(17))
+    assert _observe(Entropy(), levels).threshold() == 1.0
+
+
+def _dark(levels: int) -> np.ndarray:
+    weights = 0.5 ** np.arange(levels)
+    return weights / weights.sum()
+
+
 def test_an_observer_that_saw_nothing_says_so() -> None:
     with pytest.raises(ValueError, match="minmax observer saw no values"):
         MinMax().range(symmetric=True)

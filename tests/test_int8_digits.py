@@ -42,7 +42,7 @@ def calibration(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.mark.parametrize("observer", ["minmax", "percentile"])
+@pytest.mark.parametrize("observer", ["minmax", "percentile", "entropy"])
 def test_int8_top1_within_one_point_of_fp32(calibration: Path, observer: str) -> None:
     fp32 = load_model(model_file(ZOO["digits-cnn"]))
     int8 = load_model(model_file(ZOO["digits-cnn"]))

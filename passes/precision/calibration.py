@@ -166,7 +166,9 @@ class Entropy(Observer):
         counts = self._histogram.counts
         used = int(np.flatnonzero(counts).max()) + 1 if counts.any() else 0
         peak = max(abs(self.seen_min), abs(self.seen_max))
-        if used <= QUANTIZED_LEVELS:
+        # A few distinct magnitudes (an image's 17 grey levels) fit the grid unclipped, and the
+        # KL search over a handful of spikes would clip them all but the first.
+        if used <= QUANTIZED_LEVELS or np.count_nonzero(counts) <= QUANTIZED_LEVELS:
             return peak
         best_bins, best_divergence = used, math.inf
         for bins in range(QUANTIZED_LEVELS, used + 1):
