@@ -1,0 +1,30 @@
+"""The contract between the op benchmarks and an implementation of them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from microbench.ops import BenchCase
+
+# A prepared kernel: called with the case's inputs (already converted and placed by `prepare`),
+# returns the result as numpy so it can be checked against the reference.
+Kernel = Callable[[], np.ndarray]
+
+
+class Provider(ABC):
+    """One implementation of some ops: numpy, hand-written numba kernels, a runtime's single-op
+    graphs, a vendor's library."""
+
+    name: str
+
+    @abstractmethod
+    def unsupported_reason(self, case: BenchCase) -> str | None:
+        """Why this provider cannot run `case` (op, dtype or shape), or None when it can."""
+
+    @abstractmethod
+    def prepare(self, case: BenchCase, inputs: Mapping[str, np.ndarray]) -> Kernel:
+        """Everything outside the timed region (compiling, allocating, copying the inputs in),
+        returning the call that is timed."""
