@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 from microbench.ops import BenchCase
 
-# A prepared kernel: called with the case's inputs (already converted and placed by `prepare`),
-# returns the result as numpy so it can be checked against the reference.
-Kernel = Callable[[], np.ndarray]
+
+@dataclass(frozen=True)
+class Kernel:
+    """A prepared implementation: `run` is the timed call (inputs already converted and in
+    place); `result` fetches the last run's output as numpy, outside the timed region, so it can
+    be checked against the op's reference before any timing counts."""
+
+    run: Callable[[], None]
+    result: Callable[[], np.ndarray]
 
 
 class Provider(ABC):
@@ -26,5 +33,4 @@ class Provider(ABC):
 
     @abstractmethod
     def prepare(self, case: BenchCase, inputs: Mapping[str, np.ndarray]) -> Kernel:
-        """Everything outside the timed region (compiling, allocating, copying the inputs in),
-        returning the call that is timed."""
+        """Everything outside the timed region (compiling, allocating, copying the inputs in)."""
