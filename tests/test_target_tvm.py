@@ -168,8 +168,14 @@ def test_bert_like_matches_reference(tmp_path: Path) -> None:
 
 
 def test_light_squeezenet_matches_reference() -> None:
+    """Several runs: a race between parallel tasks (a conv epilogue reading sums another task
+    had not finished) showed up as NaN in most runs, not all."""
     model = load_model(ZOO["onnx-light-squeezenet"].file)
-    _check_against_reference(model, seeded_inputs(model))
+    feeds = seeded_inputs(model)
+    session = TvmTarget().load(TvmTarget().compile(model, TvmConfig()), 1)
+    expected = _reference(model, feeds)
+    for _ in range(5):
+        assert_close(expected, session.run(feeds))
 
 
 def _shape_chain(batch: int | str) -> onnx.ModelProto:

@@ -322,8 +322,10 @@ def _schedule_conv(sch: Any, blocks: ConvBlocks, shape: ConvShape, plan: ConvPla
     sch.parallel(task)
 
     if last is not None:
-        sch.reverse_compute_at(last, task)
+        # Its own parallel pass over the output, after the convolution: computed per task, TVM
+        # can take a region larger than the task wrote, and read other tasks' sums unfinished.
         loops = sch.get_loops(last)
+        sch.parallel(sch.fuse(*loops[:2]))
         _, epilogue_lane = sch.split(loops[-1], [None, plan.lanes])
         sch.vectorize(epilogue_lane)
     sch.unroll(pixel)
