@@ -18,6 +18,7 @@ import numpy as np
 import onnx_ir as ir
 
 from ir.errors import AsicperfError
+from ir.model_io import copy_model
 from ir.names import unique_name
 
 # ONNX low-precision float types and the numpy types that round to them.
@@ -50,7 +51,7 @@ def emulate_low_precision(model: ir.Model) -> ir.Model:
     """An FP32 copy of `model` that rounds every low-precision tensor to its type in place of
     holding it in that type; `model` itself is left alone. Graph inputs and outputs must not be
     low precision (mixed-precision keeps them FP32)."""
-    copy = ir.serde.deserialize_model(ir.serde.serialize_model(model))
+    copy = copy_model(model)
     graph = copy.graph
     for value in [*graph.inputs, *graph.outputs]:
         if value.dtype in LOW_PRECISION:

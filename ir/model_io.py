@@ -186,3 +186,8 @@ def _initializer_bytes(model: ir.Model) -> int:
             if value.const_value is not None:
                 total += value.const_value.nbytes
     return total
+
+
+def copy_model(model: ir.Model) -> ir.Model:
+    """An independent deep copy (graph, ids and weights): for passes run on a trial basis."""
+    return ir.serde.deserialize_model(ir.serde.serialize_model(model))

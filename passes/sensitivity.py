@@ -15,6 +15,7 @@ import onnx_ir as ir
 
 from ir.drift import drift_record
 from ir.errors import AsicperfError
+from ir.model_io import copy_model
 from ir.node_ids import NODE_ID_KEY
 from ir.reference import run_reference
 from passes.base import Pass
@@ -90,16 +91,12 @@ class DriftProbe:
         return drift_record(self.reference, run_reference(model, self.feeds))
 
 
-def _copy(model: ir.Model) -> ir.Model:
-    return ir.serde.deserialize_model(ir.serde.serialize_model(model))
-
-
 def touched_layers(model: ir.Model, passes: Sequence[Pass]) -> list[ir.Node]:
     """The nodes of `model` that the pipeline's layer-scoped passes change, in graph order."""
     if not any(is_layer_scoped(p) for p in passes):
         names = ", ".join(p.name for p in passes)
         raise AsicperfError(f"pipeline '{names}' has no pass that works layer by layer")
-    result = run_pipeline(_copy(model), list(passes))
+    result = run_pipeline(copy_model(model), list(passes))
     scoped_passes = {p.name: p for p in passes if is_layer_scoped(p)}
     changed = {
         node_id
@@ -128,7 +125,7 @@ def layer_sensitivity(
     results = []
     for node in touched_layers(model, passes):
         node_id = node.metadata_props[NODE_ID_KEY]
-        candidate = run_pipeline(_copy(model), scoped(list(passes), only=(node_id,))).model
+        candidate = run_pipeline(copy_model(model), scoped(list(passes), only=(node_id,))).model
         results.append(LayerSensitivity(node_id, node.op_type, tuple(probe.drift(candidate))))
     higher_is_better = _METRICS[budget.metric][1]
     sign = 1.0 if higher_is_better else -1.0
@@ -175,7 +172,7 @@ def fit_budget(
     kept: list[LayerSensitivity] = []
     while True:
         skip = tuple(layer.node for layer in kept)
-        result = run_pipeline(_copy(model), scoped(list(passes), skip=skip))
+        result = run_pipeline(copy_model(model), scoped(list(passes), skip=skip))
         drifts = probe.drift(result.model)
         if budget.holds(drifts) or len(kept) == len(ranking):
             return BudgetFit(result, tuple(kept), tuple(drifts), budget.holds(drifts))

@@ -44,6 +44,7 @@ import onnx_ir as ir
 from ir.errors import AsicperfError, first_line
 from ir.files import cache_root, write_text_atomically
 from ir.fingerprint import fingerprint
+from ir.model_io import copy_model
 from passes.audit import config_to_json
 from passes.base import PassConfig
 from passes.manager import PipelineResult, run_pipeline
@@ -387,7 +388,7 @@ def _capabilities() -> Capabilities:
 
 def _lower(model: ir.Model) -> PipelineResult:
     """The cleanup passes on a copy: the caller's model is never touched."""
-    copy = ir.serde.deserialize_model(ir.serde.serialize_model(model))
+    copy = copy_model(model)
     return run_pipeline(copy, parse_pipeline(LOWERING))
 
 
