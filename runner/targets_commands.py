@@ -9,7 +9,7 @@ import json
 from rich.table import Table
 
 from runner.console import console
-from targets.registry import UnknownTargetError, discover
+from targets.registry import UnknownTargetError, describe, discover
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 def list_targets(args: argparse.Namespace) -> int:
     entries = discover()
-    infos = [entry.info() for entry in entries.values()]
+    infos = [describe(entry) for entry in entries.values()]
     if args.json:
         rows = [{**info.to_json(), "source": entries[info.name].source} for info in infos]
         print(json.dumps(rows, indent=2))
@@ -43,14 +43,14 @@ def list_targets(args: argparse.Namespace) -> int:
 
 def target_info(args: argparse.Namespace) -> int:
     entry = discover().get(args.name)
-    if entry is None or entry.target_type is None:
+    if entry is None or entry.plugin_type is None:
         why = "not registered" if entry is None else f"cannot be loaded: {entry.load_error}"
         raise UnknownTargetError(f"target '{args.name}' {why} (see `runner targets list`)")
-    target = entry.target_type()
+    target = entry.plugin_type()
     info = target.info()
     capabilities = target.capabilities() if info.available else None
     options = {
-        field.name: field.default for field in dataclasses.fields(entry.target_type.config_type)
+        field.name: field.default for field in dataclasses.fields(entry.plugin_type.config_type)
     }
     ops = None
     if capabilities is not None and capabilities.ops is not None:

@@ -19,7 +19,7 @@ from targets.executable import compile_model
 from targets.isolation import TargetJob, run_isolated
 from targets.onnxruntime_target import OnnxRuntimeTarget
 from targets.reference_target import ReferenceTarget
-from targets.registry import UnknownTargetError, discover, get_target
+from targets.registry import UnknownTargetError, describe, discover, get_target
 from zoo.catalog import ZOO
 from zoo.synthetic_inputs import seeded_inputs
 
@@ -54,7 +54,7 @@ def test_builtin_targets_are_discovered_through_entry_points():
     entries = discover()
     assert {"onnxruntime", "reference"} <= set(entries)
     assert entries["onnxruntime"].source == "targets.onnxruntime_target:OnnxRuntimeTarget"
-    assert entries["reference"].info().available
+    assert describe(entries["reference"]).available
 
 
 def test_a_target_can_be_named_by_import_path():

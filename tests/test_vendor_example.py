@@ -152,8 +152,8 @@ def _reference(model: ir.Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray
 
 def test_installed_package_registers_the_target(installed):
     code = (
-        "import json; from targets.registry import discover; "
-        "print(json.dumps({n: {**e.info().to_json(), 'source': e.source} "
+        "import json; from targets.registry import describe, discover; "
+        "print(json.dumps({n: {**describe(e).to_json(), 'source': e.source} "
         "for n, e in discover().items()}))"
     )
     done = subprocess.run(
