@@ -43,6 +43,9 @@ _NUMPY_DTYPES = {
     "int8": np.int8,
 }
 _EPS = 1e-5
+# Largest max-abs error accepted, relative to the reference's largest magnitude: a few ulps of
+# the output dtype plus fp32 accumulation over long sums and polynomial exp/erf.
+_TOLERANCES = {"fp32": 1e-4, "fp16": 2e-3, "bf16": 1.6e-2, "int8": 0.0}
 
 
 def _erf(x: np.ndarray) -> np.ndarray:
@@ -209,6 +212,25 @@ class BenchCase:
         result = _REFERENCES[self.op](self, x)
         return result.astype(_NUMPY_DTYPES[self.dtype])
 
+    def mismatch(self, actual: np.ndarray, expected: np.ndarray) -> str | None:
+        """Why an implementation's output is wrong, or None. Errors are scaled by the largest
+        reference magnitude, so one bound serves a softmax's tiny values and a GEMM's sums
+        alike; int8 GEMM sums are exact."""
+        if actual.shape != expected.shape or actual.dtype != expected.dtype:
+            return (
+                f"output is {actual.dtype}{list(actual.shape)}, "
+                f"expected {expected.dtype}{list(expected.shape)}"
+            )
+        got, want = actual.astype(np.float64), expected.astype(np.float64)
+        if not np.isfinite(got).all():
+            return "output has NaN or infinite values"
+        scale = max(float(np.abs(want).max(initial=0.0)), 1e-30)
+        error = float(np.abs(got - want).max(initial=0.0)) / scale
+        bound = _TOLERANCES[self.dtype]
+        if error > bound:
+            return f"differs from the numpy reference: max error {error:.2e} of scale > {bound:g}"
+        return None
+
     @cached_property
     def _cost(self) -> tuple[int, int]:
         model = self.ir_model()
@@ -238,8 +260,16 @@ class BenchCase:
         """FLOPs per byte moved: where the case sits on a roofline."""
         return self.flops / self.bytes
 
+    @property
+    def shape_text(self) -> str:
+        """The shape as its spec writes it, so `parse_case` reads it back."""
+        if self.op == "conv2d":
+            n, c, h, w, f, k, stride = self.shape
+            return f"{n}x{c}x{h}x{w},{f}x{k}x{k},{stride}"
+        return "x".join(map(str, self.shape))
+
     def __str__(self) -> str:
-        return f"{self.op}/{self.dtype}/{'x'.join(map(str, self.shape))}"
+        return f"{self.op}/{self.dtype}/{self.shape_text}"
 
 
 _REFERENCES: dict[str, Callable[[BenchCase, dict[str, np.ndarray]], np.ndarray]] = {
@@ -284,27 +314,3 @@ def parse_case(op: str, dtype: str, shape_text: str) -> BenchCase:
             f"{op} does not support dtype {dtype!r} (supported: {', '.join(OPS[op].dtypes)})"
         )
     return BenchCase(op, dtype, _parse_shape(op, shape_text))
-
-
-_ROW_SHAPES = ("128x3072", "4096x4096")
-DEFAULT_CASES: dict[str, tuple[str, ...]] = {
-    "gemm": (
-        "1024x1024x1024",
-        "2048x2048x2048",
-        "128x768x768",  # BERT-base attention projection
-        "128x3072x768",  # BERT-base FFN up
-        "128x768x3072",  # BERT-base FFN down
-        "2048x4096x4096",  # LLM 7B-class projection, prefill
-    ),
-    "batch_gemm": ("12x128x128x64", "12x128x64x128"),  # BERT-base attention scores / context
-    "gemv": ("4096x4096", "11008x4096"),  # LLM 7B-class decode: projection, MLP up
-    "conv2d": (
-        "1x3x224x224,64x7x7,2",  # ResNet-50 stem
-        "1x64x56x56,64x3x3,1",
-        "1x128x28x28,128x3x3,1",
-        "1x256x14x14,256x3x3,1",
-        "1x512x7x7,512x3x3,1",
-    ),
-    **{name: _ROW_SHAPES for name in _ROW_OPS},
-}
-"""Shape texts per op (pass each to `parse_case` with any of the op's dtypes)."""

@@ -18,12 +18,27 @@ from rich.table import Table
 
 from ir.errors import AsicperfError
 from passes.pipeline import PipelineError, parse_pipeline, split_options
+from runner import op_bench_command
 from runner.bench.engine import BenchPlan, bench
 from runner.bench.results import BatchResult
 from runner.bench.scenarios import SCENARIOS
 from runner.console import console
 from zoo.resolve import resolve_model
 from zoo.workload import default_workload, workload_for
+
+_MODEL_OPTIONS = (
+    "model",
+    "workload",
+    "target",
+    "pipeline",
+    "batch",
+    "scenario",
+    "min_duration",
+    "min_queries",
+    "latency_bound",
+    "server_qps",
+)
+_OP_OPTIONS = ("provider", "op", "dtype", "shape", "suite")
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -54,6 +69,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="DIR", help="default bench-results/<model>-<target>")
     parser.add_argument("--resume", action="store_true", help="keep completed batch files")
     parser.add_argument("--json", action="store_true", help="print the result document")
+    op_bench_command.register_options(parser)
     parser.set_defaults(handler=run_bench)
 
 
@@ -88,9 +104,18 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {field: value for field, value in given.items() if value is not None}
 
 
+def _refuse_other_level(args: argparse.Namespace) -> None:
+    """An option of the other level is a mistake to name, not to ignore."""
+    other = _OP_OPTIONS if args.level == "model" else _MODEL_OPTIONS
+    given = [name for name in other if getattr(args, name) is not None]
+    flags = {"model": ("flush_cache",), "op": ("resume",)}[args.level]
+    given += [name for name in flags if getattr(args, name)]
+    if given:
+        options = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise AsicperfError(f"{options}: not an option of --level {args.level}")
+
+
 def _plan(args: argparse.Namespace) -> BenchPlan:
-    if args.level == "op":
-        raise AsicperfError("not implemented yet: op-level benchmarks come with microbench")
     if not (args.model or args.workload):
         raise AsicperfError("--level model needs --model or --workload")
     overrides = _overrides(args)
@@ -147,6 +172,9 @@ class _Bars:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    _refuse_other_level(args)
+    if args.level == "op":
+        return op_bench_command.run_op_bench(args)
     plan = _plan(args)
     folder = _out_folder(args, plan)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())

@@ -149,7 +149,8 @@ def test_resume_refuses_another_runs_files(relu_path, tmp_path, capsys):
     [
         (["--model", "no-such-model"], "no such file and no zoo model"),
         (["--model", "bert-base", "--batch", "x"], "--batch 'x'"),
-        (["--level", "op", "--model", "bert-base"], "not implemented yet: op-level"),
+        (["--level", "op", "--model", "bert-base"], "--model: not an option of --level op"),
+        (["--model", "bert-base", "--op", "gemm"], "--op: not an option of --level model"),
     ],
 )
 def test_bad_input_is_one_line(capsys, args, message):

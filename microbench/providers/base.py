@@ -26,6 +26,9 @@ class Provider(ABC):
     graphs, a vendor's library."""
 
     name: str
+    # The device the kernels run on: a slug in the hardware database, or "host" for this
+    # machine's CPU as `runner hw show host` measures it. Roofline figures are against it.
+    hardware: str = "host"
 
     @abstractmethod
     def unsupported_reason(self, case: BenchCase) -> str | None:

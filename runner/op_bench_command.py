@@ -1,0 +1,281 @@
+"""`runner bench --level op`: kernels of every registered provider, checked against each op's
+numpy reference, timed by the adaptive method (docs/methodology.md) and placed under the
+roofline of the device they ran on."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ir.errors import AsicperfError
+from microbench.bench import CaseNotRun, CaseOutcome, CaseResult, run_cases
+from microbench.ops import OPS, BenchCase, parse_case
+from microbench.providers.base import Provider
+from microbench.providers.registry import discover, get_provider
+from microbench.roofline import Roofline, host_roofline, spec_roofline
+from microbench.suite import Suite, SuiteCase, load_suite
+from microbench.timing import TimingPolicy
+from runner.bench.results import write_result
+from runner.console import console
+from targets.hardware.database import get as hardware_spec
+from targets.hardware.host import host_profile
+
+SCHEMA = "asicperf.op-bench/1"
+DEFAULT_SUITE = "default"
+_FLUSH_FALLBACK_BYTES = 512 * 2**20
+
+
+def register_options(parser: argparse.ArgumentParser) -> None:
+    """The op-level options of `runner bench` (it owns --out, --json and --seed)."""
+    group = parser.add_argument_group("--level op")
+    group.add_argument("--provider", metavar="P[,P]", help="kernel providers; default: all")
+    group.add_argument("--op", metavar="OP[,OP]", help=f"ops ({', '.join(OPS)})")
+    group.add_argument("--dtype", metavar="D", help="fp32, bf16, int8, fp16")
+    group.add_argument("--shape", metavar="MxNxK", help="one shape, in the op's spec; needs --op")
+    group.add_argument("--suite", metavar="FILE|NAME", help=f"default: {DEFAULT_SUITE}")
+    group.add_argument("--max-time", type=float, default=5.0, metavar="S", help="per case")
+    group.add_argument("--min-time", type=float, default=0.1, metavar="S", help="per case")
+    group.add_argument("--noise", type=float, default=0.05, help="target IQR/median")
+    group.add_argument(
+        "--flush-cache", action="store_true", help="evict the caches before each sample"
+    )
+
+
+def run_op_bench(args: argparse.Namespace) -> int:
+    suite = _suite(args)
+    providers = _providers(args.provider)
+    plan = _plan(suite, providers, args)
+    policy = _policy(args)
+    folder = Path(args.out) if args.out else Path("bench-results") / f"op-{suite.name}"
+    rooflines: dict[str, Roofline] = {}
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    started = time.time()
+    with Progress(*columns, console=Console(file=sys.stderr), transient=args.json) as progress:
+        bar = _Bar(progress, sum(len(p) for _, p in plan))
+        outcomes = list(
+            run_cases(plan, policy, lambda p: _roofline(p, rooflines), bar, seed=args.seed)
+        )
+    document = _document(suite, policy, rooflines, outcomes, args.seed, time.time() - started)
+    write_result(folder, document)
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        _print(document, folder)
+    failed = document["failed"]
+    if failed:
+        print(
+            f"runner: {len(failed)} case(s) failed their check; see {folder / 'result.json'}",
+            file=sys.stderr,
+        )
+    return 1 if failed else 0
+
+
+def _suite(args: argparse.Namespace) -> Suite:
+    """The suite asked for, or one built from --op/--dtype/--shape; --op and --dtype also
+    filter a suite."""
+    if args.shape is not None and (args.op is None or args.suite is not None):
+        raise AsicperfError("--shape needs --op (and no --suite): it gives that op's shape")
+    ops = _names(args.op, "--op")
+    unknown = [op for op in ops if op not in OPS]
+    if unknown:
+        raise AsicperfError(f"unknown op {unknown[0]!r} (known: {', '.join(OPS)})")
+    if args.shape is not None:
+        try:
+            cases = [
+                SuiteCase(parse_case(op, args.dtype or OPS[op].dtypes[0], args.shape), None)
+                for op in ops
+            ]
+        except ValueError as error:
+            raise AsicperfError(str(error)) from None
+        return Suite(_slug(f"{'-'.join(ops)}-{args.shape}"), "from the command line", tuple(cases))
+    suite = load_suite(args.suite or DEFAULT_SUITE)
+    kept = tuple(
+        entry
+        for entry in suite.cases
+        if (not ops or entry.case.op in ops) and args.dtype in (None, entry.case.dtype)
+    )
+    if not kept:
+        raise AsicperfError(
+            f"suite '{suite.name}' has no case with op {args.op or 'any'} and dtype "
+            f"{args.dtype or 'any'}"
+        )
+    name = suite.name if not ops else f"{suite.name}-{'-'.join(ops)}"
+    return Suite(name, suite.description, kept)
+
+
+def _names(text: str | None, option: str) -> list[str]:
+    names = [name.strip() for name in (text or "").split(",") if name.strip()]
+    if text is not None and not names:
+        raise AsicperfError(f"{option} '{text}': expected a comma-separated list of names")
+    return names
+
+
+def _providers(text: str | None) -> list[Provider]:
+    """The named providers, or every registered one that loads (a broken plugin is named on
+    stderr and left out)."""
+    if text is not None:
+        return [get_provider(name) for name in _names(text, "--provider")]
+    providers = []
+    for name, entry in discover().items():
+        if entry.plugin_type is None:
+            print(f"runner: provider '{name}' left out: {entry.load_error}", file=sys.stderr)
+        else:
+            providers.append(entry.plugin_type())
+    return providers
+
+
+def _plan(
+    suite: Suite, providers: Sequence[Provider], args: argparse.Namespace
+) -> list[tuple[BenchCase, list[Provider]]]:
+    """Each case with its providers: the suite's restriction, intersected with --provider."""
+    by_name = {provider.name: provider for provider in providers}
+    plan = []
+    for entry in suite.cases:
+        names = entry.providers or tuple(by_name)
+        if entry.providers is not None and args.provider is None:
+            for name in names:
+                if name not in by_name:  # the suite names a provider discovery left out
+                    by_name[name] = get_provider(name)
+        chosen = [by_name[name] for name in names if name in by_name]
+        if chosen:
+            plan.append((entry.case, chosen))
+    if not plan:
+        raise AsicperfError(f"suite '{suite.name}' names none of the providers {args.provider}")
+    return plan
+
+
+def _policy(args: argparse.Namespace) -> TimingPolicy:
+    flush = 0
+    if args.flush_cache:
+        llc_mib = host_profile().measurement.llc_mib
+        flush = 2 * llc_mib * 2**20 if llc_mib else _FLUSH_FALLBACK_BYTES
+    try:
+        return TimingPolicy(
+            min_time_s=args.min_time,
+            max_time_s=args.max_time,
+            target_noise=args.noise,
+            flush_cache_bytes=flush,
+        )
+    except ValueError as error:
+        raise AsicperfError(f"timing: {error}") from None
+
+
+def _roofline(provider: Provider, rooflines: dict[str, Roofline]) -> Roofline:
+    """The roofline of the provider's device, measured or looked up once per run."""
+    if provider.hardware not in rooflines:
+        rooflines[provider.hardware] = (
+            host_roofline(host_profile())
+            if provider.hardware == "host"
+            else spec_roofline(hardware_spec(provider.hardware))
+        )
+    return rooflines[provider.hardware]
+
+
+class _Bar:
+    """One bar over all (case, provider) pairs, naming the one running."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self._progress = progress
+        self._task = progress.add_task("op benchmarks", total=total)
+
+    def started(self, case: BenchCase, provider: str) -> None:
+        self._progress.update(self._task, description=f"{case} on {provider}")
+
+    def finished(self, outcome: CaseOutcome) -> None:
+        self._progress.advance(self._task)
+
+
+def _document(
+    suite: Suite,
+    policy: TimingPolicy,
+    rooflines: dict[str, Roofline],
+    outcomes: Sequence[CaseOutcome],
+    seed: int,
+    seconds: float,
+) -> dict[str, Any]:
+    not_run = [o for o in outcomes if isinstance(o, CaseNotRun)]
+    return {
+        "schema": SCHEMA,
+        "suite": suite.name,
+        "command": ["runner", *sys.argv[1:]],
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seed": seed,
+        "seconds": round(seconds, 3),
+        "policy": {
+            "warmup_s": policy.warmup_s,
+            "min_samples": policy.min_samples,
+            "min_time_s": policy.min_time_s,
+            "max_time_s": policy.max_time_s,
+            "target_noise": policy.target_noise,
+            "flush_cache_bytes": policy.flush_cache_bytes,
+        },
+        "rooflines": {hardware: roofline.to_json() for hardware, roofline in rooflines.items()},
+        "cases": [o.to_json() for o in outcomes if isinstance(o, CaseResult)],
+        "unsupported": [o.to_json() for o in not_run if not o.failed],
+        "failed": [o.to_json() for o in not_run if o.failed],
+    }
+
+
+def _print(document: dict[str, Any], folder: Path) -> None:
+    out = console()
+    table = Table(title=f"op benchmarks: suite {document['suite']}")
+    for column in ("op", "dtype", "shape", "provider", "median µs", "p10..p90 µs"):
+        table.add_column(column)
+    for column in ("GFLOP/s", "GB/s", "FLOP/B", "bound", "% peak", "noise"):
+        table.add_column(column, justify="right")
+    for case in document["cases"]:
+        latency = case["latency_us"]
+        fraction = case["peak_fraction"]
+        noise = f"{case['noise']:.1%}" + (" noisy" if case["noisy"] else "")
+        table.add_row(
+            case["op"],
+            case["dtype"],
+            case["shape"],
+            case["provider"],
+            f"{latency['median']:.1f}",
+            f"{latency['p10']:.1f}..{latency['p90']:.1f}",
+            f"{case['gflops']:.1f}",
+            f"{case['gbps']:.1f}",
+            f"{case['intensity']:.2f}",
+            case["bound"] or "-",
+            "-" if fraction is None else f"{fraction:.0%}",
+            noise,
+        )
+    out.print(table)
+    for hardware, roofline in document["rooflines"].items():
+        bandwidth = roofline["bandwidth_gbs"]
+        roofs = [f"{d} {c['value']:.0f} GFLOP/s" for d, c in roofline["compute_gflops"].items()]
+        if bandwidth:
+            roofs.append(f"{bandwidth['value']:.1f} GB/s")
+        out.print(
+            f"roofline of {hardware} ({roofline['device']}): {', '.join(roofs)}", markup=False
+        )
+    if document["unsupported"]:
+        out.print(f"not supported: {len(document['unsupported'])} case(s); reasons in the result")
+    for failure in document["failed"]:
+        out.print(
+            f"FAILED {failure['op']}/{failure['dtype']}/{failure['shape']} on "
+            f"{failure['provider']}: {failure['reason']}",
+            markup=False,
+        )
+    out.print(f"results: {folder}", markup=False)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)

@@ -1,0 +1,147 @@
+"""`runner bench --level op`: the result document's fields and roofline figures against a known
+host measurement, failures recorded and signalled, suites, and one-line errors with no result
+file left behind."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ir.files import CACHE_ENV
+from runner.cli import main
+from targets.hardware.host import CACHE_SCHEMA, HostMeasurement, detect_cpu
+
+QUICK = ["--max-time", "0.2", "--min-time", "0.01"]
+FP32_GFLOPS, TRIAD_GBS = 300.0, 30.0
+
+
+@pytest.fixture(autouse=True)
+def known_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host measurement with round figures, so the peak fractions can be checked exactly."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    measured = HostMeasurement(FP32_GFLOPS, 2048, 40.0, TRIAD_GBS, 512, 8, 2, "2", "now", 1.0)
+    document = {"schema": CACHE_SCHEMA, "entries": {detect_cpu().cache_key(): measured.to_json()}}
+    (cache / "host.json").write_text(json.dumps(document), encoding="utf-8")
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+
+
+def _bench(capsys, out: Path, *args: str) -> dict:
+    assert main(["bench", "--level", "op", "--out", str(out), "--json", *QUICK, *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_json_document_carries_every_case_field(tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    doc = _bench(
+        capsys, out, "--provider", "numpy,onnxruntime", "--op", "add", "--shape", "1024x1024"
+    )
+    assert doc["schema"] == "asicperf.op-bench/1" and doc["suite"] == "add-1024x1024"
+    assert [(c["provider"], c["op"], c["dtype"], c["shape"]) for c in doc["cases"]] == [
+        ("numpy", "add", "fp32", "1024x1024"),
+        ("onnxruntime", "add", "fp32", "1024x1024"),
+    ]
+    for case in doc["cases"]:
+        latency = case["latency_us"]
+        assert latency["p10"] <= latency["median"] <= latency["p90"]
+        assert {"mean", "iqr"} <= set(latency) and isinstance(case["noisy"], bool)
+        assert case["flops"] == 1024 * 1024 and case["bytes"] == 3 * 4 * 1024 * 1024
+        assert case["gbps"] == pytest.approx(case["bytes"] / latency["median"] / 1e3)
+        assert case["gflops"] == pytest.approx(case["flops"] / latency["median"] / 1e3)
+        # 12 MiB is beyond the private caches: memory-bound, judged against the measured triad
+        assert case["bound"] == "memory"
+        assert case["peak_fraction"] == pytest.approx(case["gbps"] / TRIAD_GBS)
+        assert len(case["samples_us"]) == case["samples"] and case["device"].startswith("host: ")
+    roof = doc["rooflines"]["host"]
+    assert roof["compute_gflops"]["fp32"]["value"] == FP32_GFLOPS
+    assert roof["bandwidth_gbs"]["value"] == TRIAD_GBS
+    assert json.loads((out / "result.json").read_text()) == doc
+
+
+def test_a_gemm_is_judged_against_the_compute_ceiling(tmp_path, capsys) -> None:
+    doc = _bench(
+        capsys, tmp_path / "o", "--provider", "numpy", "--op", "gemm", "--shape", "256x256x256"
+    )
+    (case,) = doc["cases"]
+    assert case["bound"] == "compute"
+    assert case["peak_fraction"] == pytest.approx(case["gflops"] / FP32_GFLOPS)
+
+
+def test_a_failing_kernel_is_recorded_and_the_exit_status_says_so(tmp_path, capsys) -> None:
+    out = tmp_path / "o"
+    args = ["--provider", "fake_providers:WrongProvider,numpy", "--op", "add", "--shape", "8x8"]
+    assert main(["bench", "--level", "op", "--out", str(out), "--json", *QUICK, *args]) == 1
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert [c["provider"] for c in doc["cases"]] == ["numpy"]
+    (failure,) = doc["failed"]
+    assert failure["provider"] == "wrong"
+    assert "differs from the numpy reference" in failure["reason"]
+    assert "runner: 1 case(s) failed their check" in captured.err
+    assert json.loads((out / "result.json").read_text())["failed"] == doc["failed"]
+
+
+def test_unsupported_cases_are_listed_with_reasons(tmp_path, capsys) -> None:
+    args = [
+        "--provider",
+        "numpy,onnxruntime",
+        "--op",
+        "gemm",
+        "--dtype",
+        "bf16",
+        "--shape",
+        "8x8x8",
+    ]
+    doc = _bench(capsys, tmp_path / "o", *args)
+    assert doc["cases"] == []
+    assert {u["provider"] for u in doc["unsupported"]} == {"numpy", "onnxruntime"}
+    assert all("bf16" in u["reason"] for u in doc["unsupported"])
+
+
+def test_a_suite_file_restricts_providers_and_is_filtered_by_dtype(tmp_path, capsys) -> None:
+    suite = tmp_path / "mine.toml"
+    suite.write_text(
+        '[[cases]]\nop = "gemm"\ndtypes = ["fp32", "int8"]\nshapes = ["16x16x16"]\n'
+        'providers = ["onnxruntime"]\n[[cases]]\nop = "softmax"\nshapes = ["4x8"]\n'
+        'providers = ["numpy"]\n',
+        encoding="utf-8",
+    )
+    doc = _bench(capsys, tmp_path / "o", "--suite", str(suite), "--dtype", "int8")
+    assert doc["suite"] == "mine"
+    assert [(c["op"], c["dtype"], c["provider"]) for c in doc["cases"]] == [
+        ("gemm", "int8", "onnxruntime")
+    ]
+    assert doc["rooflines"]["host"]["compute_gflops"]["int8"]["value"] > FP32_GFLOPS
+
+
+def test_table_output(tmp_path, capsys) -> None:
+    args = ["bench", "--level", "op", "--out", str(tmp_path / "o"), *QUICK]
+    assert main([*args, "--provider", "numpy", "--op", "softmax", "--shape", "4x8"]) == 0
+    out = capsys.readouterr().out
+    assert "softmax" in out and "4x8" in out and "cache" in out
+    assert "roofline of host" in out and f"results: {tmp_path / 'o'}" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--op", "gemmm"], "unknown op 'gemmm' (known: gemm,"),
+        (["--op", "gemm", "--shape", "2x2"], "gemm shape '2x2' must be MxNxK"),
+        (["--op", "softmax", "--dtype", "int8", "--shape", "2x2"], "does not support dtype"),
+        (["--shape", "2x2"], "--shape needs --op"),
+        (["--provider", "nope", "--op", "add", "--shape", "2x2"], "unknown provider 'nope'"),
+        (["--suite", "nope"], "unknown suite 'nope'"),
+        (["--suite", "default", "--op", "softmax", "--dtype", "int8"], "has no case with op"),
+        (["--target", "onnxruntime"], "--target: not an option of --level op"),
+        (["--resume"], "--resume: not an option of --level op"),
+        (["--max-time", "0"], "timing: max_time_s must be > 0"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message) -> None:
+    out = tmp_path / "o"
+    assert main(["bench", "--level", "op", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.strip().count("\n") == 0
+    assert not out.exists()
