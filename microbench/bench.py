@@ -109,7 +109,7 @@ def _run(
         wrong = _check(kernel, case, expected)
         if wrong is not None:
             return CaseNotRun(case, provider.name, wrong, failed=True)
-        timing = measure(kernel.run, policy)
+        timing = measure(kernel.run, policy, device_timer=kernel.device_timer)
         wrong = _check(kernel, case, expected)
     except Exception as error:  # a provider's kernel may fail any way; the others go on
         return CaseNotRun(case, provider.name, f"raised: {first_line(error)}", failed=True)

@@ -64,3 +64,25 @@ class RacyProvider(_Exact):
             calls[0] += 1
 
         return Kernel(run, lambda: answer if calls[0] < 2 else answer * np.float32(2.0))
+
+
+class FixedDeviceTimer:
+    """A device clock that always reports the same kernel time."""
+
+    SECONDS = 2e-3
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> float:
+        return self.SECONDS
+
+
+class DeviceTimedProvider(DeviceProvider):
+    """A device kernel whose samples come from its device timer, not from the host clock."""
+
+    name = "device-timed"
+
+    def prepare(self, case: BenchCase, inputs: Mapping[str, np.ndarray]) -> Kernel:
+        kernel = super().prepare(case, inputs)
+        return Kernel(kernel.run, kernel.result, device_timer=FixedDeviceTimer())

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 from fake_providers import (
     DeviceProvider,
+    DeviceTimedProvider,
     ExactProvider,
+    FixedDeviceTimer,
     RacyProvider,
     RaisingProvider,
     WrongProvider,
@@ -87,3 +89,10 @@ def test_each_provider_gets_its_own_devices_roofline() -> None:
     plan = [(ADD, [ExactProvider(), DeviceProvider()])]
     outcomes = list(run_cases(plan, POLICY, lambda p: roofs[p.hardware], _Log()))
     assert [o.device for o in outcomes if isinstance(o, CaseResult)] == ["roof", "H200"]
+
+
+def test_a_device_kernel_is_timed_by_its_device_timer() -> None:
+    result = _run(DeviceTimedProvider())["device-timed"]
+    assert isinstance(result, CaseResult)
+    assert set(result.timing.samples) == {FixedDeviceTimer.SECONDS}
+    assert result.point.gbps == pytest.approx(ADD.bytes / FixedDeviceTimer.SECONDS / 1e9)

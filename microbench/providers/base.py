@@ -9,16 +9,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from microbench.ops import BenchCase
+from microbench.timing import DeviceTimer
 
 
 @dataclass(frozen=True)
 class Kernel:
     """A prepared implementation: `run` is the timed call (inputs already converted and in
     place); `result` fetches the last run's output as numpy, outside the timed region, so it can
-    be checked against the op's reference before any timing counts."""
+    be checked against the op's reference before any timing counts. A device kernel gives a
+    `device_timer` (CUDA events or its runtime's equivalent), so that its samples exclude launch
+    and synchronisation cost."""
 
     run: Callable[[], None]
     result: Callable[[], np.ndarray]
+    device_timer: DeviceTimer | None = None
 
 
 class Provider(ABC):
