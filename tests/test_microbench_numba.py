@@ -19,7 +19,12 @@ def _check(case: BenchCase, rtol: float, atol: float) -> None:
     np.testing.assert_allclose(kernel.result(), case.reference(inputs), rtol=rtol, atol=atol)
 
 
-@pytest.mark.parametrize("shape", [(37, 53, 29), (1, 1, 1), (130, 600, 70), (9, 520, 300)])
+# M, N, K: none a multiple of the 8 x 32 micro-tile or the 256-deep k block; (300, 1100, 700)
+# spans several 256-row, 512-column and k blocks, each ragged.
+@pytest.mark.parametrize(
+    "shape",
+    [(1, 1, 1), (7, 33, 513), (37, 53, 29), (130, 600, 70), (9, 520, 300), (300, 1100, 700)],
+)
 def test_gemm_matches_reference(shape: tuple[int, int, int]) -> None:
     # fp32 accumulation over K terms of N(0,1) products: error grows like sqrt(K) * ulp.
     _check(BenchCase("gemm", "fp32", shape), rtol=1e-4, atol=1e-5 * np.sqrt(shape[2]))

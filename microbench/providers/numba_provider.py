@@ -1,25 +1,22 @@
 """Hand-written numba kernels: what a tuned CPU kernel library looks like, fp32 only.
 
 numba has no SVML here, so `math.exp`/`math.erf` calls keep loops scalar; exp and erf are
-written as polynomials (and exp's 2**k as integer bits) so the row loops can vectorize.
+written as polynomials (and exp's 2**k as integer bits) so the row loops can vectorize. The
+GEMM lives in `numba_gemm`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import numba
 import numpy as np
 
 from microbench.ops import BenchCase
 from microbench.providers.base import Kernel, Provider
+from microbench.providers.numba_gemm import PackedGemm
 
 _F = np.float32
-# GEMM blocking: a packed B block (_KB x _NB, 512 KiB) stays in L2 while every row tile of a
-# block uses it; each _MR-row accumulator (_MR x _NB, 8 KiB) stays in L1. _MR is fixed at 4 by
-# the hand-unrolled update in `_gemm`.
-_MB, _NB, _KB, _MR = 64, 512, 256, 4
 _ROWS_PER_TASK = 8
 _MAX_LANES = 16
 # exp: x = k*ln2 + r, |r| <= ln2/2; cephes expf polynomial (about 1 ulp) for exp(r).
@@ -164,54 +161,6 @@ def _rms_norm(x: np.ndarray, scale: np.ndarray, out: np.ndarray) -> None:
             yr[j] = xr[j] * inv * scale[j]
 
 
-@_jit
-def _pack_b(b: np.ndarray, packed: np.ndarray) -> None:
-    """B[K,N] -> panels[N/_NB][K][_NB]: each K block of a panel is one contiguous read."""
-    k, n = b.shape
-    for p in range(packed.shape[0]):
-        n0 = p * _NB
-        nb = min(_NB, n - n0)
-        for kk in range(k):
-            for j in range(nb):
-                packed[p, kk, j] = b[kk, n0 + j]
-
-
-@_pjit
-def _gemm(a: np.ndarray, packed: np.ndarray, c: np.ndarray) -> None:
-    """C = A @ B with B pre-packed; parallel over _MB-row blocks of C. Each _MR-row tile
-    accumulates in one flat scratch array: rows at constant offsets of one base pointer let
-    LLVM prove them disjoint and vectorize the four-row update (separate row views do not)."""
-    m, k = a.shape
-    n = c.shape[1]
-    for blk in numba.prange((m + _MB - 1) // _MB):
-        acc = np.empty(_MR * _NB, np.float32)
-        i_end = min(m, (blk + 1) * _MB)
-        for p in range(packed.shape[0]):
-            n0 = p * _NB
-            nb = min(_NB, n - n0)
-            for k0 in range(0, k, _KB):
-                for i in range(blk * _MB, i_end, _MR):
-                    rows = min(_MR, i_end - i)
-                    for r in range(_MR):
-                        for j in range(nb):
-                            acc[r * _NB + j] = c[i + r, n0 + j] if k0 > 0 and r < rows else _ZERO
-                    for kk in range(k0, min(k, k0 + _KB)):
-                        brow = packed[p, kk]
-                        a0 = a[i, kk]
-                        a1 = a[i + 1, kk] if rows > 1 else _ZERO
-                        a2 = a[i + 2, kk] if rows > 2 else _ZERO
-                        a3 = a[i + 3, kk] if rows > 3 else _ZERO
-                        for j in range(nb):
-                            bj = brow[j]
-                            acc[j] += a0 * bj
-                            acc[_NB + j] += a1 * bj
-                            acc[2 * _NB + j] += a2 * bj
-                            acc[3 * _NB + j] += a3 * bj
-                    for r in range(rows):
-                        for j in range(nb):
-                            c[i + r, n0 + j] = acc[r * _NB + j]
-
-
 _ROW_FNS = {
     "softmax": _softmax_row,
     "sigmoid": _sigmoid_row,
@@ -222,16 +171,9 @@ _ROW_KERNELS = {op: _row_kernel(fn) for op, fn in _ROW_FNS.items()}
 SUPPORTED_OPS = ("gemm", *_ROW_FNS, "layer_norm", "rms_norm")
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """Contiguous fp32 inputs and the preallocated output a kernel writes in place."""
-
-    args: tuple[np.ndarray, ...]
-    out: np.ndarray
-
-
 class NumbaProvider(Provider):
-    """Cache-blocked parallel GEMM and fused one-pass-per-row activations and norms."""
+    """Packed, register-blocked parallel GEMM (see numba_gemm) and fused one-pass-per-row
+    activations and norms."""
 
     name = "numba"
 
@@ -249,23 +191,17 @@ class NumbaProvider(Provider):
         arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in inputs.items()}
         run: Callable[[], None]
         if case.op == "gemm":
-            a, b = arrays["a"], arrays["b"]
-            packed = np.zeros(((b.shape[1] + _NB - 1) // _NB, b.shape[0], _NB), np.float32)
-            prep = _Prepared((a, packed), np.empty((a.shape[0], b.shape[1]), np.float32))
-
-            def run() -> None:
-                _pack_b(b, packed)
-                _gemm(*prep.args, prep.out)
-
+            gemm = PackedGemm(arrays["a"], arrays["b"])
+            run, out = gemm.run, gemm.out
         else:
             x = arrays["x"]
-            extra = tuple(arrays[k] for k in ("scale", "bias") if k in arrays)
-            prep = _Prepared((x, *extra), np.empty_like(x))
+            args = (x, *(arrays[k] for k in ("scale", "bias") if k in arrays))
+            out = np.empty_like(x)
             fn = {"layer_norm": _layer_norm, "rms_norm": _rms_norm}.get(case.op)
             fn = fn or _ROW_KERNELS[case.op]
 
             def run() -> None:
-                fn(*prep.args, prep.out)
+                fn(*args, out)
 
         run()  # compile (or load from cache) outside the timed region
-        return Kernel(run=run, result=lambda: prep.out.copy())
+        return Kernel(run=run, result=lambda: out.copy())
