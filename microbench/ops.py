@@ -8,7 +8,9 @@ Shape specs (integers joined by "x"):
 - conv2d "NxCxHxW,FxKxK,S": NCHW input, F filters of KxK, stride S, padding K//2, no bias
 - every other op "RxC": a [R,C] tensor, reductions/normalizations over the last axis
 
-dtypes: "fp32" for every op; gemm also "bf16" and "int8" (MatMulInteger, int32 result); cast
+dtypes: "fp32" for every op; gemm also "bf16" and "int8": MatMulInteger of uint8 activations and
+int8 weights with an int32 result, the form x86 int8 units (VNNI's vpdpbusd, AMX) and every
+int8 GEMM library take (onnxruntime runs int8 x int8 on a path ~15x slower); cast
 takes the target dtype ("fp16" or "bf16") of an fp32 -> target conversion.
 """
 
@@ -27,7 +29,7 @@ import onnx_ir as ir
 from onnx import TensorProto, helper
 
 from ir.ops import node_cost
-from ir.ops.table import NodeShapes, io_bytes
+from ir.ops.table import tensor_bytes
 
 OPSET = 23
 _ONNX_DTYPES = {
@@ -35,12 +37,14 @@ _ONNX_DTYPES = {
     "fp16": TensorProto.FLOAT16,
     "bf16": TensorProto.BFLOAT16,
     "int8": TensorProto.INT8,
+    "uint8": TensorProto.UINT8,
 }
 _NUMPY_DTYPES = {
     "fp32": np.float32,
     "fp16": np.float16,
     "bf16": ml_dtypes.bfloat16,
     "int8": np.int8,
+    "uint8": np.uint8,
 }
 _EPS = 1e-5
 # Largest max-abs error accepted, relative to the reference's largest magnitude: a few ulps of
@@ -139,9 +143,12 @@ class BenchCase:
             case _:
                 return {"x": s}
 
-    @property
-    def _input_dtype(self) -> str:
-        return "fp32" if self.op == "cast" else self.dtype
+    def _input_dtypes(self) -> dict[str, str]:
+        if self.op == "cast":
+            return {name: "fp32" for name in self._input_shapes()}
+        if self.dtype == "int8":  # only matmuls: uint8 activations, int8 weights
+            return {"a": "uint8", "b": "int8"}
+        return {name: self.dtype for name in self._input_shapes()}
 
     def _nodes(self) -> list[onnx.NodeProto]:
         names = list(self._input_shapes())
@@ -178,9 +185,9 @@ class BenchCase:
 
     def onnx_model(self) -> onnx.ModelProto:
         """The single-op graph (outputs typed by ONNX shape inference), for any runtime."""
-        in_type = _ONNX_DTYPES[self._input_dtype]
+        dtypes = self._input_dtypes()
         inputs = [
-            helper.make_tensor_value_info(name, in_type, list(shape))
+            helper.make_tensor_value_info(name, _ONNX_DTYPES[dtypes[name]], list(shape))
             for name, shape in self._input_shapes().items()
         ]
         graph = helper.make_graph(self._nodes(), self.op, inputs, [onnx.ValueInfoProto(name="y")])
@@ -191,18 +198,19 @@ class BenchCase:
         return ir.serde.deserialize_model(self.onnx_model())
 
     def inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
-        """Seeded inputs: small integers for int8 (exact int32 sums), N(0,1) otherwise."""
+        """Seeded inputs: integers over the whole range for 8-bit types (int32 sums stay exact),
+        N(0,1) otherwise."""
         rng = np.random.default_rng(seed)
-        dtype = _NUMPY_DTYPES[self._input_dtype]
-        if dtype is np.int8:
-            return {
-                name: rng.integers(-128, 128, size=shape, dtype=np.int8)
-                for name, shape in self._input_shapes().items()
-            }
-        return {
-            name: rng.standard_normal(shape, dtype=np.float32).astype(dtype)
-            for name, shape in self._input_shapes().items()
-        }
+        dtypes = self._input_dtypes()
+        inputs = {}
+        for name, shape in self._input_shapes().items():
+            dtype = _NUMPY_DTYPES[dtypes[name]]
+            if dtype in (np.int8, np.uint8):
+                bounds = np.iinfo(dtype)
+                inputs[name] = rng.integers(bounds.min, bounds.max + 1, size=shape, dtype=dtype)
+            else:
+                inputs[name] = rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+        return inputs
 
     def reference(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         """The numpy result in the output dtype: float64 math rounded once (int8 gemm exact)."""
@@ -233,19 +241,21 @@ class BenchCase:
 
     @cached_property
     def _cost(self) -> tuple[int, int]:
-        model = self.ir_model()
-        flops = moved = 0
-        for node in model.graph:
+        """FLOPs summed over the graph's nodes from the op table; bytes are the compulsory
+        traffic, each graph input read once and the output written once (sized by the table's
+        rule). A kernel is judged as one kernel: silu's Sigmoid -> Mul intermediate is not
+        charged, and memcpy's Identity, which the table prices as a view, is a real copy."""
+        graph = self.ir_model().graph
+        flops = 0
+        for node in graph:
             if node.op_type == "Constant":
                 continue
             cost = node_cost(node)
             if cost is None:
                 raise RuntimeError(f"op table has no cost for {node.op_type} in {self}")
             flops += cost.flops
-            # The table prices Identity as a view (0 bytes); a memcpy benchmark forces the copy,
-            # so it is charged the table's default read-once write-once traffic.
-            moved += io_bytes(NodeShapes(node)) if self.op == "memcpy" else cost.bytes_moved
-        return flops, moved
+        boundary = [*graph.inputs, *graph.outputs]
+        return flops, sum(tensor_bytes(value, {}) for value in boundary)
 
     @property
     def flops(self) -> int:

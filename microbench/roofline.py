@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from microbench.ops import BenchCase
-from targets.hardware.host import HostProfile, cache_bytes_by_level
+from targets.hardware.host import HostProfile
 from targets.hardware.spec import HardwareSpec
 
 # Peak operations per cycle relative to AVX-512 FP32 FMA, for host dtypes that other units or
@@ -39,9 +39,10 @@ class Ceiling:
 @dataclass(frozen=True)
 class Roofline:
     """A device's compute ceilings per dtype and its memory bandwidth. A memory-bound case whose
-    working set fits in `cache_bytes` (the private caches) is served faster than the memory
-    roof, which does not bound it: it is marked "cache" with no peak fraction rather than
-    credited with more than 100 % of a bandwidth it never used."""
+    working set fits in `cache_bytes` (the last-level cache) is served by the cache, which the
+    memory roof does not bound: it is marked "cache" with no peak fraction rather than credited
+    with more than 100 % of a bandwidth it never used. When the caches are flushed before every
+    sample, data comes from memory whatever its size: `cache_bytes` is then None."""
 
     device: str
     compute: Mapping[str, Ceiling]
@@ -113,9 +114,8 @@ def host_roofline(profile: HostProfile) -> Roofline:
     bandwidth = Ceiling(
         measured.triad_gbs, f"measured: STREAM triad, {measured.array_mib} MiB arrays"
     )
-    levels = cache_bytes_by_level()
-    private = levels[max(levels) - 1] if len(levels) > 1 else None
-    return Roofline(f"host: {profile.cpu.model}", compute, bandwidth, private)
+    llc_bytes = measured.llc_mib * 2**20 if measured.llc_mib else None
+    return Roofline(f"host: {profile.cpu.model}", compute, bandwidth, llc_bytes)
 
 
 def spec_roofline(spec: HardwareSpec) -> Roofline:

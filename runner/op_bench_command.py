@@ -5,6 +5,7 @@ roofline of the device they ran on."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -69,7 +70,7 @@ def run_op_bench(args: argparse.Namespace) -> int:
     with Progress(*columns, console=Console(file=sys.stderr), transient=args.json) as progress:
         bar = _Bar(progress, sum(len(p) for _, p in plan))
         outcomes = list(
-            run_cases(plan, policy, lambda p: _roofline(p, rooflines), bar, seed=args.seed)
+            run_cases(plan, policy, lambda p: _roofline(p, policy, rooflines), bar, seed=args.seed)
         )
     document = _document(suite, policy, rooflines, outcomes, args.seed, time.time() - started)
     write_result(folder, document)
@@ -176,14 +177,18 @@ def _policy(args: argparse.Namespace) -> TimingPolicy:
         raise AsicperfError(f"timing: {error}") from None
 
 
-def _roofline(provider: Provider, rooflines: dict[str, Roofline]) -> Roofline:
-    """The roofline of the provider's device, measured or looked up once per run."""
+def _roofline(provider: Provider, policy: TimingPolicy, rooflines: dict[str, Roofline]) -> Roofline:
+    """The roofline of the provider's device, measured or looked up once per run; with the
+    caches flushed before every sample, no working set is served from a cache."""
     if provider.hardware not in rooflines:
-        rooflines[provider.hardware] = (
+        roofline = (
             host_roofline(host_profile())
             if provider.hardware == "host"
             else spec_roofline(hardware_spec(provider.hardware))
         )
+        if policy.flush_cache_bytes:
+            roofline = dataclasses.replace(roofline, cache_bytes=None)
+        rooflines[provider.hardware] = roofline
     return rooflines[provider.hardware]
 
 

@@ -50,7 +50,7 @@ def test_json_document_carries_every_case_field(tmp_path, capsys) -> None:
         assert case["flops"] == 1024 * 1024 and case["bytes"] == 3 * 4 * 1024 * 1024
         assert case["gbps"] == pytest.approx(case["bytes"] / latency["median"] / 1e3)
         assert case["gflops"] == pytest.approx(case["flops"] / latency["median"] / 1e3)
-        # 12 MiB is beyond the private caches: memory-bound, judged against the measured triad
+        # 12 MiB is beyond the (known) 8 MiB LLC: memory-bound, judged against the triad
         assert case["bound"] == "memory"
         assert case["peak_fraction"] == pytest.approx(case["gbps"] / TRIAD_GBS)
         assert len(case["samples_us"]) == case["samples"] and case["device"].startswith("host: ")
@@ -67,6 +67,17 @@ def test_a_gemm_is_judged_against_the_compute_ceiling(tmp_path, capsys) -> None:
     (case,) = doc["cases"]
     assert case["bound"] == "compute"
     assert case["peak_fraction"] == pytest.approx(case["gflops"] / FP32_GFLOPS)
+
+
+def test_flushed_caches_put_every_case_under_the_memory_roof(tmp_path, capsys) -> None:
+    args = ["--provider", "numpy", "--op", "softmax", "--shape", "4x8"]
+    (warm,) = _bench(capsys, tmp_path / "warm", *args)["cases"]
+    assert warm["bound"] == "cache" and warm["peak_fraction"] is None
+    flushed = _bench(capsys, tmp_path / "cold", *args, "--flush-cache")
+    (cold,) = flushed["cases"]
+    assert flushed["policy"]["flush_cache_bytes"] == 2 * 8 * 2**20  # twice the 8 MiB LLC
+    assert cold["bound"] == "memory"
+    assert cold["peak_fraction"] == pytest.approx(cold["gbps"] / TRIAD_GBS)
 
 
 def test_a_failing_kernel_is_recorded_and_the_exit_status_says_so(tmp_path, capsys) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ml_dtypes
 import numpy as np
+import onnx
 import onnx_ir as ir
 import pytest
 
@@ -24,13 +25,13 @@ HAND_COSTS = [
     # 1x2x6x6 input, 3 filters 3x3, stride 2, pad 1 -> 1x3x3x3 output
     ("conv2d", "fp32", "1x2x6x6,3x3x3,2", 2 * 27 * 2 * 9, 4 * (72 + 3 * 2 * 9 + 27)),
     ("gelu", "fp32", f"{R}x{C}", 5 * E, 4 * 2 * E),
-    ("silu", "fp32", f"{R}x{C}", 4 * E + E, 4 * 2 * E + 4 * 3 * E),  # Sigmoid + Mul
+    ("silu", "fp32", f"{R}x{C}", 4 * E + E, 4 * 2 * E),  # Sigmoid + Mul, one kernel's traffic
     ("sigmoid", "fp32", f"{R}x{C}", 4 * E, 4 * 2 * E),
     ("softmax", "fp32", f"{R}x{C}", 5 * E, 4 * 2 * E),
     ("layer_norm", "fp32", f"{R}x{C}", 8 * E, 4 * (2 * E + 2 * C)),
     ("rms_norm", "fp32", f"{R}x{C}", 4 * E, 4 * (2 * E + C)),
     ("add", "fp32", f"{R}x{C}", E, 4 * 3 * E),
-    ("reduce_sum", "fp32", f"{R}x{C}", E, 4 * (E + R) + 8),  # + the int64 axes input
+    ("reduce_sum", "fp32", f"{R}x{C}", E, 4 * (E + R)),  # the axes are a constant
     ("cast", "fp16", f"{R}x{C}", 0, 4 * E + 2 * E),
     ("cast", "bf16", f"{R}x{C}", 0, 4 * E + 2 * E),
     ("memcpy", "fp32", f"{R}x{C}", 0, 4 * 2 * E),
@@ -103,3 +104,17 @@ def test_bad_input_is_one_line_error(op: str, dtype: str, shape: str, message: s
         parse_case(op, dtype, shape)
     assert str(error.value).startswith(message)
     assert "\n" not in str(error.value)
+
+
+def test_int8_gemm_takes_uint8_activations_and_int8_weights() -> None:
+    case = parse_case("gemm", "int8", "64x64x64")
+    inputs = case.inputs(seed=0)
+    assert inputs["a"].dtype == np.uint8 and inputs["b"].dtype == np.int8
+    assert inputs["a"].max() > 127 and inputs["b"].min() < 0  # both ranges are used
+    graph = case.onnx_model().graph
+    assert [node.op_type for node in graph.node] == ["MatMulInteger"]
+    assert [i.type.tensor_type.elem_type for i in graph.input] == [
+        onnx.TensorProto.UINT8,
+        onnx.TensorProto.INT8,
+    ]
+    assert graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.INT32

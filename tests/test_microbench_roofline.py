@@ -77,6 +77,7 @@ def test_host_ceilings_are_measured_and_scaled_by_the_cpu_units() -> None:
     assert roofline.compute["bf16"].value == 600.0
     assert "fp16" not in roofline.compute
     assert roofline.bandwidth == Ceiling(30.0, "measured: STREAM triad, 512 MiB arrays")
+    assert roofline.cache_bytes == 260 * 2**20  # the last-level cache
 
 
 def test_amx_outranks_vnni_for_int8() -> None:

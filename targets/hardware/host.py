@@ -333,27 +333,19 @@ def _best_seconds(action: Callable[[], object]) -> float:
     return min(times)
 
 
-def cache_bytes_by_level() -> dict[int, int]:
-    """Total data-cache bytes per level, each distinct instance (by the CPUs sharing it) counted
-    once: L2 is the private caches of all cores together, the top level the last-level cache."""
+def _llc_bytes() -> int | None:
+    """Total size of the last-level caches: each distinct instance (by the CPUs sharing it)
+    of the highest cache level counted once."""
     instances: dict[tuple[int, str], int] = {}
     for index in _SYS_CPU.glob("cpu[0-9]*/cache/index[0-9]*"):
-        level, size, shared, kind = (
-            _read(index / name) for name in ("level", "size", "shared_cpu_list", "type")
-        )
+        level, size, shared = (_read(index / name) for name in ("level", "size", "shared_cpu_list"))
         parsed = _cache_size_bytes(size or "")
-        usable = kind is None or kind.strip() != "Instruction"
-        if level and level.strip().isdigit() and parsed and shared and usable:
+        if level and level.strip().isdigit() and parsed and shared:
             instances[(int(level), shared.strip())] = parsed
-    totals: dict[int, int] = {}
-    for (level, _), size in instances.items():
-        totals[level] = totals.get(level, 0) + size
-    return dict(sorted(totals.items()))
-
-
-def _llc_bytes() -> int | None:
-    levels = cache_bytes_by_level()
-    return levels[max(levels)] if levels else None
+    if not instances:
+        return None
+    top = max(level for level, _ in instances)
+    return sum(size for (level, _), size in instances.items() if level == top)
 
 
 def _cache_size_bytes(text: str) -> int | None:
