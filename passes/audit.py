@@ -8,6 +8,7 @@ the IR it ran, and the record with that `out_fingerprint` says how the IR got th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -176,6 +177,22 @@ class PassRecord:
 def config_to_json(config: object) -> dict[str, Any]:
     """A pass config (frozen dataclass) as plain JSON values; tuples become lists."""
     return json.loads(json.dumps(dataclasses.asdict(config)))  # type: ignore[call-overload]
+
+
+def audit_summary(records: Sequence[PassRecord]) -> dict[str, Any]:
+    """A pipeline's audit as a result document carries it: a fingerprint of the whole audit
+    (equal for two runs that did the same thing: wall times are left out) and, per pass, its
+    counts and numeric drift without the change lists."""
+    full = [record.to_json() for record in records]
+    timeless = [{k: v for k, v in record.items() if k != "wall_ms"} for record in full]
+    digest = hashlib.sha256(json.dumps(timeless, sort_keys=True, default=str).encode()).hexdigest()
+    return {
+        "fingerprint": f"sha256:{digest}",
+        "passes": [
+            {k: v for k, v in record.items() if k not in ("schema", "changes", "skipped")}
+            for record in full
+        ],
+    }
 
 
 def write_audit(path: str | os.PathLike[str], records: Iterable[PassRecord]) -> Path:

@@ -123,7 +123,7 @@ def _plan(args: argparse.Namespace) -> BenchPlan:
         parse_pipeline(args.pipeline)  # a bad spec fails before the model is loaded
     base = workload_for(args.workload) if args.workload else default_workload(args.model)
     workload = dataclasses.replace(base, **overrides)
-    return BenchPlan(workload, resolve_model(workload.model), args.seed)
+    return BenchPlan(workload, resolve_model(workload.model), args.seed, tuple(args.command_line))
 
 
 def _out_folder(args: argparse.Namespace, plan: BenchPlan) -> Path:
@@ -189,7 +189,8 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def _print(doc: dict, folder: Path) -> None:
     out = console()
-    title = f"bench {doc['model']} on {doc['target']} ({doc['scenario']}, {doc['host']})"
+    device = doc["target_info"]["device"]
+    title = f"bench {doc['model']} on {doc['target']} ({doc['scenario']}, {device})"
     table = Table(title=title)
     for column in (
         "batch",

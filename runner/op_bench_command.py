@@ -27,12 +27,12 @@ from microbench.providers.registry import discover, get_provider
 from microbench.roofline import Roofline, host_roofline, spec_roofline
 from microbench.suite import Suite, SuiteCase, load_suite
 from microbench.timing import TimingPolicy
-from runner.bench.results import write_result
 from runner.console import console
+from runner.report.environment import environment
+from runner.report.schema import RESULT_FILE, stamp, write_result
 from targets.hardware.database import get as hardware_spec
 from targets.hardware.host import host_profile
 
-SCHEMA = "asicperf.op-bench/1"
 DEFAULT_SUITE = "default"
 _FLUSH_FALLBACK_BYTES = 512 * 2**20
 
@@ -72,8 +72,9 @@ def run_op_bench(args: argparse.Namespace) -> int:
         outcomes = list(
             run_cases(plan, policy, lambda p: _roofline(p, policy, rooflines), bar, seed=args.seed)
         )
-    document = _document(suite, policy, rooflines, outcomes, args.seed, time.time() - started)
-    write_result(folder, document)
+    seconds = time.time() - started
+    document = _document(suite, policy, rooflines, outcomes, args, seconds)
+    write_result(folder / RESULT_FILE, document)
     if args.json:
         print(json.dumps(document, indent=2))
     else:
@@ -81,7 +82,7 @@ def run_op_bench(args: argparse.Namespace) -> int:
     failed = document["failed"]
     if failed:
         print(
-            f"runner: {len(failed)} case(s) failed their check; see {folder / 'result.json'}",
+            f"runner: {len(failed)} case(s) failed their check; see {folder / RESULT_FILE}",
             file=sys.stderr,
         )
     return 1 if failed else 0
@@ -211,16 +212,12 @@ def _document(
     policy: TimingPolicy,
     rooflines: dict[str, Roofline],
     outcomes: Sequence[CaseOutcome],
-    seed: int,
+    args: argparse.Namespace,
     seconds: float,
 ) -> dict[str, Any]:
     not_run = [o for o in outcomes if isinstance(o, CaseNotRun)]
-    return {
-        "schema": SCHEMA,
+    body = {
         "suite": suite.name,
-        "command": ["runner", *sys.argv[1:]],
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seed": seed,
         "seconds": round(seconds, 3),
         "policy": {
             "warmup_s": policy.warmup_s,
@@ -235,6 +232,8 @@ def _document(
         "unsupported": [o.to_json() for o in not_run if not o.failed],
         "failed": [o.to_json() for o in not_run if o.failed],
     }
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    return stamp("op", created, environment(args.command_line, args.seed), body)
 
 
 def _print(document: dict[str, Any], folder: Path) -> None:

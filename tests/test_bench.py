@@ -110,10 +110,16 @@ def test_json_document(relu_path, tmp_path, capsys):
         "best_batch",
         "accuracy",
         "drift",
-        "host",
-        "versions",
+        "target_info",
+        "audit",
+        "environment",
     } <= set(doc)
+    assert doc["schema"] == "asicperf.result/2" and doc["kind"] == "model"
     assert doc["ir_fingerprint"].startswith("sha256:") and doc["target"] == SLEEPY
+    assert doc["environment"]["command"][:4] == ["runner", "bench", "--model", str(relu_path)]
+    first = doc["batches"][0]
+    assert len(first["latencies_ms"]) == first["queries"]
+    assert min(first["latencies_ms"]) >= DELAY_S * 1e3 * 0.99
     assert [b["batch_size"] for b in doc["batches"]] == [1, 2] and doc["best_batch"] == 2
     assert set(doc["batches"][0]) >= {"qps", "latency_ms", "valid", "why", "compile_s", "queries"}
     assert set(doc["batches"][0]["latency_ms"]) == {"mean", "p50", "p90", "p99", "min", "max"}

@@ -4,34 +4,28 @@ reference target. Completed batch sizes are written at once; `resume` skips them
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import version
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import onnx_ir as ir
-import onnxruntime
 
 from ir.errors import AsicperfError
 from ir.fingerprint import fingerprint
 from ir.model_io import load_model
-from passes.instruments import VerifyAfterEachPass
+from passes.audit import audit_summary
+from passes.instruments import Instrument, NumericCheck, VerifyAfterEachPass
 from passes.manager import run_pipeline
 from passes.pipeline import make_config, parse_pipeline
-from runner.bench.results import (
-    BatchResult,
-    RunKey,
-    best_batch,
-    load_completed,
-    write_batch,
-    write_result,
-)
+from runner.bench.results import BatchResult, RunKey, best_batch, load_completed, write_batch
 from runner.bench.scenarios import ScenarioSettings, run_scenario, verdict
 from runner.bench.stats import latency_stats
+from runner.report.environment import environment
+from runner.report.schema import RESULT_FILE, stamp, write_result
 from targets.executable import compile_model
 from targets.registry import get_target
 from zoo.accuracy import Accuracy, DriftReport, Run, drift_report, task_accuracy
@@ -50,6 +44,7 @@ class BenchPlan:
     workload: Workload
     model_path: Path
     seed: int = 0
+    command: tuple[str, ...] = ()  # the invocation, recorded in the result
 
     @property
     def settings(self) -> ScenarioSettings:
@@ -101,9 +96,12 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, observer: Observer) -> di
         observer.finished(done[size])
     batches = [done[size] for size in sizes]
     info = target.info()
-    document = {
+    body = {
         "model": workload.model,
         **key.to_json(),
+        "target_info": {"name": info.name, "version": info.version, "device": info.device},
+        "target_options": dict(workload.target_options),
+        "audit": batches[0].audit,
         "workload": workload.to_json(),
         "settings": settings.to_json(),
         "compile_s": sum(b.compile_s for b in batches),
@@ -111,16 +109,10 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, observer: Observer) -> di
         "best_batch": best_batch(batches, workload.latency_bound_ms),
         "accuracy": batches[0].accuracy,
         "drift": {"batch_size": batches[0].batch_size, **batches[0].drift},
-        "host": info.device,
-        "versions": {
-            "asicperf": version("asicperf"),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "onnxruntime": onnxruntime.__version__,
-            "target": info.version,
-        },
     }
-    write_result(folder, document)
+    created = datetime.now(UTC).isoformat(timespec="seconds")
+    document = stamp("model", created, environment(list(plan.command), plan.seed), body)
+    write_result(folder / RESULT_FILE, document)
     return document
 
 
@@ -141,8 +133,13 @@ def _measure(
     model = load_model(plan.model_path, bindings={BATCH_DIM: batch_size})
     feeds = seeded_inputs(model, plan.settings.seed, {BATCH_DIM: batch_size}, int_high=2)
     expected = _fp32_reference(model, batch_size, feeds)  # before the pipeline changes it
+    audit = None
     if workload.pipeline:
-        run_pipeline(model, parse_pipeline(workload.pipeline), [VerifyAfterEachPass()])
+        instruments: list[Instrument] = [VerifyAfterEachPass()]
+        if with_accuracy:  # per-pass drift on the first batch size, like the accuracy
+            instruments.append(NumericCheck(plan.settings.seed, {BATCH_DIM: batch_size}))
+        pipeline = run_pipeline(model, parse_pipeline(workload.pipeline), instruments)
+        audit = audit_summary(pipeline.records) if with_accuracy else None
     target = get_target(workload.target)
     config = make_config(type(target), workload.target_options, kind="target")
     start = time.perf_counter()
@@ -173,6 +170,8 @@ def _measure(
         duration_s=timing.duration_s,
         drift=drift.to_json(),
         accuracy=accuracy.to_json() if accuracy else None,
+        latencies_ms=tuple(timing.latencies_ms),
+        audit=audit,
     )
 
 

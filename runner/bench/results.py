@@ -13,8 +13,6 @@ from ir.errors import AsicperfError
 from ir.files import write_text_atomically
 from runner.bench.stats import LatencyStats
 
-RESULT_FILE = "result.json"
-
 
 @dataclass(frozen=True)
 class RunKey:
@@ -48,6 +46,8 @@ class BatchResult:
     duration_s: float
     drift: Mapping[str, Any]  # drift report against the reference target, on the seeded batch
     accuracy: Mapping[str, Any] | None  # measured on the run's first batch size only
+    latencies_ms: tuple[float, ...] = ()  # every query, in issue order
+    audit: Mapping[str, Any] | None = None  # the pipeline's audit, on the first batch size only
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,12 +61,15 @@ class BatchResult:
             "duration_s": self.duration_s,
             "drift": dict(self.drift),
             "accuracy": None if self.accuracy is None else dict(self.accuracy),
+            "latencies_ms": [round(latency, 6) for latency in self.latencies_ms],
+            "audit": None if self.audit is None else dict(self.audit),
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> BatchResult:
         fields = dict(data)
         fields["latency_ms"] = LatencyStats.from_json(data["latency_ms"])
+        fields["latencies_ms"] = tuple(data.get("latencies_ms", ()))
         return cls(**fields)
 
 
@@ -111,10 +114,6 @@ def load_completed(folder: Path, key: RunKey, batch_sizes: Sequence[int]) -> dic
                 )
         done[size] = result
     return done
-
-
-def write_result(folder: Path, document: Mapping[str, Any]) -> Path:
-    return write_text_atomically(folder / RESULT_FILE, _dumps(document))
 
 
 def _dumps(document: Mapping[str, Any]) -> str:
