@@ -15,6 +15,8 @@ def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())  # the rename must not outlive the data on a power cut
         os.chmod(temp_name, 0o644)  # mkstemp's 0600 is for the temp file, not the result
         os.replace(temp_name, path)
     except BaseException:

@@ -99,7 +99,12 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, observer: Observer) -> di
     body = {
         "model": workload.model,
         **key.to_json(),
-        "target_info": {"name": info.name, "version": info.version, "device": info.device},
+        "target_info": {
+            "name": info.name,
+            "version": info.version,
+            "device": info.device,
+            "hardware": info.hardware,
+        },
         "target_options": dict(workload.target_options),
         "audit": batches[0].audit,
         "workload": workload.to_json(),

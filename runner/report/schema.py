@@ -65,7 +65,12 @@ _KIND_FIELDS: dict[str, dict[str, Any]] = {
         "model": str,
         "ir_fingerprint": str,
         "target": str,
-        "target_info": {"name": str, "version": _STR_OR_NULL, "device": _STR_OR_NULL},
+        "target_info": {
+            "name": str,
+            "version": _STR_OR_NULL,
+            "device": _STR_OR_NULL,
+            "hardware": _STR_OR_NULL,
+        },
         "pipeline": _STR_OR_NULL,
         "audit": Nullable({"fingerprint": str, "passes": [_AUDITED_PASS]}),
         "scenario": str,
@@ -220,6 +225,7 @@ def _model_v1(old: dict[str, Any]) -> dict[str, Any]:
         "name": str(old.get("target", "?")).split("{")[0],
         "version": versions.get("target"),
         "device": old.get("host"),
+        "hardware": None,
     }
     body["audit"] = None
     body["batches"] = [{**batch, "latencies_ms": None} for batch in old.get("batches", [])]
