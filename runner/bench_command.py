@@ -14,7 +14,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ir.errors import AsicperfError
 from passes.pipeline import PipelineError, parse_pipeline, split_options
@@ -23,6 +22,7 @@ from runner.bench.engine import BenchPlan, bench
 from runner.bench.results import BatchResult
 from runner.bench.scenarios import SCENARIOS
 from runner.console import console
+from runner.report.show import batch_summary
 from zoo.resolve import resolve_model
 from zoo.workload import default_workload, workload_for
 
@@ -189,38 +189,6 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def _print(doc: dict, folder: Path) -> None:
     out = console()
-    device = doc["target_info"]["device"]
-    title = f"bench {doc['model']} on {doc['target']} ({doc['scenario']}, {device})"
-    table = Table(title=title)
-    for column in (
-        "batch",
-        "samples/s",
-        "mean ms",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "queries",
-        "compile s",
-        "max abs drift",
-        "verdict",
-    ):
-        table.add_column(column)
-    for b in doc["batches"]:
-        lat = b["latency_ms"]
-        drift = max((d["max_abs"] for d in b["drift"]["outputs"]), default=0.0)
-        table.add_row(
-            str(b["batch_size"]),
-            f"{b['qps']:.1f}",
-            f"{lat['mean']:.3f}",
-            f"{lat['p50']:.3f}",
-            f"{lat['p90']:.3f}",
-            f"{lat['p99']:.3f}",
-            str(b["queries"]),
-            f"{b['compile_s']:.2f}",
-            f"{drift:.3g}",
-            ("VALID: " if b["valid"] else "INVALID: ") + b["why"],
-        )
-    out.print(table)
-    best = doc["best_batch"]
-    out.print(f"best batch size: {'none meets the rules' if best is None else best}")
+    for renderable in batch_summary(doc):
+        out.print(renderable)
     out.print(f"results: {folder}", markup=False)

@@ -18,6 +18,7 @@ from runner import (
     hw_commands,
     ir_commands,
     passes_commands,
+    report_commands,
     run_command,
     targets_commands,
     zoo_commands,
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_command.register(groups)
     zoo_commands.register(groups)
     bench_command.register(groups)
+    report_commands.register(groups)
     return parser
 
 

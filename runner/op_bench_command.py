@@ -17,7 +17,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from ir.errors import AsicperfError
 from microbench.bench import CaseNotRun, CaseOutcome, CaseResult, run_cases
@@ -30,6 +29,7 @@ from microbench.timing import TimingPolicy
 from runner.console import console
 from runner.report.environment import environment
 from runner.report.schema import RESULT_FILE, stamp, write_result
+from runner.report.show import op_renderables
 from targets.hardware.database import get as hardware_spec
 from targets.hardware.host import host_profile
 
@@ -238,46 +238,8 @@ def _document(
 
 def _print(document: dict[str, Any], folder: Path) -> None:
     out = console()
-    table = Table(title=f"op benchmarks: suite {document['suite']}")
-    for column in ("op", "dtype", "shape", "provider", "median µs", "p10..p90 µs"):
-        table.add_column(column)
-    for column in ("GFLOP/s", "GB/s", "FLOP/B", "bound", "% peak", "noise"):
-        table.add_column(column, justify="right")
-    for case in document["cases"]:
-        latency = case["latency_us"]
-        fraction = case["peak_fraction"]
-        noise = f"{case['noise']:.1%}" + (" noisy" if case["noisy"] else "")
-        table.add_row(
-            case["op"],
-            case["dtype"],
-            case["shape"],
-            case["provider"],
-            f"{latency['median']:.1f}",
-            f"{latency['p10']:.1f}..{latency['p90']:.1f}",
-            f"{case['gflops']:.1f}",
-            f"{case['gbps']:.1f}",
-            f"{case['intensity']:.2f}",
-            case["bound"] or "-",
-            "-" if fraction is None else f"{fraction:.0%}",
-            noise,
-        )
-    out.print(table)
-    for hardware, roofline in document["rooflines"].items():
-        bandwidth = roofline["bandwidth_gbs"]
-        roofs = [f"{d} {c['value']:.0f} GFLOP/s" for d, c in roofline["compute_gflops"].items()]
-        if bandwidth:
-            roofs.append(f"{bandwidth['value']:.1f} GB/s")
-        out.print(
-            f"roofline of {hardware} ({roofline['device']}): {', '.join(roofs)}", markup=False
-        )
-    if document["unsupported"]:
-        out.print(f"not supported: {len(document['unsupported'])} case(s); reasons in the result")
-    for failure in document["failed"]:
-        out.print(
-            f"FAILED {failure['op']}/{failure['dtype']}/{failure['shape']} on "
-            f"{failure['provider']}: {failure['reason']}",
-            markup=False,
-        )
+    for renderable in op_renderables(document):
+        out.print(renderable)
     out.print(f"results: {folder}", markup=False)
 
 

@@ -1,0 +1,179 @@
+"""`runner report html`: one self-contained HTML page from any number of result documents.
+
+Charts are inline SVG drawn here in Python and the style sheet is inline, so the file opens
+offline, attaches to an e-mail or a CI artifact as is, and runs no script at all."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from runner.report.costs import CostOverride
+from runner.report.hardware_section import hardware_section
+from runner.report.markup import (
+    Markup,
+    badge,
+    esc,
+    grid,
+    note,
+    number,
+    section,
+    table,
+)
+from runner.report.model_sections import (
+    audit_section,
+    drift_section,
+    latency_figures,
+    throughput_section,
+)
+from runner.report.op_sections import op_latency_figures, roofline_section
+from runner.report.readings import Document, best, providers, where, worst_cosine
+
+SUMMARY_HEADERS = (
+    "kind",
+    "model / suite",
+    "target / providers",
+    "pipeline",
+    "best batch",
+    "best samples/s",
+    "p99 ms at best",
+    "accuracy",
+    "worst cosine vs reference",
+    "where it ran (cpu; git; created)",
+    "source",
+)
+STYLE = """
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1f2933;
+  margin: 0 auto; padding: 24px 32px 64px; max-width: 1500px; background: #fafbfc; }
+h1 { font-size: 26px; margin: 0 0 4px; }
+h2 { font-size: 20px; margin: 40px 0 4px; padding-bottom: 4px; border-bottom: 2px solid #d9e2ec; }
+h3 { font-size: 15px; margin: 18px 0 6px; }
+nav a { margin-right: 14px; color: #2f5d8a; }
+.intro, .note { color: #52606d; margin: 4px 0 12px; }
+.note { font-size: 12.5px; }
+table { border-collapse: collapse; background: white; font-size: 13px; margin-bottom: 12px; }
+th, td { border: 1px solid #d9e2ec; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f0f4f8; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+.nowrap { white-space: nowrap; }
+.badge { border-radius: 3px; padding: 0 5px; font-size: 12px; font-weight: 600; }
+.badge.good { background: #e3f9e5; color: #207227; }
+.badge.bad { background: #ffe3e3; color: #a61b1b; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 18px; }
+figure { margin: 0; background: white; border: 1px solid #d9e2ec; border-radius: 6px;
+  padding: 10px 14px; }
+figure h3 { margin: 0 0 6px; }
+svg.chart { width: 100%; height: auto; display: block; font-size: 12px; }
+svg .grid { stroke: #e4e7eb; stroke-width: 1; }
+svg .axis { stroke: #52606d; stroke-width: 1; }
+svg .tick { fill: #52606d; font-size: 11px; }
+svg .value { fill: #1f2933; font-size: 11px; }
+svg .axis-title { fill: #1f2933; font-size: 12px; font-weight: 600; }
+svg .series { stroke-width: 2; }
+svg .point { stroke-width: 1.5; }
+svg .whisker { stroke-width: 1.2; }
+svg .inner { stroke-width: 4; stroke-opacity: 0.55; }
+svg .iqr { fill-opacity: 0.35; }
+svg .tick-mark { stroke-width: 2; }
+svg .median { stroke: #1f2933; stroke-width: 2; }
+svg .roof { stroke: #7b8794; stroke-width: 2; }
+svg .roof-label { fill: #52606d; font-size: 11px; }
+.legend { list-style: none; padding: 0; margin: 6px 0 0; display: flex; flex-wrap: wrap;
+  gap: 4px 16px; font-size: 12.5px; }
+.swatch { display: inline-block; width: 12px; height: 12px; border-radius: 2px;
+  margin-right: 6px; vertical-align: -1px; }
+"""
+SECTIONS = (
+    ("summary", "Summary"),
+    ("throughput", "Throughput"),
+    ("latency", "Latency"),
+    ("drift", "Drift"),
+    ("audit", "Pass audit"),
+    ("roofline", "Roofline"),
+    ("hardware", "Hardware"),
+)
+
+
+def render_html(
+    documents: Sequence[tuple[str, dict[str, Any]]], overrides: Mapping[str, CostOverride]
+) -> str:
+    """The whole page; sections with nothing to show say so in one line."""
+    models = [(i, d) for i, d in enumerate(d for _, d in documents if d["kind"] == "model")]
+    ops = [d for _, d in documents if d["kind"] == "op"]
+    model_docs = [d for _, d in models]
+    latency = latency_figures(models) + op_latency_figures(ops)
+    body = [
+        section("summary", "Summary", "One row per result file.", _summary(documents)),
+        throughput_section(models) or _empty("throughput", "model"),
+        section(
+            "latency",
+            "Latency distributions",
+            "Per query for model results (one box per batch size), per call for op cases.",
+            grid(latency),
+        )
+        if latency
+        else _empty("latency", "model or op"),
+        drift_section(models) or _empty("drift", "model", "with drift histograms"),
+        audit_section(models) or _empty("audit", "model", "with a pass audit"),
+        roofline_section(ops) or _empty("roofline", "op-level"),
+        hardware_section(model_docs, ops, overrides),
+    ]
+    nav = "".join(f'<a href="#{anchor}">{esc(name)}</a>' for anchor, name in SECTIONS)
+    count = f"{len(documents)} result{'s' if len(documents) != 1 else ''}"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>asicperf report: {esc(count)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>asicperf report</h1><p class=intro>{esc(count)}</p><nav>{nav}</nav>"
+        f"{''.join(body)}</body></html>\n"
+    )
+
+
+def _empty(anchor: str, kind: str, what: str = "") -> str:
+    name = dict(SECTIONS)[anchor]
+    return section(anchor, name, "", note(f"No {kind} results{' ' + what if what else ''}."))
+
+
+def _summary(documents: Sequence[tuple[str, Document]]) -> str:
+    rows = [_summary_row(path, d) for path, d in documents]
+    return table(SUMMARY_HEADERS, rows, (4, 5, 6, 8))
+
+
+def _summary_row(path: str, document: Document) -> list[object]:
+    kind = document["kind"]
+    if document.get("migrated_from"):
+        kind = f"{kind} (upgraded from {document['migrated_from']})"
+    if document["kind"] == "op":
+        unmeasured = [None] * 6  # pipeline, batch, throughput, latency, accuracy, drift
+        return [
+            kind,
+            document["suite"],
+            ", ".join(providers(document)),
+            *unmeasured,
+            where(document),
+            path,
+        ]
+    info = document["target_info"]
+    chosen = best(document)
+    return [
+        kind,
+        document["model"],
+        f"{info['name']} {info['version'] or ''}".strip(),
+        document["pipeline"] or "none",
+        document["best_batch"],
+        number(chosen["qps"]) if chosen else None,
+        number(chosen["latency_ms"]["p99"]) if chosen else None,
+        _accuracy(document["accuracy"]),
+        number(worst_cosine(document["drift"]["outputs"]), 9),
+        where(document),
+        path,
+    ]
+
+
+def _accuracy(accuracy: Mapping[str, Any] | None) -> Markup | None:
+    if not accuracy:
+        return None
+    passed = accuracy.get("passed")
+    verdict = "" if passed is None else badge("pass" if passed else "fail", bool(passed)).html
+    value = f"{esc(accuracy.get('metric'))} {esc(number(accuracy.get('value'), 4))}"
+    return Markup(f"{value} {verdict}".strip())

@@ -1,0 +1,178 @@
+"""The report's sections on model results: throughput over batch size, latency spread, numeric
+drift against the FP32 reference, and drift pass by pass from the audit. Each takes the model
+results in page order, so a result keeps its colour from chart to chart."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import groupby
+
+from runner.report.charts import BarGroup, Point, Series, bar_chart, box_chart, line_chart
+from runner.report.markup import (
+    color,
+    esc,
+    figure,
+    grid,
+    legend,
+    note,
+    number,
+    section,
+    table,
+)
+from runner.report.readings import (
+    Document,
+    batch_distribution,
+    label,
+    worst_cosine,
+    worst_max_abs,
+)
+
+Indexed = Sequence[tuple[int, Document]]  # (colour index, model result)
+
+
+def _by_model(models: Indexed) -> list[tuple[str, list[tuple[int, Document]]]]:
+    ordered = sorted(models, key=lambda item: item[1]["model"])
+    return [(name, list(items)) for name, items in groupby(ordered, lambda i: i[1]["model"])]
+
+
+def throughput_section(models: Indexed) -> str:
+    """Samples/s over batch size, one chart per model, one line per result."""
+    figures = []
+    for model, items in _by_model(models):
+        series = [_throughput_series(i, d) for i, d in items if d["batches"]]
+        if not series:
+            continue
+        chart = line_chart(series, "batch size", "samples/s", f"{model}: samples/s by batch size")
+        caption = legend((s.label, s.color) for s in series) + note(
+            "Filled points are VALID runs, hollow points INVALID (see the tooltip for why)."
+        )
+        figures.append(figure(f"{model}: throughput by batch size", chart, caption))
+    if not figures:
+        return ""
+    intro = "Samples per second at each batch size tried; x is log2, one line per result."
+    return section("throughput", "Throughput vs batch size", intro, grid(figures))
+
+
+def _throughput_series(index: int, document: Document) -> Series:
+    name = label(document)
+    points = tuple(
+        Point(
+            batch["batch_size"],
+            batch["qps"],
+            f"{name}: batch {batch['batch_size']}, {number(batch['qps'])} samples/s, "
+            f"p99 {number(batch['latency_ms']['p99'])} ms, "
+            f"{'VALID' if batch['valid'] else 'INVALID'} ({batch['why']})",
+            batch["valid"],
+        )
+        for batch in sorted(document["batches"], key=lambda b: b["batch_size"])
+    )
+    return Series(name, color(index), points)
+
+
+def latency_figures(models: Indexed) -> list[str]:
+    """A box per batch size for each model result."""
+    figures = []
+    for index, document in models:
+        boxes = [batch_distribution(b) for b in sorted(document["batches"], key=_size)]
+        if not boxes:
+            continue
+        name = label(document)
+        chart = box_chart(boxes, color(index), "ms", f"{name}: latency per query")
+        caption = (
+            ""
+            if all(b.raw for b in boxes)
+            else note(
+                "Raw latencies were not recorded in this result: whiskers span min to max, ticks "
+                "mark p90 and p99, the dark line the median."
+            )
+        )
+        figures.append(figure(f"{name}: latency per query", chart, caption))
+    return figures
+
+
+def _size(batch: dict) -> int:
+    return batch["batch_size"]
+
+
+def drift_section(models: Indexed) -> str:
+    """The |difference| histogram against the FP32 reference, one chart per model, bars
+    grouped by result."""
+    figures = []
+    for model, items in _by_model(models):
+        bins = items[0][1]["drift"].get("bins") or []
+        groups = [_drift_group(i, d) for i, d in items if d["drift"].get("bins") == bins]
+        if not bins or not groups:
+            continue
+        chart = bar_chart(bins, groups, "share of output elements (%)", f"{model}: drift")
+        caption = legend((g.label, g.color) for g in groups) + note(
+            "|output - FP32 reference| per element, in decade bins; all outputs together, at "
+            "the batch size each result checked drift on (in the tooltip)."
+        )
+        figures.append(figure(f"{model}: numeric drift vs FP32 reference", chart, caption))
+    if not figures:
+        return ""
+    intro = "How far each result's outputs land from the reference, element by element."
+    return section("drift", "Numeric drift per pipeline", intro, grid(figures))
+
+
+def _drift_group(index: int, document: Document) -> BarGroup:
+    drift = document["drift"]
+    histograms = [o.get("histogram") or [] for o in drift["outputs"]]
+    counts = [sum(h[i] for h in histograms if i < len(h)) for i in range(len(drift["bins"]))]
+    total = sum(counts) or 1
+    name = label(document)
+    tips = tuple(
+        f"{name} (batch {drift.get('batch_size')}): {count} of {total} elements "
+        f"({number(100 * count / total)}%) with |diff| {bin_}"
+        for bin_, count in zip(drift["bins"], counts, strict=True)
+    )
+    return BarGroup(name, color(index), tuple(100 * c / total for c in counts), tips)
+
+
+PASS_HEADERS = (
+    "#",
+    "pass",
+    "modified",
+    "nodes before → after",
+    "wall ms",
+    "max |Δ| vs input",
+    "worst cosine vs input",
+)
+
+
+def audit_section(models: Indexed) -> str:
+    """A table per audited result: what each pass changed, and how far the outputs moved from
+    the un-optimised model's after it."""
+    blocks = []
+    for _, document in models:
+        audit = document["audit"]
+        if not audit:
+            continue
+        rows = [_pass_row(p) for p in audit["passes"]]
+        blocks.append(
+            f"<h3>{esc(label(document))}</h3>{table(PASS_HEADERS, rows, (0, 3, 4, 5, 6))}"
+        )
+    if not blocks:
+        return ""
+    intro = (
+        "Passes in order; the drift columns compare the model after each pass with the input "
+        "model on the same seeded inputs (worst over outputs)."
+    )
+    return section("audit", "Per-pass drift from the audit", intro, "".join(blocks))
+
+
+def _pass_row(audited: dict) -> list[object]:
+    numeric = audited.get("numeric")
+    if numeric is None:
+        drift: list[object] = ["no change", "no change"]
+    else:
+        vs_input = numeric.get("vs_input") or []
+        drift = [number(worst_max_abs(vs_input)), number(worst_cosine(vs_input), 9)]
+    return [
+        audited.get("seq"),
+        audited["pass"],
+        "yes" if audited["modified"] else "no",
+        f"{audited.get('nodes_before')} → {audited.get('nodes_after')}",
+        number(audited.get("wall_ms")),
+        *drift,
+    ]

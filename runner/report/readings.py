@@ -1,0 +1,92 @@
+"""What the report reads off a result document: its label, best batch, worst drift, latency
+spread, and where it ran; one place, so every section names and measures a result alike."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from runner.bench.stats import percentile
+from runner.report.charts import Distribution
+
+Document = Mapping[str, Any]
+
+
+def label(document: Document) -> str:
+    """`model · target · pipeline` for a model result, `suite · providers` for an op result."""
+    if document["kind"] == "op":
+        return f"{document['suite']} · {', '.join(providers(document))}"
+    pipeline = document["pipeline"] or "no passes"
+    return f"{document['model']} · {document['target_info']['name']} · {pipeline}"
+
+
+def providers(document: Document) -> list[str]:
+    return sorted({case["provider"] for case in document["cases"]})
+
+
+def best(document: Document) -> Mapping[str, Any] | None:
+    """The batch the benchmark chose as best, if any."""
+    return next((b for b in document["batches"] if b["batch_size"] == document["best_batch"]), None)
+
+
+def worst_cosine(outputs: Sequence[Mapping[str, Any]]) -> float | None:
+    """The lowest cosine similarity over a drift record's outputs."""
+    cosines = [o["cosine"] for o in outputs if o.get("cosine") is not None]
+    return min(cosines) if cosines else None
+
+
+def worst_max_abs(outputs: Sequence[Mapping[str, Any]]) -> float | None:
+    """The largest absolute difference over a drift record's outputs."""
+    values = [o["max_abs"] for o in outputs if o.get("max_abs") is not None]
+    return max(values) if values else None
+
+
+def where(document: Document) -> str:
+    """CPU, git revision (short, `+dirty` when the tree had changes) and creation time."""
+    environment = document["environment"]
+    git = environment["git"]
+    revision = (
+        "no git" if git is None else git["revision"][:10] + ("+dirty" if git["dirty"] else "")
+    )
+    created = document["created"] or "unknown time"
+    return f"{environment['host']['cpu']}; {revision}; {created}"
+
+
+def distribution(name: str, samples: Sequence[float]) -> Distribution:
+    """The spread of raw samples, nearest-rank percentiles as the benchmark reports them."""
+    ordered = sorted(samples)
+    p = {q: percentile(ordered, q) for q in (10, 25, 50, 75, 90, 99)}
+    return Distribution(
+        label=name,
+        minimum=ordered[0],
+        median=p[50],
+        maximum=ordered[-1],
+        p10=p[10],
+        p25=p[25],
+        p75=p[75],
+        p90=p[90],
+        p99=p[99],
+        count=len(ordered),
+        raw=True,
+    )
+
+
+def batch_distribution(batch: Mapping[str, Any]) -> Distribution:
+    """Raw latencies when the result kept them; its summary statistics otherwise."""
+    name = f"batch {batch['batch_size']}"
+    if batch["latencies_ms"]:
+        return distribution(name, batch["latencies_ms"])
+    stats = batch["latency_ms"]
+    return Distribution(
+        label=name,
+        minimum=stats.get("min", stats["p50"]),
+        median=stats["p50"],
+        maximum=stats.get("max", stats["p99"]),
+        p10=None,
+        p25=None,
+        p75=None,
+        p90=stats["p90"],
+        p99=stats["p99"],
+        count=batch["queries"],
+        raw=False,
+    )
