@@ -34,7 +34,7 @@ RUNS = (  # (model, target, pipeline label, pipeline spec)
 BATCHES = "1,4,8"
 RESULTS = Path("bench-results/report")
 OP_RESULTS = Path("bench-results/op-cpu-headline")
-OUT = Path(__file__).resolve().parent.parent / "report"
+OUT = Path("docs/report")  # run from the repository root, like the bench-results paths
 HOST_PRICE = "host=0.08925/h"  # AWS EC2 c7i.large on-demand, us-east-1 (2 vCPU, Sapphire Rapids)
 
 
