@@ -79,13 +79,12 @@ def run_cases(
 ) -> Iterator[CaseOutcome]:
     """Each case on each of its providers; inputs and the reference are made once per case."""
     for case, providers in plan:
-        supported = [p for p in providers if p.unsupported_reason(case) is None]
-        if supported:
+        reasons = [provider.unsupported_reason(case) for provider in providers]
+        if None in reasons:
             inputs = case.inputs(seed)
             expected = case.reference(inputs)
-        for provider in providers:
+        for provider, reason in zip(providers, reasons, strict=True):
             observer.started(case, provider.name)
-            reason = provider.unsupported_reason(case)
             if reason is not None:
                 outcome: CaseOutcome = CaseNotRun(case, provider.name, reason, failed=False)
             else:

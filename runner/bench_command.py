@@ -1,5 +1,6 @@
 """`runner bench --level model --model M`: throughput and latency per batch size under an MLPerf
-LoadGen scenario, with the verdict, the best batch size and drift against the reference."""
+LoadGen scenario, with the verdict, the best batch size and drift against the reference.
+`--level op` is runner/op_bench_command.py."""
 
 from __future__ import annotations
 
@@ -43,7 +44,9 @@ _OP_OPTIONS = ("provider", "op", "dtype", "shape", "suite")
 
 def register(groups: argparse._SubParsersAction) -> None:
     parser = groups.add_parser(
-        "bench", help="throughput and latency per batch size (LoadGen rules)"
+        "bench",
+        help="model throughput and latency per batch size (LoadGen rules), or op kernels "
+        "against the roofline",
     )
     parser.add_argument("--level", choices=("model", "op"), default="model")
     parser.add_argument("--model", metavar="MODEL", help="path to an .onnx file or a zoo name")

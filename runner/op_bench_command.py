@@ -24,7 +24,7 @@ from microbench.ops import OPS, BenchCase, parse_case
 from microbench.providers.base import Provider
 from microbench.providers.registry import discover, get_provider
 from microbench.roofline import Roofline, host_roofline, spec_roofline
-from microbench.suite import Suite, SuiteCase, load_suite
+from microbench.suite import Suite, SuiteCase, load_suite, shipped_suites
 from microbench.timing import TimingPolicy
 from runner.console import console
 from runner.report.environment import environment
@@ -44,7 +44,12 @@ def register_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--op", metavar="OP[,OP]", help=f"ops ({', '.join(OPS)})")
     group.add_argument("--dtype", metavar="D", help="fp32, bf16, int8, fp16")
     group.add_argument("--shape", metavar="MxNxK", help="one shape, in the op's spec; needs --op")
-    group.add_argument("--suite", metavar="FILE|NAME", help=f"default: {DEFAULT_SUITE}")
+    group.add_argument(
+        "--suite",
+        metavar="FILE|NAME",
+        help=f"a .toml suite or a shipped one ({', '.join(shipped_suites())}); "
+        f"default: {DEFAULT_SUITE}",
+    )
     group.add_argument("--max-time", type=float, default=5.0, metavar="S", help="per case")
     group.add_argument("--min-time", type=float, default=0.1, metavar="S", help="per case")
     group.add_argument("--noise", type=float, default=0.05, help="target IQR/median")
@@ -219,14 +224,7 @@ def _document(
     body = {
         "suite": suite.name,
         "seconds": round(seconds, 3),
-        "policy": {
-            "warmup_s": policy.warmup_s,
-            "min_samples": policy.min_samples,
-            "min_time_s": policy.min_time_s,
-            "max_time_s": policy.max_time_s,
-            "target_noise": policy.target_noise,
-            "flush_cache_bytes": policy.flush_cache_bytes,
-        },
+        "policy": dataclasses.asdict(policy),
         "rooflines": {hardware: roofline.to_json() for hardware, roofline in rooflines.items()},
         "cases": [o.to_json() for o in outcomes if isinstance(o, CaseResult)],
         "unsupported": [o.to_json() for o in not_run if not o.failed],

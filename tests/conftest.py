@@ -1,4 +1,5 @@
-"""Shared fixtures: a small model with real weights, as a proto to edit and as a file to load."""
+"""Shared fixtures: a small model with real weights, as a proto to edit and as a file to load;
+a one-node model with a batch dimension, for benchmark runs."""
 
 from __future__ import annotations
 
@@ -65,4 +66,18 @@ def small_model_path(tmp_path: Path) -> Path:
     path = tmp_path / "small" / "small.onnx"
     path.parent.mkdir()
     onnx.save(_small_model(), path)
+    return path
+
+
+@pytest.fixture
+def relu_path(tmp_path: Path) -> Path:
+    """x[batch, 4] -> Relu -> y: a batch dimension to bind, and next to no compute."""
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+    )
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return path

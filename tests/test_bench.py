@@ -6,10 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import onnx
 import pytest
 from bench_targets import DELAY_S, SleepyTarget
-from onnx import TensorProto, helper
 
 from runner.bench.results import BatchResult, best_batch
 from runner.bench.stats import LatencyStats, latency_stats, percentile
@@ -17,20 +15,6 @@ from runner.cli import main
 
 SLEEPY = "bench_targets:SleepyTarget"
 QUICK = ["--min-duration", "0.2", "--min-queries", "10"]
-
-
-@pytest.fixture
-def relu_path(tmp_path: Path) -> Path:
-    """x[batch, 4] -> Relu -> y: a batch dimension to bind, and next to no compute."""
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
-    )
-    path = tmp_path / "relu.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
 
 
 @pytest.fixture(autouse=True)

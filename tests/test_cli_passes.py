@@ -14,7 +14,7 @@ from test_pass_manager import BreakGraph
 from ir.model_io import load_model
 from ir.node_ids import origin_ids
 from ir.verifier import verify
-from passes.audit import read_audit
+from passes.audit import PassRecord, read_audit
 from passes.catalog import PASSES
 from runner.cli import main
 from zoo.catalog import ZOO
@@ -186,26 +186,28 @@ def test_dump_ir_and_debug_output(tmp_path, capsys):
     assert "[001] fold-constants: modified=True" in capsys.readouterr().err
 
 
-def test_bf16_pipeline_measures_its_drift_through_emulation(tmp_path):
-    """onnxruntime has no CPU bfloat16 MatMul: the numeric check runs the emulated model."""
+def _bert_pipeline(tmp_path, pipeline: str) -> tuple[dict[str, PassRecord], Path]:
+    """`runner passes run` of a named pipeline on a one-layer BERT: its records by pass name,
+    and the model it wrote."""
     source = tmp_path / "bert.onnx"
     onnx.save(build_bert_like(opset=14, layers=1, batch=1), source)
-    output, audit = tmp_path / "bf16.onnx", tmp_path / "bf16.jsonl"
-    args = ["passes", "run", str(source), "--pipeline", "bf16", "-o", str(output)]
+    output, audit = tmp_path / f"{pipeline}.onnx", tmp_path / f"{pipeline}.jsonl"
+    args = ["passes", "run", str(source), "--pipeline", pipeline, "-o", str(output)]
     assert main([*args, "--audit", str(audit)]) == 0
-    record = next(r for r in read_audit(audit) if r.pass_name == "mixed-precision")
+    return {r.pass_name: r for r in read_audit(audit)}, output
+
+
+def test_bf16_pipeline_measures_its_drift_through_emulation(tmp_path):
+    """onnxruntime has no CPU bfloat16 MatMul: the numeric check runs the emulated model."""
+    records, _ = _bert_pipeline(tmp_path, "bf16")
+    record = records["mixed-precision"]
     assert record.rule_counts()["low-precision"] == 8
     drift = record.numeric["vs_input"][0]
     assert 0 < drift["max_abs"] < 0.05 and drift["cosine"] > 0.9999
 
 
 def test_int8_pipeline_quantizes_the_gemms_it_forms_first(tmp_path):
-    source = tmp_path / "bert.onnx"
-    onnx.save(build_bert_like(opset=14, layers=1, batch=1), source)
-    output, audit = tmp_path / "int8.onnx", tmp_path / "int8.jsonl"
-    args = ["passes", "run", str(source), "--pipeline", "int8", "-o", str(output)]
-    assert main([*args, "--audit", str(audit)]) == 0
-    records = {r.pass_name: r for r in read_audit(audit)}
+    records, output = _bert_pipeline(tmp_path, "int8")
     assert records["fuse-matmul-add"].rule_counts()["matmul-add-reshape-gemm"] > 0
     quantized = records["quantize-int8"]
     assert quantized.config["activations"] == "asymmetric"

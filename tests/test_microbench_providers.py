@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from microbench_cases import every_case
 
 from ir.errors import AsicperfError
-from microbench.ops import OPS, BenchCase, parse_case
+from microbench.ops import BenchCase, parse_case
 from microbench.providers.base import Provider
 from microbench.providers.numpy_provider import NumpyProvider
 from microbench.providers.onnxruntime_provider import OnnxRuntimeProvider
@@ -20,11 +21,7 @@ SMALL = {
     "conv2d": "2x2x7x6,3x3x3,2",
     "rxc": "4x6",
 }
-CASES = [
-    parse_case(op, dtype, SMALL.get(op, SMALL["rxc"]))
-    for op, definition in OPS.items()
-    for dtype in definition.dtypes
-]
+CASES = every_case(SMALL)
 PROVIDERS = [NumpyProvider(), OnnxRuntimeProvider()]
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from microbench_cases import every_case
 
 from ir.errors import AsicperfError
-from microbench.ops import OPS, BenchCase, parse_case
+from microbench.ops import BenchCase, parse_case
 from microbench.providers.tvm_provider import TvmProvider
 from targets.tvm_target import TvmTarget
 
@@ -23,11 +24,7 @@ SMALL = {
     "conv2d": "2x3x7x6,4x3x3,2",
     "rxc": "4x37",
 }
-CASES = [
-    parse_case(op, dtype, SMALL.get(op, SMALL["rxc"]))
-    for op, definition in OPS.items()
-    for dtype in definition.dtypes
-]
+CASES = every_case(SMALL)
 UNSUPPORTED = {
     "gemm/bf16": "bf16 accumulator",
     "gemm/int8": "no schedule rule takes an int8 MatMulInteger",

@@ -11,9 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from runner.cli import main
 from runner.report.schema import (
@@ -75,28 +73,17 @@ def test_a_document_round_trips_through_a_file(tmp_path: Path) -> None:
     assert document["schema"] == SCHEMA == "asicperf.result/2" and document["kind"] == "op"
 
 
-def test_a_model_document_from_runner_bench_reads_back(tmp_path: Path, capsys) -> None:
-    graph_model = _relu_model(tmp_path)
+def test_a_model_document_from_runner_bench_reads_back(
+    tmp_path: Path, relu_path: Path, capsys
+) -> None:
     out = tmp_path / "out"
-    args = ["bench", "--model", str(graph_model), "--target", "bench_targets:SleepyTarget"]
+    args = ["bench", "--model", str(relu_path), "--target", "bench_targets:SleepyTarget"]
     quick = ["--min-duration", "0.1", "--min-queries", "5", "--batch", "1,2", "--out", str(out)]
     assert main([*args, *quick, "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert read_result(out) == printed
     assert printed["environment"]["host"]["cores"] >= 1
     assert printed["target_info"]["name"] == "sleepy"
-
-
-def _relu_model(tmp_path: Path) -> Path:
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
-    )
-    path = tmp_path / "relu.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
 
 
 V1_MODEL = {

@@ -85,19 +85,23 @@ def _softmax_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray
 
 
 @_jit
-def _sigmoid_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray) -> None:
+def _exp_neg_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray) -> None:
+    """out = exp(-x), through the scratch row `e` (`_exp_row` must not write its input)."""
     for j in range(x.shape[0]):
         e[j] = -x[j]
     _exp_row(e, out, bits)
+
+
+@_jit
+def _sigmoid_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray) -> None:
+    _exp_neg_row(x, out, bits, e)
     for j in range(x.shape[0]):
         out[j] = _ONE / (_ONE + out[j])
 
 
 @_jit
 def _silu_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray) -> None:
-    for j in range(x.shape[0]):
-        e[j] = -x[j]
-    _exp_row(e, out, bits)
+    _exp_neg_row(x, out, bits, e)
     for j in range(x.shape[0]):
         out[j] = x[j] / (_ONE + out[j])
 

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from ir.errors import AsicperfError
 from runner.bench.stats import percentile
+from runner.report.readings import worst_cosine
 from runner.report.show import number_text, revision_text
 from runner.report.significance import significance
 
@@ -36,7 +37,7 @@ class Metric:
 
 
 def _worst_cosine(batch: Mapping[str, Any]) -> float | None:
-    return min((output["cosine"] for output in batch["drift"]["outputs"]), default=None)
+    return worst_cosine(batch["drift"]["outputs"])
 
 
 def _accuracy(batch: Mapping[str, Any]) -> float | None:

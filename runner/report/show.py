@@ -12,6 +12,8 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from runner.report.readings import worst_cosine, worst_max_abs
+
 _MIGRATION_NOTES = {
     "model": "read from schema version 1: no raw latencies/environment recorded",
     "op": "read from schema version 1: no environment recorded",
@@ -211,8 +213,7 @@ def _audit_table(passes: Sequence[Mapping[str, Any]]) -> Table:
     )
     for record in passes:
         vs_input = (record["numeric"] or {}).get("vs_input") or []
-        max_abs = max((d["max_abs"] for d in vs_input), default=None)
-        cosine = min((d["cosine"] for d in vs_input), default=None)
+        max_abs, cosine = worst_max_abs(vs_input), worst_cosine(vs_input)
         _add_row(
             table,
             str(record.get("seq", "-")),
