@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from ir.errors import AsicperfError
+
 
 def write_bytes_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
     path = Path(path)
@@ -37,3 +39,47 @@ def cache_root() -> Path:
     $ASICPERF_CACHE, else ~/.cache/asicperf."""
     root = os.environ.get(CACHE_ENV)
     return Path(root) if root else Path.home() / ".cache" / "asicperf"
+
+
+class OutputError(AsicperfError):
+    """An output path that cannot be written: checked before any work, so a long run never
+    ends in a traceback with nothing saved."""
+
+
+def check_output_file(path: str | os.PathLike[str], what: str) -> Path:
+    """`path` can be written as a file: it is not a folder, and the nearest existing folder on
+    its way accepts a new file (tried with a probe file, as permissions alone mislead root and
+    /proc). Raises OutputError naming `what` (the option) and the path."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{what} {path}: is a folder, expected a file path")
+    _check_creatable(path.parent, path, what)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise OutputError(f"{what} {path}: file is not writable")
+    return path
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """`path` is or can become a folder that accepts files; see check_output_file."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{what} {path}: is a file, expected a folder")
+    _check_creatable(path, path, what)
+    return path
+
+
+def _check_creatable(folder: Path, path: Path, what: str) -> None:
+    """The nearest existing ancestor of `folder` (itself included) is a folder we can create a
+    file in; nothing is left behind."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{what} {path}: {existing} is a file, not a folder")
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".asicperf-probe.")
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise OutputError(f"{what} {path}: cannot write in {existing} ({reason})") from None
+    os.close(handle)
+    Path(probe).unlink(missing_ok=True)

@@ -1,0 +1,44 @@
+"""Values for a graph's named symbolic dims (`--dim batch=8`, `--batch 8`), checked against
+the graph before they are bound: a name no input carries, or a size that is not positive or
+that no tensor could have, is a one-line error rather than a silent no-op or a protobuf
+overflow deep inside the load."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import onnx_ir as ir
+
+from ir.errors import AsicperfError
+
+# The largest extent any one dim may take: ONNX stores dims as int64, and no tensor this
+# toolkit allocates could be larger than the address space in elements.
+MAX_DIM = 2**40
+
+
+def symbolic_dims(model: ir.Model) -> set[str]:
+    """The names of the symbolic dims on the graph's inputs."""
+    return {
+        str(dim.value)
+        for value in model.graph.inputs
+        if value.shape is not None
+        for dim in value.shape
+        if not isinstance(dim, int) and dim.value is not None
+    }
+
+
+def check_dim_size(size: int, what: str) -> int:
+    """`size` is a usable extent: 1 ≤ size ≤ MAX_DIM."""
+    if not 1 <= size <= MAX_DIM:
+        raise AsicperfError(f"{what}: {size} is out of range (expected 1 to {MAX_DIM})")
+    return size
+
+
+def check_bindings(model: ir.Model, bindings: Mapping[str, int], what: str) -> None:
+    """Every binding names a symbolic input dim of `model` and has a usable size."""
+    names = symbolic_dims(model)
+    for name, size in bindings.items():
+        if name not in names:
+            known = ", ".join(sorted(names)) or "none: every input shape is static"
+            raise AsicperfError(f"{what} {name}={size}: the model has no dim '{name}' ({known})")
+        check_dim_size(size, f"{what} {name}")
