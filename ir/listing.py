@@ -142,9 +142,9 @@ def _attribute_value(attr: ir.Attr) -> Any:
             return tensor.numpy().reshape(()).item()
         return f"<tensor {tensor.dtype.short_name()}[{','.join(map(str, tensor.shape.numpy()))}]>"
     if kind == ir.AttributeType.GRAPH:
-        return f"<graph {len(attr.as_graph())} nodes>"
+        return f"<graph {counted(len(attr.as_graph()), 'node')}>"
     if kind == ir.AttributeType.GRAPHS:
-        return f"<{len(attr.as_graphs())} graphs>"
+        return f"<{counted(len(attr.as_graphs()), 'graph')}>"
     return f"<{kind.name.lower()}>"
 
 
@@ -160,7 +160,11 @@ def format_listing(summary: ModelSummary, title: str) -> str:
         + ", ".join(f"{domain or 'ai.onnx'}={v}" for domain, v in summary.opsets.items()),
         "inputs",
         *(f"  {value.name}  {value.short()}" for value in inputs),
-        *([f"  (+ {weight_inputs} initializers also listed as inputs)"] if weight_inputs else []),
+        *(
+            [f"  (+ {counted(weight_inputs, 'initializer')} also listed as inputs)"]
+            if weight_inputs
+            else []
+        ),
         "outputs",
         *(f"  {value.name}  {value.short()}" for value in summary.outputs),
         "nodes",
@@ -175,17 +179,16 @@ def format_listing(summary: ModelSummary, title: str) -> str:
         f"  nodes   {len(summary.nodes)}  ("
         + ", ".join(f"{op} {count}" for op, count in summary.op_counts.items())
         + ")",
-        f"  params  {_si(summary.params)} ({_si(summary.param_bytes, 'B', binary=True)})",
-        f"  flops   {_si(summary.flops, 'FLOP')}",
-        f"  bytes   {_si(summary.bytes_moved, 'B', binary=True)} moved (each tensor once per node)",
+        f"  params  {si(summary.params)} ({si(summary.param_bytes, 'B', binary=True)})",
+        f"  flops   {si(summary.flops, 'FLOP')}",
+        f"  bytes   {si(summary.bytes_moved, 'B', binary=True)} moved (each tensor once per node)",
     ]
     if summary.uncosted_nodes:
         listed = ", ".join(summary.uncosted_nodes[:_MAX_LISTED_ITEMS])
         more = len(summary.uncosted_nodes) - _MAX_LISTED_ITEMS
         lines.append(
-            f"  no cost for {len(summary.uncosted_nodes)} nodes (no rule or unknown shape): "
-            + listed
-            + (f" and {more} more" if more > 0 else "")
+            f"  no cost for {counted(len(summary.uncosted_nodes), 'node')} "
+            "(no rule or unknown shape): " + listed + (f" and {more} more" if more > 0 else "")
         )
     return "\n".join(lines)
 
@@ -195,7 +198,7 @@ def _node_row(node: NodeSummary) -> tuple[str, str, str, str]:
     inputs = ", ".join("-" if v is None else v.short() for v in node.inputs)
     outputs = ", ".join(v.short() for v in node.outputs)
     attributes = " ".join(f"{k}={_short_attribute(v)}" for k, v in node.attributes.items())
-    flops = "flops ?" if node.flops is None else f"flops {_si(node.flops)}"
+    flops = "flops ?" if node.flops is None else f"flops {si(node.flops)}"
     indent = "  " * node.depth
     return (indent + node.id, node.op, f"{inputs} -> {outputs}", f"{flops}  {attributes}")
 
@@ -209,7 +212,13 @@ def _short_attribute(value: Any) -> str:
     return str(value)
 
 
-def _si(count: float, unit: str = "", *, binary: bool = False) -> str:
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 node`, `3 nodes`: a count with its noun in the right number (`plural` where adding
+    an s is wrong)."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
+def si(count: float, unit: str = "", *, binary: bool = False) -> str:
     """1234567 -> '1.23 M'; bytes use powers of 1024 (KiB, MiB, ...)."""
     base, prefixes = (
         (1024.0, ["", "Ki", "Mi", "Gi", "Ti", "Pi"])

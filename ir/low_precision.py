@@ -20,12 +20,16 @@ import onnx_ir as ir
 from ir.errors import AsicperfError
 from ir.model_io import copy_model
 from ir.names import unique_name
+from ir.node_ids import assign_node_ids
 
 # ONNX low-precision float types and the numpy types that round to them.
 LOW_PRECISION: dict[ir.DataType, type] = {
     ir.DataType.BFLOAT16: ml_dtypes.bfloat16,
     ir.DataType.FLOAT16: np.float16,
 }
+
+# Metadata key of an emulated copy: the low-precision types it emulates ("bfloat16").
+EMULATED_KEY = "asicperf.emulated_precision"
 
 
 def round_to(array: np.ndarray, dtype: ir.DataType) -> np.ndarray:
@@ -47,12 +51,27 @@ def needs_emulation(model: ir.Model) -> bool:
     )
 
 
+def runnable_on_cpu(model: ir.Model) -> ir.Model:
+    """`model` as onnxruntime's CPU build can run it: `model` itself, or its FP32 emulation
+    when `needs_emulation` says it has bfloat16 nodes. The one way the reference path (the
+    pass audit's numeric check, the `reference` target) runs a mixed-precision model."""
+    return emulate_low_precision(model) if needs_emulation(model) else model
+
+
 def emulate_low_precision(model: ir.Model) -> ir.Model:
     """An FP32 copy of `model` that rounds every low-precision tensor to its type in place of
     holding it in that type; `model` itself is left alone. Graph inputs and outputs must not be
-    low precision (mixed-precision keeps them FP32)."""
+    low precision (mixed-precision keeps them FP32). The copy names the emulated types in its
+    metadata (EMULATED_KEY), so whoever runs it can say what ran."""
     copy = copy_model(model)
     graph = copy.graph
+    emulated = sorted(
+        {
+            value.dtype.name.lower()
+            for value in [*graph.initializers.values(), *(o for n in graph for o in n.outputs)]
+            if value.dtype in LOW_PRECISION
+        }
+    )
     for value in [*graph.inputs, *graph.outputs]:
         if value.dtype in LOW_PRECISION:
             raise AsicperfError(
@@ -68,6 +87,9 @@ def emulate_low_precision(model: ir.Model) -> ir.Model:
         for value in node.outputs:
             if value.dtype in LOW_PRECISION:
                 _round_in_fp32(graph, node, value)
+    if emulated:
+        copy.metadata_props[EMULATED_KEY] = ",".join(emulated)
+        assign_node_ids(copy)  # the Casts it inserted, for whoever partitions the copy
     return copy
 
 

@@ -10,7 +10,7 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from ir.errors import AsicperfError, first_line
-from ir.low_precision import emulate_low_precision, needs_emulation
+from ir.low_precision import runnable_on_cpu
 
 
 def reference_session(model: ir.Model | bytes) -> ort.InferenceSession:
@@ -30,9 +30,7 @@ def reference_session(model: ir.Model | bytes) -> ort.InferenceSession:
 def run_reference(model: ir.Model, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     """The model's outputs on `feeds`, in graph output order. A bfloat16 model onnxruntime has
     no kernels for runs emulated: FP32 arithmetic on values rounded to bfloat16."""
-    if needs_emulation(model):
-        model = emulate_low_precision(model)
-    session = reference_session(model)
+    session = reference_session(runnable_on_cpu(model))
     try:
         return session.run(None, dict(feeds))
     except Exception as error:

@@ -16,11 +16,13 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnx_ir as ir
 
 from ir.errors import ModelLoadError, first_line, root_cause
 from ir.proto_walk import graph_protos
+from ir.shape_chains import all_static, shape_values, static_shapes, with_constants
 
 logger = logging.getLogger(__name__)
 
@@ -37,18 +39,12 @@ def infer_value_types(model: ir.Model, proto: onnx.ModelProto, path: Path) -> No
     Runtime. A model ONNX cannot infer is still loaded, without the inferred types.
     """
     failure = None
+    skeleton = _inference_skeleton(proto)
     try:
-        inferred_bytes = _SHAPE_INFERENCE.run(_inference_skeleton(proto).SerializeToString())
-        inferred = onnx.ModelProto()
-        inferred.ParseFromString(inferred_bytes)
+        inferred = _settle_shape_chains(skeleton, _inferred(skeleton, path), path)
         inferred_model = ir.serde.deserialize_model(inferred)
     except _InferenceFailed as error:
         failure = str(error)
-    except _InferenceCrashed as error:
-        raise ModelLoadError(
-            f"{path}: ONNX shape inference crashed on this model ({error}); "
-            "the model is probably malformed"
-        ) from error
     except ir.serde.SerdeError as error:  # inference wrote a type onnx_ir rejects
         failure = first_line(root_cause(error))
     if failure is not None:
@@ -65,6 +61,48 @@ def infer_value_types(model: ir.Model, proto: onnx.ModelProto, path: Path) -> No
                 value.type = inferred_value.type
             if inferred_value.shape is not None and value.shape != inferred_value.shape:
                 value.shape = inferred_value.shape
+
+
+def _inferred(skeleton: onnx.ModelProto, path: Path) -> onnx.ModelProto:
+    """ONNX's inference of `skeleton`; raises `_InferenceFailed`, or ModelLoadError on a crash."""
+    try:
+        inferred_bytes = _SHAPE_INFERENCE.run(skeleton.SerializeToString())
+    except _InferenceCrashed as error:
+        raise ModelLoadError(
+            f"{path}: ONNX shape inference crashed on this model ({error}); "
+            "the model is probably malformed"
+        ) from error
+    inferred = onnx.ModelProto()
+    inferred.ParseFromString(inferred_bytes)
+    return inferred
+
+
+def _settle_shape_chains(
+    skeleton: onnx.ModelProto, inferred: onnx.ModelProto, path: Path
+) -> onnx.ModelProto:
+    """Infer again with the values of shape computations as constants, while that helps:
+    without it `ir show bert-base --dim batch=1` counted only the mask's FLOPs, every shape
+    after the position-id Slice being unknown (see `ir.shape_chains`). Bounded: stops when all
+    shapes are static, when no further value can be computed, or after a few rounds."""
+    folded: dict[str, np.ndarray] = {}
+    for _ in range(_MAX_SETTLING_ROUNDS):
+        shapes = static_shapes(inferred.graph)
+        if all_static(inferred.graph, shapes):
+            break
+        computed = shape_values(skeleton, shapes, _INFERENCE_MAX_ELEMENTS)
+        if computed.keys() <= folded.keys():
+            break
+        folded = computed
+        try:
+            inferred = _inferred(with_constants(skeleton, folded), path)
+        except _InferenceFailed as error:  # keep what the previous round settled
+            logger.warning("%s: shape inference with shape values failed: %s", path, error)
+            break
+    return inferred
+
+
+# Rounds of `_settle_shape_chains`: each settles the chains fed by the shapes the last one fixed.
+_MAX_SETTLING_ROUNDS = 4
 
 
 class _InferenceFailed(Exception):

@@ -87,7 +87,12 @@ class Skip:
 
 @dataclass(frozen=True)
 class PassRecord:
-    """Everything one pass did, as one line of the audit log."""
+    """Everything one pass did, as one line of the audit log.
+
+    The pipeline's first record also lists `input_nodes`, the stable ids of the model the
+    pipeline started from, so `explain --node` can tell a node of that model from an id the
+    audit never saw.
+    """
 
     seq: int
     pass_name: str
@@ -101,6 +106,7 @@ class PassRecord:
     numeric: Mapping[str, Any] | None = None
     node_count: tuple[int, int] = (0, 0)
     extra: Mapping[str, Any] = field(default_factory=dict)
+    input_nodes: tuple[str, ...] = ()
 
     def rule_counts(self) -> dict[str, int]:
         """How often each rule fired. A rewrite that added nodes fired once per distinct set of
@@ -137,6 +143,7 @@ class PassRecord:
             "changes": [change.to_json() for change in self.changes],
             "skipped": [skip.to_json() for skip in self.skipped],
             "numeric": self.numeric,
+            **({"input_nodes": list(self.input_nodes)} if self.input_nodes else {}),
             **dict(self.extra),
         }
 
@@ -157,6 +164,7 @@ class PassRecord:
             "changes",
             "skipped",
             "numeric",
+            "input_nodes",
         }
         return cls(
             seq=record["seq"],
@@ -171,6 +179,7 @@ class PassRecord:
             numeric=record.get("numeric"),
             node_count=(record.get("nodes_before", 0), record.get("nodes_after", 0)),
             extra={k: v for k, v in record.items() if k not in known},
+            input_nodes=tuple(record.get("input_nodes", ())),
         )
 
 
@@ -189,7 +198,11 @@ def audit_summary(records: Sequence[PassRecord]) -> dict[str, Any]:
     return {
         "fingerprint": f"sha256:{digest}",
         "passes": [
-            {k: v for k, v in record.items() if k not in ("schema", "changes", "skipped")}
+            {
+                k: v
+                for k, v in record.items()
+                if k not in ("schema", "changes", "skipped", "input_nodes")
+            }
             for record in full
         ],
     }
@@ -204,7 +217,8 @@ def write_audit(path: str | os.PathLike[str], records: Iterable[PassRecord]) -> 
 
 
 def read_audit(path: str | os.PathLike[str]) -> list[PassRecord]:
-    """Read an audit log; a missing or malformed file is a one-line AsicperfError."""
+    """Read an audit log; a missing, empty or malformed file is a one-line AsicperfError (a
+    pipeline always runs at least one pass, so an audit without records is not one)."""
     path = Path(path)
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -221,6 +235,8 @@ def read_audit(path: str | os.PathLike[str]) -> list[PassRecord]:
             records.append(PassRecord.from_json(record))
         except (ValueError, KeyError, TypeError, AttributeError) as error:
             raise AsicperfError(f"{path}:{number}: not an audit record: {error}") from error
+    if not records:
+        raise AsicperfError(f"{path}: empty audit log (no pass records)")
     return records
 
 
@@ -243,3 +259,15 @@ def trace_origin(records: Sequence[PassRecord], node: str) -> list[tuple[PassRec
         chain.append(step)
         pending.extend(step[1].replaces)
     return chain
+
+
+def audited_node_ids(records: Sequence[PassRecord]) -> set[str]:
+    """Every node id the audit knows: the pipeline's input nodes, and every id a change or a
+    skip names (enough on its own for audits written before `input_nodes` was recorded)."""
+    known = {node for record in records for node in record.input_nodes}
+    for record in records:
+        for change in record.changes:
+            known.update(change.nodes, change.replaces)
+        for skip in record.skipped:
+            known.update(skip.nodes)
+    return known

@@ -17,11 +17,17 @@ import onnx_ir as ir
 
 from ir.node_ids import NODE_ID_KEY, next_free_number, node_id, set_provenance
 from passes.audit import Change, ChangeKind, Skip
+from passes.option_range import check_ranges
 
 
 @dataclass(frozen=True)
 class PassConfig:
-    """Options of a pass. Subclasses are frozen dataclasses whose fields all have defaults."""
+    """Options of a pass or target. Subclasses are frozen dataclasses whose fields all have
+    defaults; numeric fields declare their range with `passes.option_range.bounded`, checked
+    here when the config is built (a subclass's own `__post_init__` calls this one first)."""
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
 
 
 @dataclass(frozen=True)

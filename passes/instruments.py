@@ -35,6 +35,9 @@ class Instrument:
     def before_pipeline(self, model: ir.Model) -> None:
         """Called once, before the first pass."""
 
+    def before_pass(self, seq: int, pass_: Pass, model: ir.Model) -> None:
+        """Called before each pass runs (e.g. to say which one is running)."""
+
     def after_pass(
         self, seq: int, pass_: Pass, model: ir.Model, result: PassResult
     ) -> Mapping[str, Any]:

@@ -52,6 +52,8 @@ def run_pipeline(
     current = fingerprint(model)
     for seq, pass_ in enumerate(passes, start=1):
         nodes_before = _node_count(model)
+        for instrument in instruments:
+            instrument.before_pass(seq, pass_, model)
         start = time.perf_counter()
         result = pass_(model)
         wall_ms = (time.perf_counter() - start) * 1e3

@@ -12,6 +12,7 @@ converted to the type of the config field; a bad name, option or value is a one-
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -36,6 +37,11 @@ PIPELINES: Mapping[str, str] = {
 }
 
 
+# A comma right before `key=`: options written as a comma-separated list (a list value
+# separates its items with commas, but an item is never `key=...`).
+_COMMA_BEFORE_OPTION = re.compile(r",\s*(?=[A-Za-z_]\w*=)")
+
+
 class PipelineError(AsicperfError):
     """An unknown pass or pipeline name, or a bad option."""
 
@@ -43,8 +49,11 @@ class PipelineError(AsicperfError):
 def parse_pipeline(spec: str) -> list[Pass]:
     """The passes `spec` names, in order, each configured with its options."""
     passes: list[Pass] = []
-    for item in _split_items(spec):
-        name, options = split_options(item, spec)
+    for item in pipeline_items(spec):
+        try:
+            name, options = split_options(item, spec)
+        except PipelineError as error:
+            raise PipelineError(f"pass '{item}': {error}") from None
         if name in PIPELINES:
             if options:
                 raise PipelineError(f"pipeline '{name}' takes no options (in '{spec}')")
@@ -60,7 +69,7 @@ def parse_pipeline(spec: str) -> list[Pass]:
     return passes
 
 
-def _split_items(spec: str) -> list[str]:
+def pipeline_items(spec: str) -> list[str]:
     """Split at commas outside braces."""
     items, depth, current = [], 0, []
     for char in spec:
@@ -84,18 +93,34 @@ def _split_items(spec: str) -> list[str]:
 
 
 def split_options(item: str, spec: str) -> tuple[str, dict[str, str]]:
-    """`name{key=value ...}` -> (name, {key: value}); `spec` is the whole text, for messages."""
+    """`name{key=value ...}` -> (name, {key: value}); `spec` is the whole text `item` is part
+    of, named in messages when it is more than the item.
+
+    Errors say what is wrong with the braces or an option but not whose options they are: a
+    pipeline prefixes the pass (`parse_pipeline`), `--target` the target, since the same text
+    names either."""
     name, brace, rest = item.partition("{")
     name = name.strip()
     if not brace:
         return name, {}
-    if not rest.endswith("}"):
-        raise PipelineError(f"pass '{name}': text after its options in '{spec}'")
+    where = f" (in '{spec}')" if spec != item else ""
+    closing = rest.find("}")
+    if closing < 0:
+        raise PipelineError(f"missing '}}' after the options{where}")
+    if closing != len(rest) - 1:
+        after = rest[closing + 1 :]
+        raise PipelineError(f"text '{after}' after the options' closing '}}'{where}")
+    body = rest[:closing]
+    if _COMMA_BEFORE_OPTION.search(body):
+        spaced = _COMMA_BEFORE_OPTION.sub(" ", body)
+        raise PipelineError(
+            f"options are separated by spaces, not commas: {name}{{{spaced}}}{where}"
+        )
     options = {}
-    for pair in rest[:-1].split():
+    for pair in body.split():
         key, equals, value = pair.partition("=")
         if not equals or not key or not value:
-            raise PipelineError(f"pass '{name}': option '{pair}' is not key=value")
+            raise PipelineError(f"option '{pair}' is not key=value{where}")
         options[key] = value
     return name, options
 

@@ -16,7 +16,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from ir.bindings import check_dim_size
 from ir.errors import AsicperfError
+from ir.files import check_output_dir
 from passes.pipeline import PipelineError, parse_pipeline, split_options
 from runner import op_bench_command
 from runner.bench.engine import BenchPlan, bench
@@ -25,8 +27,9 @@ from runner.bench.scenarios import SCENARIOS
 from runner.console import console
 from runner.report.show import batch_summary
 from zoo.resolve import resolve_model
-from zoo.workload import default_workload, workload_for
+from zoo.workload import check_field, default_workload, workload_for
 
+DEFAULT_RESULTS = "bench-results"  # under the current directory, when --out is not given
 _MODEL_OPTIONS = (
     "model",
     "workload",
@@ -69,11 +72,28 @@ def register(groups: argparse._SubParsersAction) -> None:
     parser.add_argument("--latency-bound", type=float, metavar="MS", help="p99 bound in ms")
     parser.add_argument("--server-qps", type=float, metavar="QPS", help="arrivals, samples/s")
     parser.add_argument("--seed", type=int, default=0, help="seed of inputs and arrivals")
-    parser.add_argument("--out", metavar="DIR", help="default bench-results/<model>-<target>")
-    parser.add_argument("--resume", action="store_true", help="keep completed batch files")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="default bench-results/<model>-<target>-<pipeline>-<scenario>",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep completed batch files (refused if any setting differs)",
+    )
     parser.add_argument("--json", action="store_true", help="print the result document")
     op_bench_command.register_options(parser)
     parser.set_defaults(handler=run_bench)
+
+
+# Workload fields set by a numeric option, checked as the workload file's fields are.
+_NUMERIC_OPTIONS = {
+    "min_duration_s": ("min_duration", "--min-duration"),
+    "min_queries": ("min_queries", "--min-queries"),
+    "latency_bound_ms": ("latency_bound", "--latency-bound"),
+    "server_qps": ("server_qps", "--server-qps"),
+}
 
 
 def _batch_sizes(text: str) -> tuple[int, ...]:
@@ -83,20 +103,19 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
         sizes = []
     if not sizes or sizes[0] < 1:
         raise AsicperfError(f"--batch '{text}': expected positive batch sizes like 1,8,32")
-    return tuple(sizes)
+    return tuple(check_dim_size(size, "--batch") for size in sizes)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The workload fields the user set on the command line."""
+    """The workload fields the user set on the command line, each value checked."""
     given: dict[str, Any] = {
         "model": args.model,
         "pipeline": args.pipeline,
         "scenario": args.scenario,
-        "min_duration_s": args.min_duration,
-        "min_queries": args.min_queries,
-        "latency_bound_ms": args.latency_bound,
-        "server_qps": args.server_qps,
     }
+    for field, (name, flag) in _NUMERIC_OPTIONS.items():
+        value = getattr(args, name)
+        given[field] = None if value is None else check_field(field, value, flag)
     if args.batch is not None:
         given["batch_sizes"] = _batch_sizes(args.batch)
     if args.target is not None:
@@ -121,6 +140,8 @@ def _refuse_other_level(args: argparse.Namespace) -> None:
 def _plan(args: argparse.Namespace) -> BenchPlan:
     if not (args.model or args.workload):
         raise AsicperfError("--level model needs --model or --workload")
+    if args.seed < 0:
+        raise AsicperfError(f"--seed {args.seed}: must be 0 or more")
     overrides = _overrides(args)
     if args.pipeline:
         parse_pipeline(args.pipeline)  # a bad spec fails before the model is loaded
@@ -130,10 +151,15 @@ def _plan(args: argparse.Namespace) -> BenchPlan:
 
 
 def _out_folder(args: argparse.Namespace, plan: BenchPlan) -> Path:
+    """`--out`, else a folder named after what changes the figures (model, target with its
+    options, pipeline, scenario), so two different runs never replace each other's files."""
     if args.out:
-        return Path(args.out)
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{plan.model_path.stem}-{plan.workload.target}")
-    return Path("bench-results") / name
+        return check_output_dir(args.out, "--out")
+    workload = plan.workload
+    model = Path(workload.model).stem  # the zoo name, or the file name without .onnx
+    parts = (model, plan.target_spec, workload.pipeline or "none", workload.scenario)
+    name = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("_") for part in parts)
+    return check_output_dir(Path(DEFAULT_RESULTS) / name, "results folder (--out)")
 
 
 class _Bars:

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from ir.errors import AsicperfError
 from runner.console import console
-from targets.hardware.compare import Comparison, compare
+from targets.hardware.compare import Comparison, Product, compare, host_product
 from targets.hardware.database import all_specs, get
 from targets.hardware.host import HostProfile, host_profile
 from targets.hardware.spec import DTYPES, HardwareSpec, Price, unit
@@ -36,7 +36,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     comparison = commands.add_parser(
         "compare", help="products side by side, with ratios to the first and per-$ / per-W value"
     )
-    comparison.add_argument("names", nargs="+", metavar="NAME", help="two or more products")
+    comparison.add_argument(
+        "names", nargs="+", metavar="NAME", help=f"two or more products; '{HOST}' for this machine"
+    )
     comparison.add_argument(
         "--dtype", choices=DTYPES, default="bf16", help="dtype whose peak is compared (bf16)"
     )
@@ -92,12 +94,23 @@ def show_hardware(args: argparse.Namespace) -> int:
 
 
 def compare_hardware(args: argparse.Namespace) -> int:
-    result = compare([get(name) for name in args.names], args.dtype, sparse=args.sparse)
+    result = compare([_product(name) for name in args.names], args.dtype, sparse=args.sparse)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
         console().print(_comparison_table(result))
+        if any(row.slug == HOST for row in result.rows):
+            console().print(
+                f"{HOST}: peaks are ISA ceilings at the measured clock, bandwidth the fastest "
+                f"measured stream (`runner hw show {HOST}`)",
+                markup=False,
+            )
     return 0
+
+
+def _product(name: str) -> Product:
+    """A database entry, or the host (measured once, then cached)."""
+    return host_product(host_profile(), HOST) if name.strip().lower() == HOST else get(name)
 
 
 def _spec_table(spec: HardwareSpec) -> Table:
@@ -134,21 +147,27 @@ def _host_table(profile: HostProfile) -> Table:
     table.add_row("cores", f"{cpu.cores} cores, {cpu.threads} threads, {cpu.sockets} socket(s)")
     table.add_row("ISA flags", ", ".join(cpu.flags) or "-")
     table.add_row("memory", f"{_number(cpu.memory_gib)} GiB")
+    table.add_row("core", profile.core.describe() + ("" if profile.core.known else " (fallback)"))
+    clock = profile.clock
+    if clock is None:
+        table.add_row("clock", "- (neither measured nor reported: no ceilings)")
+    else:
+        how = measured.clock_method if clock[1] == "measured" else clock[1]
+        table.add_row("clock", f"{clock[0]:.2f} GHz ({how})")
+    for dtype, peak in profile.peaks.items():
+        rate = "GOP/s" if dtype == "int8" else "GFLOP/s"
+        table.add_row(f"ceiling {dtype}", f"{peak.gflops:,.1f} {rate} ({peak.source})")
     table.add_row(
-        "FP32 GEMM",
+        "achievable FP32",
         f"{measured.fp32_gemm_gflops:,.1f} GFLOP/s measured (numpy matmul, "
         f"{measured.gemm_size}x{measured.gemm_size}, best of repeats)",
     )
     table.add_row(
-        "bandwidth",
-        f"copy {measured.copy_gbs:,.1f} GB/s, triad {measured.triad_gbs:,.1f} GB/s measured "
+        "achievable memory",
+        f"read {_number(measured.read_gbs)} GB/s, copy {measured.copy_gbs:,.1f} GB/s, "
+        f"triad {measured.triad_gbs:,.1f} GB/s measured "
         f"({measured.threads} threads, {measured.array_mib} MiB arrays, "
         f"last-level cache {_number(measured.llc_mib)} MiB)",
-    )
-    estimate = profile.estimate
-    table.add_row(
-        "FP32 paper peak",
-        f"{estimate.fp32_gflops:,.1f} GFLOP/s ({estimate.assumption})" if estimate else "-",
     )
     origin = "cached" if profile.from_cache else "measured now"
     table.add_row("measured", f"{measured.measured_at}, {origin} ({profile.cache_path})")

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from ir.bindings import check_bindings, check_dim_size
 from ir.errors import AsicperfError
-from ir.listing import format_listing, summarize
+from ir.files import check_output_file
+from ir.listing import counted, format_listing, summarize
 from ir.model_io import load_model, save_model
 from ir.verifier import verify
 from zoo.resolve import resolve_model
@@ -52,13 +54,16 @@ def _parse_bindings(pairs: list[str]) -> dict[str, int]:
         name, _, value = pair.partition("=")
         if not name or not value.strip().isdigit():
             raise AsicperfError(f"--dim '{pair}': expected NAME=POSITIVE_INTEGER, e.g. batch=8")
-        bindings[name] = int(value)
+        bindings[name] = check_dim_size(int(value), f"--dim {name}")
     return bindings
 
 
 def show_model(args: argparse.Namespace) -> int:
     bindings = _parse_bindings(args.dim)
-    model = load_model(resolve_model(args.model), bindings=bindings)
+    path = resolve_model(args.model)
+    if bindings:  # the dims' names are checked on the model as stored, before binding them
+        check_bindings(load_model(path, infer_shapes=False), bindings, "--dim")
+    model = load_model(path, bindings=bindings)
     summary = summarize(model, bindings)
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))
@@ -68,9 +73,12 @@ def show_model(args: argparse.Namespace) -> int:
 
 
 def convert_model(args: argparse.Namespace) -> int:
+    output = check_output_file(args.output, "OUT")
+    if args.external_data:
+        check_output_file(f"{output}.data", "OUT's weights")
     model = load_model(resolve_model(args.model))
     written = save_model(model, args.output, external_data=args.external_data or None)
-    print(f"wrote {written} ({len(list(model.graph.all_nodes()))} nodes)")
+    print(f"wrote {written} ({counted(len(list(model.graph.all_nodes())), 'node')})")
     return 0
 
 
@@ -83,5 +91,5 @@ def verify_model(args: argparse.Namespace) -> int:
         for violation in violations:
             print(f"{violation.rule}: {violation.message}")
         nodes = len(list(model.graph.all_nodes()))
-        print(f"{args.model}: {nodes} nodes, {len(violations)} violations")
+        print(f"{args.model}: {counted(nodes, 'node')}, {counted(len(violations), 'violation')}")
     return 1 if violations else 0

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ir.errors import AsicperfError
+from ir.files import check_output_dir
 from microbench.bench import CaseNotRun, CaseOutcome, CaseResult, run_cases
 from microbench.ops import OPS, BenchCase, parse_case
 from microbench.providers.base import Provider
@@ -29,7 +30,7 @@ from microbench.timing import TimingPolicy
 from runner.console import console
 from runner.report.environment import environment
 from runner.report.schema import RESULT_FILE, stamp, write_result
-from runner.report.show import op_renderables
+from runner.report.show import op_renderables, unsupported_groups
 from targets.hardware.database import get as hardware_spec
 from targets.hardware.host import host_profile
 
@@ -60,10 +61,12 @@ def register_options(parser: argparse.ArgumentParser) -> None:
 
 def run_op_bench(args: argparse.Namespace) -> int:
     suite = _suite(args)
+    folder = check_output_dir(
+        Path(args.out) if args.out else Path("bench-results") / f"op-{suite.name}", "--out"
+    )
     providers = _providers(args.provider)
     plan = _plan(suite, providers, args)
     policy = _policy(args)
-    folder = Path(args.out) if args.out else Path("bench-results") / f"op-{suite.name}"
     rooflines: dict[str, Roofline] = {}
     columns = (
         TextColumn("{task.description}"),
@@ -164,6 +167,17 @@ def _plan(
             plan.append((entry.case, chosen))
     if not plan:
         raise AsicperfError(f"suite '{suite.name}' names none of the providers {args.provider}")
+    reasons = [
+        (case, provider.name, provider.unsupported_reason(case))
+        for case, chosen in plan
+        for provider in chosen
+    ]
+    if all(reason is not None for _, _, reason in reasons):
+        groups = unsupported_groups(
+            {"op": case.op, "dtype": case.dtype, "provider": name, "reason": reason}
+            for case, name, reason in reasons
+        )
+        raise AsicperfError(f"nothing to run: {'; '.join(groups)}")
     return plan
 
 

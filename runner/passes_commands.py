@@ -6,19 +6,34 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from pathlib import Path
 
 from rich.table import Table
 
 from ir.errors import AsicperfError
+from ir.files import check_output_dir, check_output_file
+from ir.listing import counted
+from ir.memory import check_fits_in_memory
 from ir.model_io import load_model, save_model
-from passes.audit import Change, ChangeKind, PassRecord, Skip, read_audit, trace_origin, write_audit
+from ir.node_ids import node_id
+from passes.audit import (
+    Change,
+    ChangeKind,
+    PassRecord,
+    Skip,
+    audited_node_ids,
+    read_audit,
+    trace_origin,
+    write_audit,
+)
 from passes.catalog import PASSES
 from passes.instruments import DumpIR, NumericCheck, VerifyAfterEachPass
 from passes.layer_scope import is_layer_scoped, scoped
-from passes.manager import DEBUG_ENV, run_pipeline
+from passes.manager import DEBUG_ENV, debug_level, run_pipeline
 from passes.pipeline import PIPELINES, parse_pipeline
 from passes.sensitivity import DriftBudget, DriftProbe, fit_budget, layer_sensitivity
-from runner.console import console
+from runner.console import console, table, terminal_stderr
+from runner.pass_progress import PassProgress
 from zoo.resolve import resolve_model
 
 _EXAMPLES = 3  # changes or skips shown per rule unless --all
@@ -85,22 +100,18 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 
 def list_passes(args: argparse.Namespace) -> int:
-    table = Table(title="passes")
-    for column in ("name", "what it does", "options"):
-        table.add_column(column)
+    passes = table("passes", "name", "what it does", "options")
     for name, pass_type in sorted(PASSES.items()):
         options = " ".join(
             f"{field.name}={_default_text(field)}"
             for field in dataclasses.fields(pass_type.config_type)
         )
-        table.add_row(name, pass_type.summary, options)
-    pipelines = Table(title="named pipelines")
-    pipelines.add_column("name")
-    pipelines.add_column("passes")
+        passes.add_row(name, pass_type.summary, options)
+    pipelines = table("named pipelines", "name", "passes")
     for name, spec in PIPELINES.items():
         pipelines.add_row(name, spec)
     out = console()
-    out.print(table)
+    out.print(passes)
     out.print(pipelines)
     return 0
 
@@ -112,59 +123,90 @@ def _default_text(field: dataclasses.Field) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
+def _run_outputs(args: argparse.Namespace) -> tuple[Path, Path]:
+    """The model and audit paths of `passes run`, with `--dump-ir`, checked writable before
+    any work: a bad `--audit` must not leave a model without its audit."""
+    output = check_output_file(args.output, "-o")
+    audit = check_output_file(args.audit, "--audit")
+    if output.resolve() == audit.resolve():
+        raise AsicperfError(f"-o and --audit are the same file {output}: give each its own")
+    if args.dump_ir:
+        check_output_dir(args.dump_ir, "--dump-ir")
+    return output, audit
+
+
 def run_passes(args: argparse.Namespace) -> int:
+    output, audit = _run_outputs(args)
     passes = parse_pipeline(args.pipeline)
     budget = DriftBudget.parse(args.max_drift) if args.max_drift else None
-    model = load_model(resolve_model(args.model))
-    budget_record = None
-    if budget is not None:
-        fit = fit_budget(model, passes, budget, DriftProbe(model, args.seed))
-        if not fit.holds:
-            measured = budget.measure(list(fit.drifts))
-            raise AsicperfError(
-                f"--max-drift {args.max_drift}: cannot hold, with every layer kept in FP32 "
-                f"the pipeline still reaches {budget.metric} {measured:.6g}"
+    shown = terminal_stderr() if debug_level(args.debug) == 0 else None  # debug prints its own
+    with PassProgress(shown, len(passes)) as progress:
+        progress.step(f"loading {args.model}")
+        model = load_model(resolve_model(args.model))
+        if budget is not None or not args.no_numeric:
+            check_fits_in_memory(model, f"numeric check of {args.model}")
+        budget_record = None
+        if budget is not None:
+            progress.step(f"fitting --max-drift {args.max_drift}")
+            fit = fit_budget(model, passes, budget, DriftProbe(model, args.seed))
+            if not fit.holds:
+                measured = budget.measure(list(fit.drifts))
+                raise AsicperfError(
+                    f"--max-drift {args.max_drift}: cannot hold, with every layer kept in FP32 "
+                    f"the pipeline still reaches {budget.metric} {measured:.6g}"
+                )
+            passes = scoped(passes, skip=tuple(layer.node for layer in fit.kept))
+            budget_record = fit.to_json(budget)
+        instruments = [VerifyAfterEachPass()]
+        if not args.no_numeric:
+            instruments.append(NumericCheck(seed=args.seed))
+            progress.step("numeric check: running the input model")
+        if args.dump_ir:
+            instruments.append(DumpIR(args.dump_ir))
+        input_nodes = tuple(node_id(node) for node in model.graph.all_nodes())
+        result = run_pipeline(model, passes, [*instruments, progress], debug=args.debug)
+        progress.step(f"writing {output}")
+        records = result.records
+        if records:
+            records = (dataclasses.replace(records[0], input_nodes=input_nodes), *records[1:])
+        if budget_record is not None:
+            records = tuple(
+                dataclasses.replace(r, extra={**r.extra, "drift_budget": budget_record})
+                if r.pass_name in {p.name for p in passes if is_layer_scoped(p)}
+                else r
+                for r in records
             )
-        passes = scoped(passes, skip=tuple(layer.node for layer in fit.kept))
-        budget_record = fit.to_json(budget)
-    instruments = [VerifyAfterEachPass()]
-    if not args.no_numeric:
-        instruments.append(NumericCheck(seed=args.seed))
-    if args.dump_ir:
-        instruments.append(DumpIR(args.dump_ir))
-    result = run_pipeline(model, passes, instruments, debug=args.debug)
-    records = result.records
+        save_model(result.model, output)
+        write_audit(audit, records)
+    # Printed once the progress is gone: while it shows, stdout goes through its console.
     if budget_record is not None:
-        records = tuple(
-            dataclasses.replace(r, extra={**r.extra, "drift_budget": budget_record})
-            if r.pass_name in {p.name for p in passes if is_layer_scoped(p)}
-            else r
-            for r in records
-        )
         kept = ", ".join(k["node"] for k in budget_record["kept_fp32"]) or "none"
         print(f"drift budget {args.max_drift}: kept in FP32: {kept}")
-    save_model(result.model, args.output)
-    write_audit(args.audit, records)
     console().print(_summary_table(records))
-    print(f"wrote {args.output} ({result.fingerprint}) and {args.audit}")
+    print(f"wrote {output} ({result.fingerprint}) and {audit}")
     return 0
 
 
 def rank_layers(args: argparse.Namespace) -> int:
     passes = parse_pipeline(args.pipeline)
     model = load_model(resolve_model(args.model))
+    check_fits_in_memory(model, f"sensitivity of {args.model}")
     budget = DriftBudget(args.metric, 0.0)  # only its metric ranks the layers
     ranking = layer_sensitivity(model, passes, DriftProbe(model, args.seed), budget)
     if args.json:
         print(json.dumps([layer.to_json() for layer in ranking], indent=2))
         return 0
-    table = Table(title=f"sensitivity to {args.pipeline} ({args.metric}, worst first)")
-    for column in ("#", "node", "op", args.metric):
-        table.add_column(column)
+    ranks = table(
+        f"sensitivity to {args.pipeline} ({args.metric}, worst first)",
+        "#",
+        "node",
+        "op",
+        args.metric,
+    )
     for rank, layer in enumerate(ranking, start=1):
         measured = budget.measure(list(layer.drifts))
-        table.add_row(str(rank), layer.node, layer.op_type, f"{measured:.6g}")
-    console().print(table)
+        ranks.add_row(str(rank), layer.node, layer.op_type, f"{measured:.6g}")
+    console().print(ranks)
     return 0
 
 
@@ -181,14 +223,12 @@ def _worst_input_drift(record: PassRecord) -> tuple[str, str, str]:
 
 
 def _summary_table(records: list[PassRecord] | tuple[PassRecord, ...]) -> Table:
-    table = Table(title="pipeline")
     columns = ("#", "pass", "nodes", "changes by rule", "skipped", "ms", "max abs", "cosine")
-    for column in (*columns, "top-1"):
-        table.add_column(column)
+    summary = table("pipeline", *columns, "top-1")
     for record in records:
         rules = ", ".join(f"{rule} {n}" for rule, n in record.rule_counts().items()) or "-"
         max_abs, cosine, top1 = _worst_input_drift(record)
-        table.add_row(
+        summary.add_row(
             str(record.seq),
             record.pass_name,
             f"{record.node_count[0]} → {record.node_count[1]}",
@@ -199,7 +239,7 @@ def _summary_table(records: list[PassRecord] | tuple[PassRecord, ...]) -> Table:
             cosine,
             top1,
         )
-    return table
+    return summary
 
 
 def explain_audit(args: argparse.Namespace) -> int:
@@ -208,7 +248,20 @@ def explain_audit(args: argparse.Namespace) -> int:
     if args.node:
         chain = trace_origin(records, args.node)
         if not chain:
-            out.print(f"{args.node} was not created by any pass: it comes from the original file")
+            if args.node not in audited_node_ids(records):
+                inputs = len(records[0].input_nodes)
+                absent = (
+                    f"not among the input model's {counted(inputs, 'node')}"
+                    if inputs
+                    else "named by no change or skip"  # an audit from before `input_nodes`
+                )
+                raise AsicperfError(
+                    f"{args.audit}: no node {args.node} in this audit (not created by any pass, "
+                    f"{absent})"
+                )
+            out.print(
+                f"{args.node} was not created by any pass: it comes from the pipeline's input model"
+            )
             return 0
         for record, change in chain:
             replaced = ", ".join(change.replaces) or "nothing"

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from ir.errors import AsicperfError
-from ir.files import write_text_atomically
+from ir.files import check_output_file, write_text_atomically
 from runner.console import console
 from runner.report.compare import compare_results, comparison_table
 from runner.report.costs import CostOverride, parse_override
@@ -65,11 +63,9 @@ def compare_reports(args: argparse.Namespace) -> int:
 
 
 def html_report(args: argparse.Namespace) -> int:
+    output = check_output_file(args.output, "-o")
     documents = [(path, read_result(path)) for path in args.results]
     overrides = _overrides(args.price, args.watts)
-    output = Path(args.output)
-    if output.is_dir():
-        raise AsicperfError(f"{output}: is a folder; -o takes the .html file to write")
     write_text_atomically(output, render_html(documents, overrides))
     console().print(f"report: {output}", markup=False)
     return 0

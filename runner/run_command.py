@@ -6,20 +6,25 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
 from ir.drift import outputs_drift
-from ir.errors import AsicperfError
-from ir.files import write_bytes_atomically
+from ir.errors import AsicperfError, first_line
+from ir.files import check_output_dir, write_bytes_atomically
+from ir.memory import check_fits_in_memory
 from ir.model_io import load_model, save_model
 from passes.instruments import VerifyAfterEachPass
 from passes.manager import run_pipeline
 from passes.pipeline import PipelineError, make_config, parse_pipeline, split_options
+from passes.target_binding import bind_pipeline
 from runner.console import console
+from runner.spinner import spinner
 from targets.isolation import JobResult, TargetJob, run_isolated
 from targets.registry import get_target
 from zoo.resolve import resolve_model
@@ -61,33 +66,84 @@ def _target_spec(text: str) -> tuple[str, dict[str, str]]:
     return name, options
 
 
-def _read_inputs(pairs: list[str]) -> dict[str, np.ndarray]:
-    arrays = {}
+def _check_numbers(args: argparse.Namespace) -> None:
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise AsicperfError(f"--timeout {args.timeout:g}: expected a number of seconds > 0")
+    if args.seed < 0:
+        raise AsicperfError(f"--seed {args.seed}: expected an integer >= 0")
+
+
+# What every .npy file starts with (numpy's format spec); an .npz archive is a zip file.
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+@dataclass(frozen=True)
+class GivenInput:
+    """An `--input NAME=FILE.npy` array, with the text that named it for messages."""
+
+    text: str
+    array: np.ndarray
+
+
+def _read_inputs(pairs: list[str]) -> dict[str, GivenInput]:
+    given: dict[str, GivenInput] = {}
     for pair in pairs:
         name, equals, file = pair.partition("=")
         if not equals or not name or not file:
             raise AsicperfError(f"--input '{pair}': expected NAME=FILE.npy")
-        try:
-            arrays[name] = np.load(file, allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise AsicperfError(f"--input {name}: cannot read '{file}': {error}") from None
-    return arrays
+        if name in given:
+            raise AsicperfError(f"--input {pair}: input '{name}' is already given")
+        given[name] = GivenInput(pair, _read_npy(Path(file), pair))
+    return given
 
 
-def _check_feeds(model_inputs: dict[str, tuple], given: dict[str, np.ndarray]) -> None:
-    for name, array in given.items():
+def _read_npy(path: Path, pair: str) -> np.ndarray:
+    """The array in a .npy file; anything else is a one-line error naming `--input pair`."""
+    what = f"--input {pair}"
+    if not path.exists():
+        raise AsicperfError(f"{what}: no such file")
+    if path.is_dir():
+        raise AsicperfError(f"{what}: is a folder, not a .npy file")
+    try:
+        with path.open("rb") as stream:
+            magic = stream.read(len(_NPY_MAGIC))
+            if magic != _NPY_MAGIC:
+                kind = (
+                    "a zip or .npz archive" if magic.startswith(_ZIP_MAGIC) else "no numpy header"
+                )
+                raise AsicperfError(
+                    f"{what}: not a .npy file ({kind}; write one array per input with numpy.save)"
+                )
+            stream.seek(0)
+            return np.load(stream, allow_pickle=False)
+    except OSError as error:
+        raise AsicperfError(f"{what}: cannot read it ({error.strerror or error})") from None
+    except ValueError as error:  # a truncated file, or an array of Python objects
+        if "allow_pickle" in str(error):
+            raise AsicperfError(
+                f"{what}: holds Python objects (dtype object), not numbers"
+            ) from None
+        raise AsicperfError(f"{what}: corrupt .npy file ({first_line(error)})") from None
+
+
+def _check_feeds(model_inputs: dict[str, tuple], given: dict[str, GivenInput]) -> None:
+    for name, item in given.items():
+        what, array = f"--input {item.text}", item.array
         if name not in model_inputs:
             known = ", ".join(model_inputs)
-            raise AsicperfError(f"--input {name}: the model has no such input (inputs: {known})")
+            raise AsicperfError(f"{what}: the model has no input '{name}' (inputs: {known})")
         dtype, shape = model_inputs[name]
         if array.dtype != dtype:
-            raise AsicperfError(f"--input {name}: dtype {array.dtype}, the model wants {dtype}")
+            raise AsicperfError(
+                f"{what}: dtype {array.dtype}, the model's input '{name}' is {dtype}"
+            )
         fits = len(shape) == array.ndim and all(
             not isinstance(d, int) or d == n for d, n in zip(shape, array.shape, strict=True)
         )
         if not fits:
             raise AsicperfError(
-                f"--input {name}: shape {list(array.shape)} does not match the model's "
+                f"{what}: shape {list(array.shape)} does not match the model's "
                 f"{[d if isinstance(d, int) else str(d) for d in shape]}"
             )
 
@@ -95,10 +151,16 @@ def _check_feeds(model_inputs: dict[str, tuple], given: dict[str, np.ndarray]) -
 def run_model(args: argparse.Namespace) -> int:
     target, options = _target_spec(args.target)
     compare = _target_spec(args.compare) if args.compare else None
-    passes = parse_pipeline(args.pipeline) if args.pipeline else []
+    # fusions make only the ops the target runs (see passes.target_binding)
+    passes = (
+        parse_pipeline(bind_pipeline(args.pipeline, get_target(target).name))
+        if args.pipeline
+        else []
+    )
+    _check_numbers(args)
+    output_dir = check_output_dir(args.output_dir, "--output-dir")
     model = load_model(resolve_model(args.model))
-    if passes:
-        run_pipeline(model, passes, [VerifyAfterEachPass()])
+    check_fits_in_memory(model, f"model {args.model}")
     model_inputs = {
         v.name: (np.dtype(v.dtype.numpy()), tuple(v.shape.dims) if v.shape else ())
         for v in model.graph.inputs
@@ -106,20 +168,29 @@ def run_model(args: argparse.Namespace) -> int:
     }
     given = _read_inputs(args.input)
     _check_feeds(model_inputs, given)
-    feeds = {**seeded_inputs(model, args.seed), **given}
+    if passes:
+        run_pipeline(model, passes, [VerifyAfterEachPass()])
+    feeds = {**seeded_inputs(model, args.seed), **{k: g.array for k, g in given.items()}}
+    runs = [(target, options), *([compare] if compare is not None else [])]
     with tempfile.TemporaryDirectory(prefix="asicperf-run-") as folder:
         path = save_model(model, Path(folder) / "model.onnx")
-        results = [run_isolated(TargetJob(target, options, path, feeds), args.timeout)]
-        if compare is not None:
-            results.append(run_isolated(TargetJob(*compare, path, feeds), args.timeout))
+        jobs = [TargetJob(name, target_options, path, feeds) for name, target_options in runs]
+        results = [_run(job, args) for job in jobs]
     main = results[0]
-    files = _write_outputs(Path(args.output_dir), main) if main.ok else []
+    files = _write_outputs(output_dir, main) if main.ok else []
     document = _document(args.model, results, files, [v.name for v in model.graph.outputs])
     if args.json:
         print(json.dumps(document, indent=2))
     else:
         _print(document)
     return 0 if all(result.ok for result in results) else 1
+
+
+def _run(job: TargetJob, args: argparse.Namespace) -> JobResult:
+    """The job in its child process; a spinner on a terminal meanwhile (compiling for tvm takes
+    half a minute the parent cannot report step by step)."""
+    with spinner(f"compiling and running on {job.target}…", enabled=not args.json):
+        return run_isolated(job, args.timeout)
 
 
 def _write_outputs(folder: Path, result: JobResult) -> list[str]:

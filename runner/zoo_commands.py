@@ -8,6 +8,7 @@ import json
 from rich.table import Table
 
 from ir.errors import UnknownModelError
+from ir.listing import si
 from runner.console import console
 from zoo.cache import cached_path, model_file
 from zoo.catalog import ZOO
@@ -28,7 +29,9 @@ def register(groups: argparse._SubParsersAction) -> None:
 def _row(name: str) -> dict:
     entry = ZOO[name]
     path = entry.file or cached_path(entry)
-    stats = stats_for(path, compute=entry.file is not None)
+    # Computed (and kept beside the file) for any built model: `bench`, `run` and the rest
+    # build through zoo.cache, which writes no stats; only `zoo build` did.
+    stats = stats_for(path, compute=True)
     return {
         "name": name,
         "category": entry.category,
@@ -50,11 +53,11 @@ def list_models(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     table = Table(title="zoo (FLOPs at batch 1; `runner zoo build NAME` fills in unbuilt rows)")
-    for column in ("name", "category", "task", "params", "GFLOPs", "inputs", "dataset", "metric"):
+    for column in ("name", "category", "task", "params", "FLOPs", "inputs", "dataset", "metric"):
         table.add_column(column)
     for row in rows:
-        size = "-" if row["params"] is None else f"{row['params'] / 1e6:.1f} M"
-        flops = "-" if row["flops"] is None else f"{row['flops'] / 1e9:.2f}"
+        size = "-" if row["params"] is None else si(row["params"])
+        flops = "-" if row["flops"] is None else si(row["flops"])
         inputs = "-" if row["inputs"] is None else ", ".join(row["inputs"].values())
         name = row["name"] if row["available"] else f"{row['name']} ({row['why_not']})"
         table.add_row(
@@ -72,8 +75,5 @@ def build_models(args: argparse.Namespace) -> int:
         path = model_file(ZOO[name])
         stats = stats_for(path, compute=True)
         assert stats is not None
-        print(
-            f"{name}: {path} ({stats.params / 1e6:.1f} M params, "
-            f"{stats.flops / 1e9:.2f} GFLOPs at batch 1)"
-        )
+        print(f"{name}: {path} ({si(stats.params)} params, {si(stats.flops, 'FLOP')} at batch 1)")
     return 0

@@ -21,6 +21,7 @@ from ir.errors import AsicperfError, first_line
 from ir.fingerprint import fingerprint
 from passes.audit import config_to_json
 from passes.base import PassConfig
+from passes.option_range import bounded
 from targets.api import CompiledModel, Session, Target, TargetInfo, graph_io_names
 from targets.compile_record import artifact_digest, compile_record, op_count_changes, op_counts
 from targets.device import host_device
@@ -41,7 +42,7 @@ _LEVELS = {
 
 @dataclass(frozen=True)
 class OnnxRuntimeConfig(PassConfig):
-    threads: int = 0  # 0: onnxruntime's default (one per physical core)
+    threads: int = bounded(0, low=0, note="0: onnxruntime's default, one per physical core")
     optimization: Literal["disable", "basic", "extended", "all"] = "all"
     provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
 

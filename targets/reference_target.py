@@ -1,5 +1,7 @@
 """The `reference` target: the golden path every other target is compared with. onnxruntime
-with all graph optimizations off and one thread: slow, but it runs the model as written."""
+with all graph optimizations off and one thread: slow, but it runs the model as written. A
+bfloat16 model, for which onnxruntime's CPU build has no kernels, runs emulated exactly as the
+pass audit's numeric check runs it (`ir.low_precision`), and its compile record says so."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import onnx_ir as ir
 import onnxruntime as ort
 
 from ir.fingerprint import fingerprint
+from ir.low_precision import EMULATED_KEY, runnable_on_cpu
 from ir.reference import reference_session
 from passes.base import PassConfig
 from targets.api import CompiledModel, Session, Target, TargetInfo, graph_io_names
@@ -30,6 +33,9 @@ class ReferenceTarget(OnnxRuntimeClaims, Target):
             hardware="host",
         )
 
+    def prepare(self, model: ir.Model) -> ir.Model:
+        return runnable_on_cpu(model)
+
     def compile(self, model: ir.Model, config: PassConfig) -> CompiledModel:
         start = time.perf_counter()
         data = ir.to_proto(model).SerializeToString()
@@ -41,10 +47,17 @@ class ReferenceTarget(OnnxRuntimeClaims, Target):
             artifact_fingerprint=artifact_digest(data),
             wall_ms=(time.perf_counter() - start) * 1e3,
             nodes=(nodes, nodes),
-            extra={"precision": "as in the model"},
+            extra={"precision": _precision(model)},
         )
         inputs, outputs = graph_io_names(model)
         return CompiledModel(self.name, record.in_fingerprint, {}, data, record, inputs, outputs)
 
     def load(self, compiled: CompiledModel, batch_size: int) -> Session:
         return OnnxRuntimeSession(reference_session(compiled.payload), self.name)
+
+
+def _precision(model: ir.Model) -> str:
+    emulated = model.metadata_props.get(EMULATED_KEY)
+    if emulated is None:
+        return "as in the model"
+    return f"{emulated} emulated: FP32 arithmetic on values rounded to {emulated}"

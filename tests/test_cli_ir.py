@@ -186,3 +186,102 @@ def test_bad_dim_binding_is_a_clean_error(conv_relu_path):
     result = _run_cli("ir", "show", str(conv_relu_path), "--dim", "batch")
     assert result.returncode == 2
     assert "--dim 'batch': expected NAME=POSITIVE_INTEGER" in result.stderr
+
+
+def _position_slice_model(path: Path) -> Path:
+    """BERT's embedding head in small: ids[batch,4] -> word Gather + position Gather, where the
+    positions are `Slice(table, 0, Shape(ids)[1])` (ONNX's inference leaves their shape
+    unknown), then Shape -> Concat -> Reshape to [batch, 24] and a MatMul by w[24,5]."""
+    rng = np.random.default_rng(0)
+    weights = {
+        "words": rng.standard_normal((10, 6)).astype(np.float32),
+        "positions": rng.standard_normal((8, 6)).astype(np.float32),
+        "position_ids": np.arange(8, dtype=np.int64)[None, :],
+        "zero": np.array([0], np.int64),
+        "one": np.array([1], np.int64),
+        "width": np.array([24], np.int64),
+        "w": rng.standard_normal((24, 5)).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Gather", ["words", "ids"], ["embedded"]),
+        helper.make_node("Shape", ["ids"], ["ids_shape"]),
+        helper.make_node("Gather", ["ids_shape", "one"], ["seq"]),
+        helper.make_node("Slice", ["position_ids", "zero", "seq", "one"], ["pos"]),
+        helper.make_node("Gather", ["positions", "pos"], ["placed"]),
+        helper.make_node("Add", ["embedded", "placed"], ["sum"]),
+        helper.make_node("Shape", ["sum"], ["sum_shape"]),
+        helper.make_node("Gather", ["sum_shape", "zero"], ["batch"]),
+        helper.make_node("Concat", ["batch", "width"], ["flat_shape"], axis=0),
+        helper.make_node("Reshape", ["sum", "flat_shape"], ["flat"]),
+        helper.make_node("MatMul", ["flat", "w"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "position_slice",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5])],
+        [numpy_helper.from_array(array, name) for name, array in weights.items()],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_show_with_bound_dim_infers_shapes_again_for_flops(tmp_path, capsys):
+    """docs/zoo.md's `ir show bert-base --dim batch=1` counted only the mask's FLOPs: shapes
+    after the position Slice stayed unknown although every input dim was bound."""
+    path = _position_slice_model(tmp_path / "m.onnx")
+    assert main(["ir", "show", str(path), "--json", "--dim", "batch=3"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    by_op = {node["op"]: node for node in doc["nodes"]}
+    assert by_op["Reshape"]["outputs"][0]["shape"] == [3, 24]
+    assert by_op["Add"]["flops"] == 3 * 4 * 6
+    assert by_op["MatMul"]["flops"] == 2 * 3 * 24 * 5
+    assert doc["flops"] == 3 * 4 * 6 + 2 * 3 * 24 * 5
+    assert doc["uncosted_nodes"] == []
+
+
+def test_show_at_the_largest_dim_counts_flops_without_allocating(tmp_path, capsys):
+    path = _position_slice_model(tmp_path / "m.onnx")
+    batch = 2**40  # MAX_DIM: settling the shape chains must not allocate by it
+    assert main(["ir", "show", str(path), "--json", "--dim", f"batch={batch}"]) == 0
+    assert json.loads(capsys.readouterr().out)["flops"] == batch * 4 * 6 + 2 * batch * 24 * 5
+
+
+@pytest.mark.parametrize(
+    ("binding", "message"),
+    [
+        ("foo=4", "--dim foo=4: the model has no dim 'foo' (batch)"),
+        ("batch=0", "--dim batch: 0 is out of range (expected 1 to 1099511627776)"),
+        (
+            "batch=99999999999999999999",
+            "--dim batch: 99999999999999999999 is out of range (expected 1 to 1099511627776)",
+        ),
+        (
+            "batch=1099511627777",
+            "--dim batch: 1099511627777 is out of range (expected 1 to 1099511627776)",
+        ),
+    ],
+    ids=["unknown-name", "zero", "beyond-int64", "beyond-max-dim"],
+)
+def test_dim_binding_unknown_or_out_of_range_is_refused(tmp_path, capsys, binding, message):
+    path = _position_slice_model(tmp_path / "m.onnx")
+    assert main(["ir", "show", str(path), "--dim", binding]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"runner: error: {message}\n"
+
+
+def test_verify_says_1_violation_not_1_violations(tmp_path, capsys):
+    graph = helper.make_graph(
+        [
+            helper.make_node("Relu", ["a"], ["y"], name="second"),
+            helper.make_node("Relu", ["x"], ["a"], name="first"),
+        ],
+        "unsorted",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
+    path = tmp_path / "unsorted.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    assert main(["ir", "verify", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == f"{path}: 2 nodes, 1 violation"

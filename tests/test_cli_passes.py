@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
 import onnx
 import pytest
 from bert_like import build_bert_like
+from onnx import TensorProto, helper
+from rich.console import Console
 from test_pass_manager import BreakGraph
 
 from ir.model_io import load_model
@@ -16,7 +20,13 @@ from ir.node_ids import origin_ids
 from ir.verifier import verify
 from passes.audit import PassRecord, read_audit
 from passes.catalog import PASSES
+from passes.manager import run_pipeline
+from passes.pipeline import parse_pipeline
+from passes.precision.mixed_precision import MixedPrecisionConfig
+from runner import passes_commands
 from runner.cli import main
+from runner.console import terminal_stderr
+from runner.pass_progress import PassProgress
 from zoo.catalog import ZOO
 
 ALL_PASSES = [
@@ -215,3 +225,102 @@ def test_int8_pipeline_quantizes_the_gemms_it_forms_first(tmp_path):
     assert min(d["cosine"] for d in quantized.numeric["vs_input"]) > 0.99
     ops = Counter(node.op_type for node in load_model(output).graph)
     assert ops["DequantizeLinear"] > ops["QuantizeLinear"] > 0
+
+
+@pytest.fixture
+def cleanup_audit(small_model_path, tmp_path) -> Path:
+    """The audit of `cleanup` on the small Conv/Gemm model (n0..n4), which changes nothing."""
+    output, audit = tmp_path / "m.onnx", tmp_path / "audit.jsonl"
+    args = ["passes", "run", str(small_model_path), "--pipeline", "cleanup", "--no-numeric"]
+    assert main([*args, "-o", str(output), "--audit", str(audit)]) == 0
+    return audit
+
+
+def test_explain_of_a_node_the_audit_never_saw_is_an_error(cleanup_audit, capsys):
+    capsys.readouterr()
+    assert main(["passes", "explain", str(cleanup_audit), "--node", "n999"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"runner: error: {cleanup_audit}: no node n999 in this audit (not created by any pass, "
+        "not among the input model's 5 nodes)\n"
+    )
+
+
+def test_explain_of_an_untouched_input_node_says_where_it_comes_from(cleanup_audit, capsys):
+    capsys.readouterr()
+    assert read_audit(cleanup_audit)[0].input_nodes == ("n0", "n1", "n2", "n3", "n4")
+    assert main(["passes", "explain", str(cleanup_audit), "--node", "n4"]) == 0
+    assert capsys.readouterr().out == (
+        "n4 was not created by any pass: it comes from the pipeline's input model\n"
+    )
+
+
+def test_explain_of_an_empty_audit_is_an_error(tmp_path, capsys):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    assert main(["passes", "explain", str(empty)]) == 2
+    assert capsys.readouterr().err == (
+        f"runner: error: {empty}: empty audit log (no pass records)\n"
+    )
+
+
+@pytest.mark.parametrize("width", [80, 120])
+def test_list_shows_the_mixed_precision_deny_option_whole(width, monkeypatch, capsys):
+    monkeypatch.setattr(passes_commands, "console", lambda: Console(file=sys.stdout, width=width))
+    assert main(["passes", "list"]) == 0
+    text = capsys.readouterr().out
+    assert "…" not in text
+    # The options column's pieces of the mixed-precision row, read top to bottom.
+    rows = [line.split("│") for line in text.splitlines() if line.count("│") == 4]
+    start = next(i for i, row in enumerate(rows) if row[1].strip() == "mixed-precision")
+    end = next(i for i in range(start + 1, len(rows)) if rows[i][1].strip())
+    options = "".join(row[3].strip() for row in rows[start:end])
+    deny = MixedPrecisionConfig().deny
+    assert f"deny={','.join(deny)}" in options
+
+
+def test_passes_run_shows_one_line_per_pass_on_a_terminal(small_model_path):
+    screen = io.StringIO()
+    terminal = Console(file=screen, force_terminal=True, width=80)
+    model = load_model(small_model_path)
+    passes = parse_pipeline("fold-constants,dce")
+    with PassProgress(terminal, len(passes)) as progress:
+        run_pipeline(model, passes, [progress])
+    lines = [line for line in screen.getvalue().splitlines() if "] " in line]
+    assert any("[1/2] fold-constants: unchanged (" in line for line in lines)
+    assert any("[2/2] dce: unchanged (" in line for line in lines)
+
+
+def test_passes_run_shows_no_progress_when_stderr_is_not_a_terminal(
+    small_model_path, tmp_path, capsys
+):
+    out = ["-o", str(tmp_path / "m.onnx"), "--audit", str(tmp_path / "a.jsonl")]
+    args = ["passes", "run", str(small_model_path), "--pipeline", "cleanup", "--no-numeric"]
+    assert main([*args, *out]) == 0
+    assert capsys.readouterr().err == ""
+    assert terminal_stderr() is None
+
+
+def test_progress_goes_to_stderr_only_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    shown = terminal_stderr()
+    assert shown is not None and shown.file is sys.stderr
+
+
+def test_passes_run_numeric_check_of_a_huge_input_is_refused_before_allocating(tmp_path, capsys):
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "huge",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2**40, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2**40, 4])],
+    )
+    source = tmp_path / "huge.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), source)
+    output, audit = tmp_path / "out.onnx", tmp_path / "audit.jsonl"
+    args = ["passes", "run", str(source), "--pipeline", "dce", "-o", str(output)]
+    assert main([*args, "--audit", str(audit)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"runner: error: numeric check of {source}: needs at least 49,152.0 GiB")
+    assert len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["huge.onnx"]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from runner.cli import main
-from targets.hardware.host import CACHE_ENV, CACHE_SCHEMA, detect_cpu
+from targets.hardware.cpu_peaks import isa_peaks
+from targets.hardware.host import CACHE_ENV, CACHE_SCHEMA, HostMeasurement, detect_cpu
 
 SPEC_KEYS = {
     "slug",
@@ -88,18 +89,53 @@ def test_show_host_reads_the_cached_measurement(
         "numpy_version": "0",
         "measured_at": "2024-01-01T00:00:00+00:00",
         "seconds": 1.0,
+        "clock_ghz": 9.0,
+        "clock_method": "known",
+        "read_gbs": 13.0,
     }
     cache = {"schema": CACHE_SCHEMA, "entries": {detect_cpu().cache_key(): measured}}
     (tmp_path / "host.json").write_text(json.dumps(cache))
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     profile = _json(capsys, "show", "host")
-    assert set(profile) == {"cpu", "measured", "estimate", "from_cache", "cache_path"}
+    assert set(profile) == {
+        "cpu",
+        "core",
+        "clock",
+        "ceilings",
+        "measured",
+        "from_cache",
+        "cache_path",
+    }
     assert profile["from_cache"] is True
     assert profile["measured"] == measured
-    assert {"model", "cores", "threads", "flags", "memory_gib"} <= set(profile["cpu"])
+    assert profile["clock"] == {"ghz": 9.0, "source": "measured"}
+    assert profile["ceilings"]["fp32"]["source"].startswith("ISA: ")
+    assert {"model", "cores", "threads", "flags", "memory_gib", "vendor"} <= set(profile["cpu"])
     assert main(["hw", "show", "host"]) == 0
-    text = capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())
     assert "321.0 GFLOP/s measured" in text and "cached" in text
+    assert "achievable FP32" in text and "ceiling fp32" in text and "9.00 GHz" in text
+
+
+def test_hw_compare_accepts_host(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`hw compare nvidia-t4 nvidia-l4 host` was refused although `hw show host` works."""
+    measured = HostMeasurement(321.0, 2048, 12.5, 11.0, 256, 32, 2, "0", "now", 1.0, 9.0, "k")
+    cache = {"schema": CACHE_SCHEMA, "entries": {detect_cpu().cache_key(): measured.to_json()}}
+    (tmp_path / "host.json").write_text(json.dumps(cache))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    result = _json(capsys, "compare", "nvidia-t4", "nvidia-l4", "host", "--dtype", "fp32")
+    t4, _, host = result["rows"]
+    expected = isa_peaks(detect_cpu(), 9.0, "measured")["fp32"].gflops / 1e3
+    assert host["slug"] == "host" and host["name"].startswith("host: ")
+    assert host["peak"] == pytest.approx(expected)
+    assert host["peak_ratio"] == pytest.approx(expected / t4["peak"])
+    assert host["memory_bandwidth_gbs"] == 12.5  # the fastest stream (no read measured)
+    assert (host["tdp_w"], host["price_usd"], host["peak_per_watt"]) == (None, None, None)
+    assert main(["hw", "compare", "host", "nvidia-t4"]) == 0
+    text = capsys.readouterr().out
+    assert "ratios (x) against host" in text and "peaks are ISA ceilings" in text
 
 
 def test_compare_prints_ratios_and_the_dtype(capsys: pytest.CaptureFixture[str]) -> None:

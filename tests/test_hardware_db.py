@@ -19,7 +19,6 @@ from targets.hardware.host import (
     CpuInfo,
     HostMeasurement,
     default_cache_path,
-    estimate_fp32_peak,
     host_profile,
     measure_host,
     parse_cpuinfo,
@@ -294,6 +293,8 @@ def test_compare_needs_two_products_and_a_known_dtype() -> None:
 CPUINFO = """\
 processor\t: 0
 vendor_id\t: GenuineIntel
+cpu family\t: 6
+model\t\t: 106
 model name\t: Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz
 cpu MHz\t\t: 800.000
 physical id\t: 0
@@ -325,16 +326,14 @@ def test_cpuinfo_parser_counts_sockets_cores_threads_and_isa_flags() -> None:
     assert cpu.flags == ("avx2", "fma", "avx512f", "avx512_vnni", "amx_tile", "amx_bf16")
     assert (cpu.clock_ghz, cpu.clock_source) == (2.0, "model name")
     assert cpu.memory_gib == 16.0
-    estimate = estimate_fp32_peak(cpu)
-    assert estimate.fp32_gflops == 4 * 2.0 * 64
-    assert estimate.assumption.startswith("estimate:")
+    assert (cpu.vendor, cpu.family, cpu.model_number) == ("GenuineIntel", 6, 106)
 
 
 def test_cpuinfo_parser_handles_arm_style_text_without_topology() -> None:
     text = "processor\t: 0\nFeatures\t: fp asimd\n\nprocessor\t: 1\nFeatures\t: fp asimd\n"
     cpu = parse_cpuinfo(text)
     assert (cpu.cores, cpu.threads, cpu.flags, cpu.clock_ghz) == (2, 2, (), None)
-    assert estimate_fp32_peak(cpu) is None
+    assert (cpu.vendor, cpu.family, cpu.model_number) == (None, None, None)
 
 
 def _fake_measurement(gflops: float = 123.0) -> HostMeasurement:
@@ -349,6 +348,8 @@ def _fake_measurement(gflops: float = 123.0) -> HostMeasurement:
         numpy_version="0",
         measured_at="2024-01-01T00:00:00+00:00",
         seconds=0.0,
+        clock_ghz=3.5,
+        clock_method="test",
     )
 
 
@@ -384,7 +385,22 @@ def test_corrupt_cache_is_measured_again(tmp_path: Path) -> None:
         cpu=parse_cpuinfo(CPUINFO), measure=lambda cpu: _fake_measurement(), cache_path=cache
     )
     assert profile.from_cache is False
-    assert json.loads(cache.read_text())["schema"] == "asicperf.host-cache/1"
+    assert json.loads(cache.read_text())["schema"] == "asicperf.host-cache/2"
+
+
+def test_host_cache_from_an_older_version_is_measured_again(tmp_path: Path) -> None:
+    """A version-1 cache has no clock, so its ceilings would fall back to the reported clock:
+    a stale cache must be measured again, not trusted."""
+    cpu = parse_cpuinfo(CPUINFO)
+    old = _fake_measurement().to_json()
+    del old["clock_ghz"], old["clock_method"]
+    cache = tmp_path / "host.json"
+    cache.write_text(
+        json.dumps({"schema": "asicperf.host-cache/1", "entries": {cpu.cache_key(): old}})
+    )
+    profile = host_profile(cpu=cpu, measure=lambda cpu: _fake_measurement(), cache_path=cache)
+    assert profile.from_cache is False and profile.measurement.clock_ghz == 3.5
+    assert json.loads(cache.read_text())["entries"][cpu.cache_key()]["clock_ghz"] == 3.5
 
 
 def test_unwritable_cache_is_a_one_line_error(tmp_path: Path) -> None:
@@ -413,3 +429,5 @@ def test_real_host_measurement_gives_positive_rates() -> None:
     measured = measure_host(parse_cpuinfo(Path("/proc/cpuinfo").read_text()))
     assert measured.fp32_gemm_gflops > 0
     assert measured.copy_gbs > 0 and measured.triad_gbs > 0
+    assert measured.clock_ghz is not None and 0.5 < measured.clock_ghz < 7.0
+    assert measured.read_gbs is not None and measured.read_gbs > 0

@@ -20,7 +20,7 @@ from passes.audit import ChangeKind, PassRecord, read_audit, trace_origin, write
 from passes.base import Pass, PassConfig, PassLog
 from passes.instruments import DebugPrint, DumpIR, NumericCheck, PassFailed, VerifyAfterEachPass
 from passes.manager import run_pipeline
-from passes.pipeline import PipelineError, make_config, parse_pipeline
+from passes.pipeline import PipelineError, make_config, parse_pipeline, split_options
 from passes.rewrite import replace_nodes
 
 
@@ -306,6 +306,50 @@ def test_bad_pipeline_specs(spec, message):
     with pytest.raises(PipelineError) as caught:
         parse_pipeline(spec)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            "sparsify{pattern=unstructured,ratio=0.5}",
+            "pass 'sparsify{pattern=unstructured,ratio=0.5}': options are separated by spaces, "
+            "not commas: sparsify{pattern=unstructured ratio=0.5}",
+        ),
+        (
+            "cleanup,sparsify{pattern=4x4 exclude=Conv,n7, ratio=0.5}",
+            "pass 'sparsify{pattern=4x4 exclude=Conv,n7, ratio=0.5}': options are separated by "
+            "spaces, not commas: sparsify{pattern=4x4 exclude=Conv,n7 ratio=0.5} "
+            "(in 'cleanup,sparsify{pattern=4x4 exclude=Conv,n7, ratio=0.5}')",
+        ),
+    ],
+)
+def test_sparsify_options_separated_by_commas_hint_spaces(spec, message):
+    with pytest.raises(PipelineError) as caught:
+        parse_pipeline(spec)
+    assert str(caught.value) == message
+
+
+def test_a_list_value_keeps_its_commas():
+    (sparsify,) = parse_pipeline("sparsify{pattern=4x4 ratio=0.5 exclude=Conv,n7}")
+    assert sparsify.config.exclude == ("Conv", "n7")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("onnxruntime{threads=2", "missing '}' after the options"),
+        ("onnxruntime{threads=2}x", "text 'x' after the options' closing '}'"),
+        ("onnxruntime{threads=2}{a=1}", "text '{a=1}' after the options' closing '}'"),
+        ("onnxruntime{threads}", "option 'threads' is not key=value"),
+    ],
+)
+def test_split_options_leaves_naming_the_pass_or_target_to_the_caller(text, message):
+    """`--target` and a pipeline share the syntax: the message is the same for both, and
+    `target '...'` or `pass '...'` is put in front by whoever knows which it is."""
+    with pytest.raises(PipelineError) as caught:
+        split_options(text, text)
+    assert str(caught.value) == message
 
 
 def test_records_survive_json(tmp_path):

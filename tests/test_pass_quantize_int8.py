@@ -306,8 +306,8 @@ def test_old_opsets_are_refused(tmp_path: Path) -> None:
     ("options", "message"),
     [
         ("observer=kl", "option observer=kl: expected one of minmax, percentile, entropy"),
-        ("percentile=0", "percentile=0.0 is outside (0, 100]"),
-        ("percentile=100.5", "percentile=100.5 is outside (0, 100]"),
+        ("percentile=0", "percentile=0.0 is outside 0 < percentile <= 100"),
+        ("percentile=100.5", "percentile=100.5 is outside 0 < percentile <= 100"),
         ("calibration=0", "calibration=0: the calibration set is empty"),
         ("activations=signed", "expected one of symmetric, asymmetric"),
         ("include=Relu", "include: 'Relu' is neither a quantizable op type"),

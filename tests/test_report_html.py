@@ -249,6 +249,7 @@ def test_page_is_self_contained() -> None:
         assert fetching not in page
     assert re.findall(r'href="([^"]*)"', page) == [
         "#summary",
+        "#batches",
         "#throughput",
         "#latency",
         "#drift",

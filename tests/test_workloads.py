@@ -114,6 +114,9 @@ def test_wrong_type(tmp_path: Path) -> None:
         _error(tmp_path, _replace("min_duration_s", '"2"'))
         == "'min_duration_s' must be a number, got '2'"
     )
+    assert _error(tmp_path, _replace("min_duration_s", "inf")) == (
+        "'min_duration_s' must be finite, got inf"
+    )
     assert (
         _error(tmp_path, _replace("min_queries", "true"))
         == "'min_queries' must be a positive integer, got True"
@@ -141,6 +144,12 @@ def test_batch_sizes_positive(tmp_path: Path) -> None:
             f"'batch_sizes' must be a non-empty list of positive integers, "
             f"got {_toml_value(value)!r}"
         )
+
+
+def test_workload_batch_size_over_the_largest_dim_is_refused(tmp_path: Path) -> None:
+    assert _error(tmp_path, _replace("batch_sizes", f"[1, {2**40 + 1}]")) == (
+        f"'batch_sizes' must be at most {2**40} (the largest dim), got {2**40 + 1}"
+    )
 
 
 def test_fraction_range(tmp_path: Path) -> None:

@@ -7,14 +7,16 @@ import json
 import numpy as np
 import pytest
 
+import zoo.resolve
 from ir.model_io import load_model
 from ir.reference import run_reference
 from ir.verifier import verify
+from runner import zoo_commands
 from runner.cli import main
 from tests.zoo_small import BUILT, small_build
 from zoo.cache import cached_path, model_file
 from zoo.catalog import ZOO
-from zoo.model import ZooModel
+from zoo.model import Requirement, ZooModel
 from zoo.synthetic_inputs import seeded_inputs
 
 
@@ -47,7 +49,8 @@ def test_the_cache_builds_once_per_version_and_options(tmp_path, monkeypatch):
     assert model_file(newer) != first and len(calls) == 3
 
 
-def test_zoo_list_json_has_the_documented_fields(capsys):
+def test_zoo_list_json_has_the_documented_fields(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ASICPERF_CACHE", str(tmp_path))  # no stats computed for the home cache
     assert main(["zoo", "list", "--json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
     assert {"bert-base", "albert-base", "onnx-light-resnet50"} <= set(rows)
@@ -63,3 +66,55 @@ def test_zoo_build_of_an_unknown_name_is_a_one_line_error(capsys):
     assert main(["zoo", "build", "no-such-model"]) == 2
     err = capsys.readouterr().err
     assert "no zoo model 'no-such-model'" in err and len(err.strip().splitlines()) == 1
+
+
+def _tiny_zoo(monkeypatch, tmp_path) -> ZooModel:
+    """A zoo of one tiny BERT (3,581 params, 29,248 FLOPs at batch 1), cached under tmp_path."""
+    monkeypatch.setenv("ASICPERF_CACHE", str(tmp_path))
+
+    def builder():
+        return ZOO["bert-base"].builder(layers=1, hidden=16, heads=2, vocab=10, seq=4)
+
+    entry = ZooModel("tiny", "regular", "t", "d", "m", builder=builder)
+    for module in (zoo_commands, zoo.resolve):
+        monkeypatch.setattr(module, "ZOO", {"tiny": entry})
+    return entry
+
+
+def test_zoo_list_shows_stats_of_a_model_built_by_bench(capsys, tmp_path, monkeypatch):
+    _tiny_zoo(monkeypatch, tmp_path)
+    zoo.resolve.resolve_model("tiny")  # how bench, run and passes build a zoo model
+
+    assert main(["zoo", "list", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["built"], row["params"], row["flops"]) == (True, 3581, 29248)
+
+
+def test_zoo_list_prints_small_param_counts_readably(capsys, tmp_path, monkeypatch):
+    _tiny_zoo(monkeypatch, tmp_path)
+    assert main(["zoo", "build", "tiny"]) == 0
+    assert "(3.58 K params, 29.2 KFLOP at batch 1)" in capsys.readouterr().out
+
+    assert main(["zoo", "list"]) == 0
+    (line,) = [line for line in capsys.readouterr().out.splitlines() if "tiny" in line]
+    cells = [cell.strip() for cell in line.split("\u2502")]
+    assert cells[4:6] == ["3.58 K", "29.2 K"]
+
+
+def test_missing_zoo_package_error_prints_the_runnable_pip_command():
+    entry = ZooModel(
+        "x",
+        "regular",
+        "t",
+        "d",
+        "m",
+        requires=(
+            Requirement("no_such_module_a", "no-such-package-a"),
+            Requirement("numpy", "numpy"),
+            Requirement("no_such_module_b", "no-such-package-b", no_deps=True),
+        ),
+    )
+    assert entry.unavailable() == (
+        "needs no_such_module_a, no_such_module_b "
+        "(pip install no-such-package-a && pip install --no-deps no-such-package-b)"
+    )

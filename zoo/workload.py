@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from ir.bindings import MAX_DIM
 from ir.errors import AsicperfError
 from passes.pipeline import parse_pipeline
 from zoo.catalog import ZOO
@@ -88,6 +90,8 @@ def _pipeline(raw: object) -> str:
 def _number(raw: object) -> float:
     if isinstance(raw, bool) or not isinstance(raw, int | float):
         raise _Bad(f"must be a number, got {raw!r}")
+    if not math.isfinite(raw):
+        raise _Bad(f"must be finite, got {raw!r}")
     return float(raw)
 
 
@@ -107,9 +111,12 @@ def _batch_sizes(raw: object) -> tuple[int, ...]:
     if not isinstance(raw, list) or not raw:
         raise _Bad(f"must be a non-empty list of positive integers, got {raw!r}")
     try:
-        return tuple(_positive_int(size) for size in raw)
+        sizes = tuple(_positive_int(size) for size in raw)
     except _Bad:
         raise _Bad(f"must be a non-empty list of positive integers, got {raw!r}") from None
+    if max(sizes) > MAX_DIM:
+        raise _Bad(f"must be at most {MAX_DIM} (the largest dim), got {max(sizes)}")
+    return sizes
 
 
 def _string_table(raw: object) -> dict[str, str]:
@@ -159,6 +166,15 @@ _CHECKS: dict[str, Callable[[object], Any]] = {
     "dataset_fraction": _fraction,
 }
 assert set(_CHECKS) == {f.name for f in dataclasses.fields(Workload)}, "a field has no check"
+
+
+def check_field(key: str, raw: object, where: str) -> Any:
+    """`raw` checked as workload field `key`, for values from elsewhere than a workload file
+    (command-line overrides): a bad one is a WorkloadError naming `where` (the option)."""
+    try:
+        return _CHECKS[key](raw)
+    except _Bad as error:
+        raise WorkloadError(f"{where}: {error}") from None
 
 
 def _parse(path: Path, data: Mapping[str, object]) -> Workload:

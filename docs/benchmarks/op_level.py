@@ -11,6 +11,7 @@ and layer_norm at least as fast as numpy's.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -57,6 +58,7 @@ def _noisy(case: dict[str, Any]) -> str:
 
 
 def _ceilings(doc: dict[str, Any]) -> list[str]:
+    """The upper bounds the percentages are taken against, then what libraries achieve."""
     roof = doc["rooflines"]["host"]
     lines = [f"Device: {roof['device']}.", ""]
     for dtype, ceiling in roof["compute_gflops"].items():
@@ -64,6 +66,12 @@ def _ceilings(doc: dict[str, Any]) -> list[str]:
         lines.append(f"- {dtype} ceiling: {ceiling['value']:.0f} {unit} ({ceiling['source']})")
     bandwidth = roof["bandwidth_gbs"]
     lines.append(f"- memory ceiling: {bandwidth['value']:.1f} GB/s ({bandwidth['source']})")
+    achievable = roof.get("achievable") or {}
+    for dtype, rate in (achievable.get("compute_gflops") or {}).items():
+        lines.append(f"- {dtype} achievable: {rate['value']:.0f} GFLOP/s ({rate['source']})")
+    if achievable.get("bandwidth_gbs"):
+        rate = achievable["bandwidth_gbs"]
+        lines.append(f"- memory achievable: {rate['value']:.1f} GB/s ({rate['source']})")
     return lines
 
 
@@ -71,7 +79,7 @@ def _gemm_table(doc: dict[str, Any]) -> tuple[list[str], float | None]:
     cases = _cases(doc, "gemm", "fp32", GEMM)
     numpy = cases.get("numpy")
     lines = [
-        "| provider | median ms | GFLOP/s | % of measured FP32 peak | vs numpy |",
+        "| provider | median ms | GFLOP/s | % of the FP32 ceiling | vs numpy |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
     for provider, case in cases.items():
@@ -135,7 +143,9 @@ def _verdict(name: str, met: bool | None, detail: str) -> str:
     return f"- {name}: **{mark}** ({detail})"
 
 
-def page(doc: dict[str, Any]) -> str:
+def page(doc: dict[str, Any], load: tuple[float, float] | None = None) -> str:
+    """The page; `load` is the 1-minute load average before and after the run, since other
+    work on a shared machine lowers every figure."""
     gemm, numba_ratio = _gemm_table(doc)
     rows, speedups = _row_table(doc)
     expectations = [
@@ -166,6 +176,16 @@ def page(doc: dict[str, Any]) -> str:
         f"least {doc['policy']['min_samples']} samples and {doc['policy']['min_time_s']} s, "
         f"noise target {doc['policy']['target_noise']:.0%} (IQR/median), at most "
         f"{doc['policy']['max_time_s']} s per case ([methodology](../methodology.md)).",
+        *(
+            [
+                "",
+                f"1-minute load average {load[0]:.2f} before the run and {load[1]:.2f} after, "
+                f"on {doc['environment']['threads']['cpu_count']} CPUs: above zero, other "
+                "processes shared the cores and the figures are lower than an idle machine's.",
+            ]
+            if load
+            else []
+        ),
         "",
         "## Ceilings",
         "",
@@ -182,7 +202,7 @@ def page(doc: dict[str, Any]) -> str:
         f"## Row ops on {ROW_SHAPE} fp32 (64 MiB)",
         "",
         "Memory-bound, with the caches flushed before every sample: GB/s counts each tensor read",
-        "once and written once, and the percentage is of the measured triad bandwidth.",
+        "once and written once, and the percentage is of the memory ceiling.",
         "",
         *rows,
         "",
@@ -200,11 +220,13 @@ def page(doc: dict[str, Any]) -> str:
 
 
 def main() -> int:
+    before = os.getloadavg()[0]
     completed = subprocess.run(COMMAND, check=False)
+    after = os.getloadavg()[0]
     if completed.returncode != 0:
         print(f"op_level: {shlex.join(COMMAND)} exited {completed.returncode}", file=sys.stderr)
     doc = read_result(RESULTS)
-    write_text_atomically(OUT, page(doc))
+    write_text_atomically(OUT, page(doc, (before, after)))
     print(f"wrote {OUT}")
     return completed.returncode
 

@@ -22,6 +22,8 @@ from numba.core.base import BaseContext
 from numba.core.typing import Signature
 from numba.extending import intrinsic
 
+from microbench.providers.numba_jit import parallel_jit
+
 # One AVX-512 register of fp32; numba array strides are in bytes.
 _LANES, _F32_BYTES = 16, 4
 # Micro-tile: _MR x _NR accumulators (16 zmm of 32) leave registers for two B vectors and the
@@ -39,8 +41,6 @@ _NC_PANELS = 16
 # Spare floats per C row: with N a power of two, C rows sit a multiple of 4 KiB apart and crowd
 # the same cache sets; the pad bought 2-3% at 2048^3.
 _C_ROW_PAD = _LANES
-
-_pjit = numba.njit(fastmath=True, cache=True, nogil=True, parallel=True)
 
 
 @intrinsic
@@ -104,7 +104,7 @@ def _tile(
     return types.void(a_panel, b_panel, c_tile, add), codegen
 
 
-@_pjit
+@parallel_jit
 def _pack_panels(src: np.ndarray, panels: np.ndarray) -> None:
     """src (k, x) -> panels (p, k, w): column block p of src, zero-padded past x. A is packed
     through its transpose, so one routine serves both operands."""
@@ -120,7 +120,7 @@ def _pack_panels(src: np.ndarray, panels: np.ndarray) -> None:
             row[valid:] = np.float32(0)
 
 
-@_pjit
+@parallel_jit
 def _gemm_packed(a_panels: np.ndarray, b_panels: np.ndarray, c: np.ndarray) -> None:
     """c = A @ B from packed panels, c padded to whole tiles. Parallel over (row block, column
     block) tasks, which own disjoint C regions."""

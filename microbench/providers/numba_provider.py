@@ -15,6 +15,7 @@ import numpy as np
 from microbench.ops import BenchCase
 from microbench.providers.base import Kernel, Provider
 from microbench.providers.numba_gemm import PackedGemm
+from microbench.providers.numba_jit import jit, parallel_jit
 
 _F = np.float32
 _ROWS_PER_TASK = 8
@@ -31,11 +32,8 @@ _A4, _A5 = _F(-1.453152027), _F(1.061405429)
 _INV_SQRT2, _HALF, _ONE, _ZERO = _F(0.7071067811865476), _F(0.5), _F(1.0), _F(0.0)
 _EPS = _F(1e-5)
 
-_jit = numba.njit(fastmath=True, cache=True, nogil=True)
-_pjit = numba.njit(fastmath=True, cache=True, nogil=True, parallel=True)
 
-
-@_jit
+@jit
 def _exp_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray) -> None:
     """out = exp(x): polynomial pass, then a 2**k scale built as bits. `x` must not be `out`:
     LLVM's runtime alias check would then pick the scalar loop."""
@@ -53,7 +51,7 @@ def _exp_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray) -> None:
         out[j] *= scale[j]
 
 
-@_jit
+@jit
 def _row_max(x: np.ndarray, lanes: np.ndarray) -> np.float32:
     """max(x) over len(lanes) independent running maxima: a single running max is one serial
     dependency chain that LLVM will not vectorize (about 3x slower)."""
@@ -70,7 +68,7 @@ def _row_max(x: np.ndarray, lanes: np.ndarray) -> np.float32:
     return m
 
 
-@_jit
+@jit
 def _softmax_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray) -> None:
     m = _row_max(x, e[:_MAX_LANES])
     for j in range(x.shape[0]):
@@ -84,7 +82,7 @@ def _softmax_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray
         out[j] *= inv
 
 
-@_jit
+@jit
 def _exp_neg_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray) -> None:
     """out = exp(-x), through the scratch row `e` (`_exp_row` must not write its input)."""
     for j in range(x.shape[0]):
@@ -92,21 +90,21 @@ def _exp_neg_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray
     _exp_row(e, out, bits)
 
 
-@_jit
+@jit
 def _sigmoid_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray) -> None:
     _exp_neg_row(x, out, bits, e)
     for j in range(x.shape[0]):
         out[j] = _ONE / (_ONE + out[j])
 
 
-@_jit
+@jit
 def _silu_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray) -> None:
     _exp_neg_row(x, out, bits, e)
     for j in range(x.shape[0]):
         out[j] = x[j] / (_ONE + out[j])
 
 
-@_jit
+@jit
 def _gelu_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray) -> None:
     for j in range(x.shape[0]):
         out[j] = -_HALF * x[j] * x[j]
@@ -122,7 +120,7 @@ def _gelu_row(x: np.ndarray, out: np.ndarray, bits: np.ndarray, e: np.ndarray) -
 def _row_kernel(row_fn: Callable[..., None]) -> Callable[[np.ndarray, np.ndarray], None]:
     """Parallel over row groups; each task owns its scratch rows, so no per-row allocation."""
 
-    @_pjit
+    @parallel_jit
     def run(x: np.ndarray, out: np.ndarray) -> None:
         rows, cols = x.shape
         for task in numba.prange((rows + _ROWS_PER_TASK - 1) // _ROWS_PER_TASK):
@@ -134,7 +132,7 @@ def _row_kernel(row_fn: Callable[..., None]) -> Callable[[np.ndarray, np.ndarray
     return run
 
 
-@_pjit
+@parallel_jit
 def _layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
     rows, cols = x.shape
     for r in numba.prange(rows):
@@ -152,7 +150,7 @@ def _layer_norm(x: np.ndarray, scale: np.ndarray, bias: np.ndarray, out: np.ndar
             yr[j] = (xr[j] - mean) * inv * scale[j] + bias[j]
 
 
-@_pjit
+@parallel_jit
 def _rms_norm(x: np.ndarray, scale: np.ndarray, out: np.ndarray) -> None:
     rows, cols = x.shape
     for r in numba.prange(rows):

@@ -16,6 +16,7 @@ from ir.graph_view import subgraphs_of
 from ir.node_ids import describe_node
 from passes.audit import ChangeKind
 from passes.base import Pass, PassConfig, PassLog
+from passes.option_range import bounded
 from passes.rewrite import forward_uses, is_nondeterministic, output_handover_blocker
 
 
@@ -24,7 +25,7 @@ class CseConfig(PassConfig):
     """`max_initializer_elements`: equal initializers up to this many elements are merged too
     (0 turns that off); comparing bigger ones would cost more than it finds."""
 
-    max_initializer_elements: int = 4096
+    max_initializer_elements: int = bounded(4096, low=0, note="0: compare no initializers")
 
 
 class Cse(Pass):

@@ -23,6 +23,7 @@ from ir.ops import infer_missing_shapes
 from ir.reference import run_reference
 from ir.shape_inference import infer_value_types
 from passes.base import Pass, PassConfig, PassLog
+from passes.option_range import bounded
 from passes.rewrite import add_initializer, is_nondeterministic
 
 # The first IR version in which an initializer need not also be a graph input.
@@ -38,7 +39,7 @@ class FoldConstantsConfig(PassConfig):
     `overridable_initializers`: keep the initializers that an IR<4 model lists as graph inputs as
     inputs a caller may replace at run time; they are then not constants."""
 
-    max_elements: int = 2**24
+    max_elements: int = bounded(2**24, low=1)
     overridable_initializers: bool = False
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import onnx_ir as ir
 
 from passes.base import Pass, PassConfig, PassLog
+from passes.option_range import bounded
 from passes.rewrite import (
     NoMatch,
     consumer_of,
@@ -40,7 +41,8 @@ _CONTRIB_TARGETS = frozenset({"onnxruntime"})
 @dataclass(frozen=True)
 class RecognizeGeluConfig(PassConfig):
     target: str = "onnxruntime"
-    tolerance: float = 1e-4  # relative, for the constants sqrt(2), 0.5, 1, sqrt(2/pi), 0.044715
+    # relative, for the constants sqrt(2), 0.5, 1, sqrt(2/pi), 0.044715
+    tolerance: float = bounded(1e-4, low=0, high=1, high_open=True)
 
 
 class RecognizeGelu(Pass):

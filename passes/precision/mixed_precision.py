@@ -90,6 +90,7 @@ class MixedPrecisionConfig(LayerScopeConfig):
         return frozenset(self.allow) - frozenset(self.deny)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be bfloat16 or float16, not '{self.dtype}'")
         for option in ("allow", "deny"):

@@ -29,6 +29,7 @@ from ir.reference import reference_session
 from passes.audit import ChangeKind
 from passes.base import Pass, PassLog
 from passes.layer_scope import LayerScopeConfig
+from passes.option_range import bounded
 from passes.precision.calibration import (
     ActivationMode,
     ActivationQuantization,
@@ -59,7 +60,7 @@ class QuantizeInt8Config(LayerScopeConfig):
     node ids (n12) to quantize / to leave in float."""
 
     observer: ObserverName = "minmax"
-    percentile: float = 99.99
+    percentile: float = bounded(99.99, low=0, high=100, low_open=True)
     activations: ActivationMode = "symmetric"
     calibration: str = "8"
     include: tuple[str, ...] = QUANTIZABLE
@@ -69,6 +70,7 @@ class QuantizeInt8Config(LayerScopeConfig):
         return frozenset(self.include)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for option, value, hint in (
             ("observer", self.observer, ObserverName),
             ("activations", self.activations, ActivationMode),
@@ -77,8 +79,6 @@ class QuantizeInt8Config(LayerScopeConfig):
             if value not in allowed:
                 expected = ", ".join(allowed)
                 raise ValueError(f"unknown {option} '{value}' (expected one of {expected})")
-        if not 0 < self.percentile <= 100:
-            raise ValueError(f"percentile={self.percentile} is outside (0, 100]")
         if self.calibration_batches is not None and self.calibration_batches <= 0:
             raise ValueError(f"calibration={self.calibration}: the calibration set is empty")
         for option, names in (("include", self.include), ("exclude", self.exclude)):

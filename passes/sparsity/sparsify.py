@@ -32,6 +32,7 @@ from ir.node_ids import describe_node, node_id
 from passes.audit import ChangeKind
 from passes.base import Pass, PassLog
 from passes.layer_scope import LayerScopeConfig
+from passes.option_range import bounded
 from passes.rewrite import constant_array, non_constant_reason
 
 SPARSITY_KEY = "asicperf.sparsity"
@@ -153,7 +154,7 @@ class SparsifyConfig(LayerScopeConfig):
     budgets limit the pass to, or keep out of it."""
 
     pattern: str = "2:4"
-    ratio: float | None = None
+    ratio: float | None = bounded(None, low=0, high=1, high_open=True)
     scope: Literal["layer", "global"] = "layer"
     exclude: tuple[str, ...] = ()
 
@@ -161,6 +162,7 @@ class SparsifyConfig(LayerScopeConfig):
         return frozenset(PRUNABLE_OPS)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.scope not in ("layer", "global"):
             raise ValueError(f"unknown scope '{self.scope}' (expected layer or global)")
         pattern = parse_pattern(self.pattern)
@@ -173,8 +175,6 @@ class SparsifyConfig(LayerScopeConfig):
                 )
         elif self.ratio is None:
             raise ValueError(f"pattern {pattern} needs ratio=<fraction to prune, 0 <= ratio < 1>")
-        elif not 0 <= self.ratio < 1:
-            raise ValueError(f"ratio={self.ratio} is outside 0 <= ratio < 1")
         for item in self.exclude:
             if item not in PRUNABLE_OPS and not _NODE_ID.fullmatch(item):
                 raise ValueError(

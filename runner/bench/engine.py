@@ -16,12 +16,22 @@ import onnx_ir as ir
 
 from ir.errors import AsicperfError
 from ir.fingerprint import fingerprint
+from ir.memory import check_fits_in_memory
 from ir.model_io import load_model
 from passes.audit import audit_summary
 from passes.instruments import Instrument, NumericCheck, VerifyAfterEachPass
 from passes.manager import run_pipeline
 from passes.pipeline import make_config, parse_pipeline
-from runner.bench.results import BatchResult, RunKey, best_batch, load_completed, write_batch
+from passes.target_binding import bind_pipeline
+from runner.bench.results import (
+    BatchResult,
+    Coverage,
+    RunKey,
+    batch_choice,
+    best_batch,
+    load_completed,
+    write_batch,
+)
 from runner.bench.scenarios import ScenarioSettings, run_scenario, verdict
 from runner.bench.stats import latency_stats
 from runner.report.environment import environment
@@ -59,6 +69,15 @@ class BenchPlan:
         )
 
     @property
+    def accuracy_rules(self) -> dict[str, Any]:
+        w = self.workload
+        return {
+            "metric": w.accuracy_metric,
+            "threshold": w.accuracy_threshold,
+            "dataset_fraction": w.dataset_fraction,
+        }
+
+    @property
     def target_spec(self) -> str:
         options = " ".join(f"{k}={v}" for k, v in sorted(self.workload.target_options.items()))
         return f"{self.workload.target}{{{options}}}" if options else self.workload.target
@@ -78,27 +97,39 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, observer: Observer) -> di
     settings = plan.settings  # checks the scenario's fields (server rate, bound) before any work
     target = get_target(workload.target)
     make_config(type(target), workload.target_options, kind="target")  # fail before any work
+    pipeline = bind_pipeline(workload.pipeline, target.name)
     unbound = load_model(plan.model_path)
     sizes = workload.batch_sizes
     if sizes != (1,) and not _has_batch_dim(unbound):
         raise AsicperfError(
             f"{workload.model}: no input has a '{BATCH_DIM}' dimension, so only batch 1 applies"
         )
+    _check_memory(plan, max(sizes))
     key = RunKey(
-        fingerprint(unbound), plan.target_spec, workload.pipeline or None, workload.scenario
+        fingerprint(unbound),
+        plan.target_spec,
+        pipeline or None,
+        workload.scenario,
+        settings.to_json(),
+        plan.accuracy_rules,
     )
     done = load_completed(folder, key, sizes) if resume else {}
     for size in sizes:
         if size not in done:
             # accuracy on the first batch size only: a data set pass per size costs too much
-            done[size] = _measure(plan, size, with_accuracy=size == sizes[0], observer=observer)
+            first = size == sizes[0]
+            done[size] = _measure(plan, pipeline, size, with_accuracy=first, observer=observer)
             write_batch(folder, key, done[size])
         observer.finished(done[size])
     batches = [done[size] for size in sizes]
     info = target.info()
     body = {
         "model": workload.model,
-        **key.to_json(),
+        "ir_fingerprint": key.ir_fingerprint,
+        "target": key.target,
+        "pipeline": workload.pipeline or None,
+        "resolved_pipeline": key.pipeline,
+        "scenario": workload.scenario,
         "target_info": {
             "name": info.name,
             "version": info.version,
@@ -112,6 +143,8 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, observer: Observer) -> di
         "compile_s": sum(b.compile_s for b in batches),
         "batches": [b.to_json() for b in batches],
         "best_batch": best_batch(batches, workload.latency_bound_ms),
+        "latency_bound_ms": workload.latency_bound_ms,
+        "batch_choice": batch_choice(batches, workload.latency_bound_ms),
         "accuracy": batches[0].accuracy,
         "drift": {"batch_size": batches[0].batch_size, **batches[0].drift},
     }
@@ -119,6 +152,12 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, observer: Observer) -> di
     document = stamp("model", created, environment(list(plan.command), plan.seed), body)
     write_result(folder / RESULT_FILE, document)
     return document
+
+
+def _check_memory(plan: BenchPlan, batch_size: int) -> None:
+    """Refuse, before anything is measured, a batch size whose tensors cannot fit in memory."""
+    model = load_model(plan.model_path, bindings={BATCH_DIM: batch_size})
+    check_fits_in_memory(model, f"{plan.workload.model} at batch {batch_size}")
 
 
 def _has_batch_dim(model: ir.Model) -> bool:
@@ -131,7 +170,7 @@ def _has_batch_dim(model: ir.Model) -> bool:
 
 
 def _measure(
-    plan: BenchPlan, batch_size: int, *, with_accuracy: bool, observer: Observer
+    plan: BenchPlan, pipeline_spec: str, batch_size: int, *, with_accuracy: bool, observer: Observer
 ) -> BatchResult:
     workload = plan.workload
     observer.compiling(batch_size)
@@ -139,11 +178,11 @@ def _measure(
     feeds = seeded_inputs(model, plan.settings.seed, {BATCH_DIM: batch_size}, int_high=2)
     expected = _fp32_reference(model, batch_size, feeds)  # before the pipeline changes it
     audit = None
-    if workload.pipeline:
+    if pipeline_spec:
         instruments: list[Instrument] = [VerifyAfterEachPass()]
         if with_accuracy:  # per-pass drift on the first batch size, like the accuracy
             instruments.append(NumericCheck(plan.settings.seed, {BATCH_DIM: batch_size}))
-        pipeline = run_pipeline(model, parse_pipeline(workload.pipeline), instruments)
+        pipeline = run_pipeline(model, parse_pipeline(pipeline_spec), instruments)
         audit = audit_summary(pipeline.records) if with_accuracy else None
     target = get_target(workload.target)
     config = make_config(type(target), workload.target_options, kind="target")
@@ -177,6 +216,7 @@ def _measure(
         accuracy=accuracy.to_json() if accuracy else None,
         latencies_ms=tuple(timing.latencies_ms),
         audit=audit,
+        coverage=Coverage.of_plan(executable.plan),
     )
 
 

@@ -11,17 +11,22 @@ from typing import Any
 
 from ir.errors import AsicperfError
 from ir.files import write_text_atomically
+from runner.bench.scenarios import distinct
 from runner.bench.stats import LatencyStats
+from targets.partition import PartitionPlan
 
 
 @dataclass(frozen=True)
 class RunKey:
-    """What batch results must share to be combined in one result (and resumed)."""
+    """What batch results must share to be combined in one result (and resumed): everything
+    that changes a batch's figures or its verdict."""
 
     ir_fingerprint: str
     target: str
     pipeline: str | None
     scenario: str
+    settings: Mapping[str, Any]  # the scenario's rules, run length and seed
+    accuracy: Mapping[str, Any]  # the metric, its threshold and the data set fraction
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -29,6 +34,56 @@ class RunKey:
             "target": self.target,
             "pipeline": self.pipeline,
             "scenario": self.scenario,
+            "settings": dict(self.settings),
+            "accuracy": dict(self.accuracy),
+        }
+
+    def difference(self, stored: Mapping[str, Any]) -> str | None:
+        """The first field where `stored` (another run's key) differs, as
+        "name stored-value, this run value"; None when they match."""
+        for name, value in _flat(self.to_json()).items():
+            found = _flat(stored).get(name)
+            if found != value:
+                return f"{name} {found!r}, this run {value!r}"
+        return None
+
+
+def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"settings": {"seed": 0}} -> {"settings.seed": 0}, so a difference names the setting."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the compiled model ran on the target: the rest ran on the reference
+    fallback path, and a figure that hides that measures the fallback."""
+
+    nodes: int
+    fallback_nodes: int
+    node_coverage: float
+    flop_coverage: float | None  # None when no node has a known FLOP count
+
+    @classmethod
+    def of_plan(cls, plan: PartitionPlan) -> Coverage:
+        return cls(
+            nodes=sum(len(segment.nodes) for segment in plan.segments),
+            fallback_nodes=len(plan.unsupported),
+            node_coverage=plan.node_coverage,
+            flop_coverage=plan.flop_coverage,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodes": self.nodes,
+            "fallback_nodes": self.fallback_nodes,
+            "node_coverage": self.node_coverage,
+            "flop_coverage": self.flop_coverage,
         }
 
 
@@ -48,6 +103,7 @@ class BatchResult:
     accuracy: Mapping[str, Any] | None  # measured on the run's first batch size only
     latencies_ms: tuple[float, ...] = ()  # every query, in issue order
     audit: Mapping[str, Any] | None = None  # the pipeline's audit, on the first batch size only
+    coverage: Coverage | None = None  # None only in batch files written before it was recorded
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +119,7 @@ class BatchResult:
             "accuracy": None if self.accuracy is None else dict(self.accuracy),
             "latencies_ms": [round(latency, 6) for latency in self.latencies_ms],
             "audit": None if self.audit is None else dict(self.audit),
+            "coverage": None if self.coverage is None else self.coverage.to_json(),
         }
 
     @classmethod
@@ -70,17 +127,39 @@ class BatchResult:
         fields = dict(data)
         fields["latency_ms"] = LatencyStats.from_json(data["latency_ms"])
         fields["latencies_ms"] = tuple(data.get("latencies_ms", ()))
+        coverage = data.get("coverage")
+        fields["coverage"] = None if coverage is None else Coverage(**coverage)
         return cls(**fields)
+
+
+def _within_bound(batch: BatchResult, latency_bound_ms: float | None) -> bool:
+    return latency_bound_ms is None or batch.latency_ms.p99 <= latency_bound_ms
 
 
 def best_batch(batches: Sequence[BatchResult], latency_bound_ms: float | None) -> int | None:
     """The VALID batch size with the highest QPS whose p99 meets the bound (if there is one)."""
-    fitting = [
-        b
-        for b in batches
-        if b.valid and (latency_bound_ms is None or b.latency_ms.p99 <= latency_bound_ms)
-    ]
+    fitting = [b for b in batches if b.valid and _within_bound(b, latency_bound_ms)]
     return max(fitting, key=lambda b: b.qps).batch_size if fitting else None
+
+
+def batch_choice(batches: Sequence[BatchResult], latency_bound_ms: float | None) -> list[dict]:
+    """Per batch size, why it is or is not the best batch: INVALID, over the latency bound, or
+    fewer samples/s than the best; so "none meets the rules" always comes with its reasons."""
+    best = best_batch(batches, latency_bound_ms)
+    bound = "no latency bound" if latency_bound_ms is None else f"p99 ≤ {latency_bound_ms:g} ms"
+    choice = []
+    for batch in batches:
+        if batch.batch_size == best:
+            reason = f"best: the most samples/s with {bound}"
+        elif not batch.valid:
+            reason = f"INVALID: {batch.why}"
+        elif latency_bound_ms is not None and batch.latency_ms.p99 > latency_bound_ms:
+            p99 = distinct(batch.latency_ms.p99, latency_bound_ms)
+            reason = f"p99 {p99} ms > bound {latency_bound_ms:g} ms"
+        else:
+            reason = f"fewer samples/s than batch {best}"
+        choice.append({"batch_size": batch.batch_size, "reason": reason})
+    return choice
 
 
 def batch_path(folder: Path, batch_size: int) -> Path:
@@ -106,12 +185,12 @@ def load_completed(folder: Path, key: RunKey, batch_sizes: Sequence[int]) -> dic
             result = BatchResult.from_json(document["batch"])
         except (ValueError, KeyError, TypeError) as error:
             raise AsicperfError(f"--resume: {path}: not a bench batch file ({error})") from None
-        for name, value in key.to_json().items():
-            if stored.get(name) != value:
-                raise AsicperfError(
-                    f"--resume: {path} is from another run ({name} {stored.get(name)!r}, "
-                    f"this run {value!r}); use another --out or drop --resume"
-                )
+        difference = key.difference(stored)
+        if difference is not None:
+            raise AsicperfError(
+                f"--resume: {path} is from another run ({difference}); "
+                "use another --out or drop --resume"
+            )
         done[size] = result
     return done
 

@@ -67,23 +67,19 @@ def run_scenario(
     return _back_to_back(settings, issue, tick)
 
 
-def _done(
-    settings: ScenarioSettings, covered: float, queries: int, elapsed: float, tick: Tick
-) -> bool:
-    """`covered`: the seconds of the schedule issued so far; `elapsed`: the wall time."""
-    by_time = covered / settings.min_duration_s if settings.min_duration_s else 1.0
+def _done(settings: ScenarioSettings, queries: int, elapsed: float, tick: Tick) -> bool:
+    """Checked after a query completes, so the run's measured time covers the minimum: a rule
+    on the schedule instead would stop before the last arrival and fall just short of it."""
+    by_time = elapsed / settings.min_duration_s if settings.min_duration_s else 1.0
     tick(min(by_time, queries / settings.min_queries))
-    enough = covered >= settings.min_duration_s and queries >= settings.min_queries
+    enough = elapsed >= settings.min_duration_s and queries >= settings.min_queries
     return enough or elapsed >= settings.max_duration_s
 
 
 def _back_to_back(settings: ScenarioSettings, issue: Callable[[], object], tick: Tick) -> Timing:
     latencies: list[float] = []
     start = time.perf_counter()
-    while True:
-        elapsed = time.perf_counter() - start
-        if _done(settings, elapsed, len(latencies), elapsed, tick):
-            break
+    while not _done(settings, len(latencies), time.perf_counter() - start, tick):
         sent = time.perf_counter()
         issue()
         latencies.append((time.perf_counter() - sent) * 1e3)
@@ -99,11 +95,8 @@ def _poisson_arrivals(
     latencies: list[float] = []
     start = time.perf_counter()
     arrival = start
-    while True:
+    while not _done(settings, len(latencies), time.perf_counter() - start, tick):
         arrival += rng.exponential(1.0 / queries_per_s)
-        elapsed = time.perf_counter() - start
-        if _done(settings, arrival - start, len(latencies), elapsed, tick):
-            break
         wait = arrival - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
@@ -116,7 +109,7 @@ def verdict(settings: ScenarioSettings, timing: Timing, latency: LatencyStats) -
     """VALID or not, and why: each LoadGen rule that failed, or the rules that were met."""
     failed = []
     met = []
-    duration = f"duration {timing.duration_s:.3g} s"
+    duration = f"duration {distinct(timing.duration_s, settings.min_duration_s)} s"
     if timing.duration_s < settings.min_duration_s:
         failed.append(f"min duration: {duration} < {settings.min_duration_s:g} s")
     else:
@@ -127,9 +120,19 @@ def verdict(settings: ScenarioSettings, timing: Timing, latency: LatencyStats) -
     else:
         met.append(f"{queries} queries ≥ {settings.min_queries}")
     if settings.scenario == "server":
-        p99 = f"p99 {latency.p99:.3g} ms"
+        p99 = f"p99 {distinct(latency.p99, settings.latency_bound_ms)} ms"
         if latency.p99 > settings.latency_bound_ms:
             failed.append(f"latency bound: {p99} > {settings.latency_bound_ms:g} ms")
         else:
             met.append(f"{p99} ≤ {settings.latency_bound_ms:g} ms")
     return not failed, "; ".join(failed or met)
+
+
+def distinct(value: float, bound: float) -> str:
+    """`value` with 3 significant digits, or as many more as it takes not to read as `bound`
+    (a duration of 1.9996 s against a 2 s minimum is "1.9996", not "2")."""
+    for digits in range(3, 18):
+        text = f"{value:.{digits}g}"
+        if value == bound or float(text) != bound:
+            return text
+    return repr(value)

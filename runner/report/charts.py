@@ -226,17 +226,24 @@ def hbar_chart(rows: Sequence[tuple[str, float, str]], fill: str, x_label: str, 
 
 @dataclass(frozen=True)
 class Roof:
-    """A compute ceiling; dtypes with the same peak share one line."""
+    """A compute ceiling; dtypes with the same peak share one line. An `achievable` roof is a
+    measured library rate, drawn dashed below the ceilings."""
 
     dtypes: str
     gflops: float
+    achievable: bool = False
 
 
 def roofline_chart(
-    roofs: Sequence[Roof], bandwidth_gbs: float | None, points: Sequence[RoofPoint], label: str
+    roofs: Sequence[Roof],
+    bandwidth_gbs: float | None,
+    points: Sequence[RoofPoint],
+    label: str,
+    achievable_gbs: float | None = None,
 ) -> str:
     """Log-log: the bandwidth slope meets each compute ceiling at its ridge point; what lies
-    under the lower of the two is attainable."""
+    under the lower of the two is attainable. Achievable roofs and `achievable_gbs` (measured
+    rates) are dashed."""
     frame = Frame(height=400, right=120)
     ridges = [r.gflops / bandwidth_gbs for r in roofs] if bandwidth_gbs else []
     intensities = [p.intensity for p in points] + ridges
@@ -251,11 +258,26 @@ def roofline_chart(
     if bandwidth_gbs:
         placed = [(x(p.intensity), y(p.gflops)) for p in points]
         marks.append(_bandwidth_roof(x, y, bandwidth_gbs, max(ridges), placed))
+    if achievable_gbs and ridges:  # up to where it meets the highest achievable compute rate
+        start = max(x.lo, y.lo / achievable_gbs)
+        tops = [r.gflops for r in roofs if r.achievable]
+        end = min(max(tops) / achievable_gbs if tops else max(ridges), x.hi)
+        marks.append(
+            line(
+                x(start),
+                y(start * achievable_gbs),
+                x(end),
+                y(end * achievable_gbs),
+                "roof-achievable",
+            )
+        )
     for roof in roofs:
-        start = roof.gflops / bandwidth_gbs if bandwidth_gbs else x.lo
+        slope = (achievable_gbs if roof.achievable else None) or bandwidth_gbs
+        start = roof.gflops / slope if slope else x.lo
         level = y(roof.gflops)
-        marks.append(line(x(max(start, x.lo)), level, frame.x1, level, "roof"))
-        caption = f"{roof.dtypes}: {number(roof.gflops)}"
+        css = "roof-achievable" if roof.achievable else "roof"
+        marks.append(line(x(max(start, x.lo)), level, frame.x1, level, css))
+        caption = f"{roof.dtypes}{' achievable' if roof.achievable else ''}: {number(roof.gflops)}"
         marks.append(text(frame.x1 + 4, level + 4, caption, "roof-label", "start"))
     shapes = [marker(p.shape, x(p.intensity), y(p.gflops), p.color, p.tip) for p in points]
     return chart(frame, label, [*marks, *shapes])

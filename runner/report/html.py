@@ -22,6 +22,7 @@ from runner.report.markup import (
 )
 from runner.report.model_sections import (
     audit_section,
+    batches_section,
     drift_section,
     latency_figures,
     throughput_section,
@@ -77,6 +78,7 @@ svg .iqr { fill-opacity: 0.35; }
 svg .tick-mark { stroke-width: 2; }
 svg .median { stroke: #1f2933; stroke-width: 2; }
 svg .roof { stroke: #7b8794; stroke-width: 2; }
+svg .roof-achievable { stroke: #7b8794; stroke-width: 1.5; stroke-dasharray: 6 4; }
 svg .roof-label { fill: #52606d; font-size: 11px; }
 .legend { list-style: none; padding: 0; margin: 6px 0 0; display: flex; flex-wrap: wrap;
   gap: 4px 16px; font-size: 12.5px; }
@@ -85,6 +87,7 @@ svg .roof-label { fill: #52606d; font-size: 11px; }
 """
 SECTIONS = (
     ("summary", "Summary"),
+    ("batches", "Batches"),
     ("throughput", "Throughput"),
     ("latency", "Latency"),
     ("drift", "Drift"),
@@ -104,6 +107,7 @@ def render_html(
     latency = latency_figures(models) + op_latency_figures(ops)
     body = [
         section("summary", "Summary", "One row per result file.", _summary(documents)),
+        batches_section(models) or _empty("batches", "model"),
         throughput_section(models) or _empty("throughput", "model"),
         section(
             "latency",

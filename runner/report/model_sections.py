@@ -9,6 +9,8 @@ from itertools import groupby
 
 from runner.report.charts import BarGroup, Point, Series, bar_chart, box_chart, line_chart
 from runner.report.markup import (
+    Markup,
+    badge,
     color,
     esc,
     figure,
@@ -22,7 +24,10 @@ from runner.report.markup import (
 from runner.report.readings import (
     Document,
     batch_distribution,
+    best_batch_rule,
+    fallback_warning,
     label,
+    share_text,
     worst_cosine,
     worst_max_abs,
 )
@@ -67,6 +72,63 @@ def _throughput_series(index: int, document: Document) -> Series:
         for batch in sorted(document["batches"], key=lambda b: b["batch_size"])
     )
     return Series(name, color(index), points)
+
+
+BATCH_HEADERS = (
+    "batch",
+    "samples/s",
+    "p99 ms",
+    "nodes on target",
+    "FLOPs on target",
+    "verdict",
+    "best batch?",
+)
+
+
+def batches_section(models: Indexed) -> str:
+    """A table per model result: each batch size's figures, how much of the model ran on the
+    target, its verdict with the rules, and why it is or is not the best batch; a result
+    that ran work on the reference fallback path says so above its table."""
+    blocks = []
+    for _, document in models:
+        if not document["batches"]:
+            continue
+        choice = {c["batch_size"]: c["reason"] for c in document.get("batch_choice") or []}
+        rows = [_batch_row(batch, choice) for batch in document["batches"]]
+        warning = fallback_warning(document)
+        flag = "" if warning is None else f"<p>{badge(warning, False).html}</p>"
+        blocks.append(
+            f"<h3>{esc(label(document))}</h3>{note(_choice_rule(document))}{flag}"
+            f"{table(BATCH_HEADERS, rows, (0, 1, 2, 3, 4))}"
+        )
+    if not blocks:
+        return ""
+    intro = (
+        "Per batch size: throughput, p99 latency, the share of nodes and FLOPs that ran on the "
+        "target (the rest ran on the reference fallback path), the verdict, and why each batch "
+        "size is or is not the best one."
+    )
+    return section("batches", "Batch sizes, coverage and verdicts", intro, "".join(blocks))
+
+
+def _choice_rule(document: Document) -> str:
+    best = document["best_batch"]
+    chosen = "none meets the rules" if best is None else f"batch {best}"
+    return f"Best batch ({best_batch_rule(document)}): {chosen}."
+
+
+def _batch_row(batch: Document, choice: dict[int, str]) -> list[object]:
+    coverage = batch.get("coverage") or {}
+    verdict = badge("VALID" if batch["valid"] else "INVALID", batch["valid"]).html
+    return [
+        batch["batch_size"],
+        number(batch["qps"]),
+        number(batch["latency_ms"]["p99"]),
+        share_text(coverage.get("node_coverage")),
+        share_text(coverage.get("flop_coverage")),
+        Markup(f"{verdict} {esc(batch['why'])}"),
+        choice.get(batch["batch_size"]),
+    ]
 
 
 def latency_figures(models: Indexed) -> list[str]:

@@ -65,25 +65,39 @@ def _roofline_figure(
     shapes: Mapping[str, str],
 ) -> str:
     roofline = _roofline_for(document, device) or {}
-    by_value: dict[float, list[str]] = {}
-    for dtype, ceiling in (roofline.get("compute_gflops") or {}).items():
-        if (ceiling.get("value") or 0) > 0:
-            by_value.setdefault(ceiling["value"], []).append(dtype)
-    roofs = [Roof("/".join(sorted(d)), value) for value, d in sorted(by_value.items())]
+    achievable = roofline.get("achievable") or {}
+    roofs = _roofs(roofline.get("compute_gflops") or {}, achievable=False)
+    roofs += _roofs(achievable.get("compute_gflops") or {}, achievable=True)
     bandwidth = (roofline.get("bandwidth_gbs") or {}).get("value")
+    achievable_gbs = (achievable.get("bandwidth_gbs") or {}).get("value")
     points = [
         RoofPoint(c["intensity"], c["gflops"], colours[c["provider"]], shapes[c["op"]], _tip(c))
         for c in cases
     ]
     title = f"{document['suite']} on {device}"
-    chart = roofline_chart(roofs, bandwidth, points, title)
+    chart = roofline_chart(roofs, bandwidth, points, title, achievable_gbs)
     used = sorted({c["provider"] for c in cases})
     ops = sorted({c["op"] for c in cases})
     markers = ", ".join(f"{SYMBOLS[shapes[op]]} {op}" for op in ops)
     caption = legend((p, colours[p]) for p in used) + note(f"Markers: {markers}.")
     if not roofline:
         caption += note("The result records no roofline for this device.")
+    if any(roof.achievable for roof in roofs) or achievable_gbs:
+        caption += note(
+            "Solid: ceilings (upper bounds). Dashed: achievable, what a library measurably "
+            "reaches on this device (numpy GEMM, STREAM triad); % of peak is against the "
+            "ceilings."
+        )
     return figure(title, chart, caption)
+
+
+def _roofs(ceilings: Mapping[str, Any], *, achievable: bool) -> list[Roof]:
+    """One roof per distinct value, naming every dtype that shares it."""
+    by_value: dict[float, list[str]] = {}
+    for dtype, ceiling in ceilings.items():
+        if ceiling and (ceiling.get("value") or 0) > 0:
+            by_value.setdefault(ceiling["value"], []).append(dtype)
+    return [Roof("/".join(sorted(d)), value, achievable) for value, d in sorted(by_value.items())]
 
 
 def _tip(case: Mapping[str, Any]) -> str:

@@ -90,3 +90,43 @@ def batch_distribution(batch: Mapping[str, Any]) -> Distribution:
         count=batch["queries"],
         raw=False,
     )
+
+
+def share_text(share: float | None) -> str:
+    """A coverage share as a percentage, never rounded up to a full 100%: "0.45%", "99.5%",
+    ">99.9%", "100%"; "-" where it is unknown (no node with a known FLOP count, or a result
+    written before coverage was recorded)."""
+    if share is None:
+        return "-"
+    text = f"{100 * share:.3g}%"
+    return ">99.9%" if share < 1 and text == "100%" else text
+
+
+def fallback_warning(document: Document) -> str | None:
+    """What ran on the reference fallback path instead of the target, per batch size; None when
+    everything ran on the target (or the result did not record coverage)."""
+    parts = []
+    for batch in document["batches"]:
+        coverage = batch.get("coverage")
+        if not coverage or not coverage["fallback_nodes"]:
+            continue
+        flop_share = coverage["flop_coverage"]
+        flops = "" if flop_share is None else f", {share_text(1 - flop_share)} of FLOPs"
+        parts.append(
+            f"batch {batch['batch_size']}: {coverage['fallback_nodes']} of "
+            f"{coverage['nodes']} nodes{flops}"
+        )
+    if not parts:
+        return None
+    target = document["target_info"]["name"]
+    return (
+        f"WARNING: work ran on the reference fallback path, not on {target}, so these figures "
+        f"measure it in part: {'; '.join(parts)}"
+    )
+
+
+def best_batch_rule(document: Document) -> str:
+    """The rule the best batch size was chosen by, with the result's latency bound."""
+    bound = document.get("latency_bound_ms")
+    within = "no latency bound" if bound is None else f"p99 ≤ {bound:g} ms"
+    return f"VALID, {within}, the most samples/s"

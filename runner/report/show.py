@@ -5,14 +5,20 @@ result looks the same when it is measured and when it is read back."""
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from runner.report.readings import worst_cosine, worst_max_abs
+from runner.report.readings import (
+    best_batch_rule,
+    fallback_warning,
+    share_text,
+    worst_cosine,
+    worst_max_abs,
+)
 
 _MIGRATION_NOTES = {
     "model": "read from schema version 1: no raw latencies/environment recorded",
@@ -53,51 +59,73 @@ def model_renderables(document: Mapping[str, Any]) -> list[RenderableType]:
 
 
 def batch_summary(document: Mapping[str, Any]) -> list[RenderableType]:
-    """The per-batch table and the best batch size: what `runner bench` prints."""
+    """What `runner bench` prints: the headline table (throughput, latency, coverage, verdict),
+    a details table, each verdict's reasons, a warning when work fell back to the reference
+    path, and the best batch size with why each other one was not chosen. Long text goes on
+    lines of its own, so the tables stay readable at 80 columns."""
     device = document["target_info"]["device"]
     title = f"bench {document['model']} on {document['target']} ({document['scenario']}, {device})"
-    table = _table(
+    headline = _table(
         title,
-        (
-            "batch",
-            "samples/s",
-            "mean ms",
-            "p50 ms",
-            "p90 ms",
-            "p99 ms",
-            "queries",
-            "compile s",
-            "max abs drift",
-            "verdict",
-        ),
+        ("batch", "samples/s", "p50 ms", "p99 ms", "nodes on target", "FLOPs on target", "verdict"),
     )
+    details = _table("details", ("batch", "mean ms", "p90 ms", "queries", "compile s", "max |Δ|"))
+    reasons: list[RenderableType] = []
     for batch in document["batches"]:
+        size = str(batch["batch_size"])
         latency = batch["latency_ms"]
+        coverage = batch.get("coverage") or {}
+        verdict = "VALID" if batch["valid"] else "INVALID"
+        _add_row(
+            headline,
+            size,
+            f"{batch['qps']:.1f}",
+            f"{latency['p50']:.3f}",
+            f"{latency['p99']:.3f}",
+            share_text(coverage.get("node_coverage")),
+            share_text(coverage.get("flop_coverage")),
+            verdict,
+        )
         drift = max((d["max_abs"] for d in batch["drift"]["outputs"]), default=0.0)
         _add_row(
-            table,
-            str(batch["batch_size"]),
-            f"{batch['qps']:.1f}",
+            details,
+            size,
             f"{latency['mean']:.3f}",
-            f"{latency['p50']:.3f}",
             f"{latency['p90']:.3f}",
-            f"{latency['p99']:.3f}",
             str(batch["queries"]),
             number_text(batch.get("compile_s"), ".2f"),
             f"{drift:.3g}",
-            ("VALID: " if batch["valid"] else "INVALID: ") + batch["why"],
         )
+        reasons.append(Text(f"batch {size}: {verdict}: {batch['why']}"))
+    shown: list[RenderableType] = [headline, details, *reasons]
+    warning = fallback_warning(document)
+    if warning is not None:
+        shown.append(Text(warning, style="bold yellow"))
+    return [*shown, *_best_batch_lines(document)]
+
+
+def _best_batch_lines(document: Mapping[str, Any]) -> list[Text]:
+    """The best batch size under the rule that chose it, and why each other one was not."""
     best = document["best_batch"]
-    return [table, Text(f"best batch size: {'none meets the rules' if best is None else best}")]
+    choice = document.get("batch_choice")
+    if choice is None:  # a result written before the choice was recorded
+        return [Text(f"best batch size: {'none meets the rules' if best is None else best}")]
+    verdict = "none meets the rules" if best is None else str(best)
+    lines = [Text(f"best batch size: {verdict} (rule: {best_batch_rule(document)})")]
+    lines += [
+        Text(f"  batch {item['batch_size']}: {item['reason']}")
+        for item in choice
+        if item["batch_size"] != best
+    ]
+    return lines
 
 
 def op_renderables(document: Mapping[str, Any]) -> list[RenderableType]:
     """Cases, the rooflines they are placed under, and the cases that did not run."""
     shown: list[RenderableType] = [_cases_table(document)]
     shown += [_roofline_table(name, roof) for name, roof in document["rooflines"].items()]
-    if document["unsupported"]:
-        count = len(document["unsupported"])
-        shown.append(Text(f"not supported: {count} case(s); reasons in the result"))
+    for group in unsupported_groups(document["unsupported"]):
+        shown.append(Text(f"not supported: {group}"))
     for failure in document["failed"]:
         shown.append(
             Text(
@@ -116,7 +144,7 @@ def _header_fields(document: Mapping[str, Any]) -> list[tuple[str, str]]:
             ("model", f"{document['model']} ({document['ir_fingerprint']})"),
             ("target", _joined(document["target"], info["version"], info["device"])),
             ("hardware", info["hardware"] or "-"),
-            ("pipeline", document["pipeline"] or "none"),
+            ("pipeline", _pipeline_text(document)),
             ("scenario", document["scenario"]),
         ]
     else:
@@ -136,6 +164,14 @@ def _header_fields(document: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("threads", _thread_settings(environment["threads"])),
     ]
     return fields
+
+
+def _pipeline_text(document: Mapping[str, Any]) -> str:
+    """The pipeline as given, and as resolved for the target where that differs."""
+    given, resolved = document["pipeline"], document.get("resolved_pipeline")
+    if not given:
+        return "none"
+    return given if resolved in (None, given) else f"{given} (resolved: {resolved})"
 
 
 def revision_text(git: Mapping[str, Any]) -> str:
@@ -255,19 +291,43 @@ def _cases_table(document: Mapping[str, Any]) -> Table:
     return table
 
 
+def unsupported_groups(entries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Unsupported cases as one line per provider and reason, naming the ops and dtypes."""
+    groups: dict[tuple[str, str], dict[str, None]] = {}
+    for entry in entries:
+        key = (entry["provider"], entry["reason"])
+        groups.setdefault(key, {})[f"{entry['op']} {entry.get('dtype', '?')}"] = None
+    return [
+        f"{provider} lacks {', '.join(cases)} ({reason})"
+        for (provider, reason), cases in groups.items()
+    ]
+
+
 def _roofline_table(hardware: str, roofline: Mapping[str, Any]) -> Table:
     """The ceilings a case's bound and % peak are measured against, with where each came
-    from (measured on this host, or a datasheet)."""
+    from (the host's units and clock, or a datasheet), then what libraries achieve there."""
     table = _table(f"roofline of {hardware} ({roofline['device']})", ("ceiling", "value", "source"))
     for dtype, ceiling in roofline["compute_gflops"].items():
-        _add_row(table, dtype, f"{ceiling['value']:.0f} GFLOP/s", ceiling["source"])
+        _add_row(table, dtype, f"{ceiling['value']:.0f} {_rate(dtype)}", ceiling["source"])
     bandwidth = roofline.get("bandwidth_gbs")
     if bandwidth:
         _add_row(table, "memory", f"{bandwidth['value']:.1f} GB/s", bandwidth["source"])
+    achievable = roofline.get("achievable") or {}
+    for dtype, ceiling in (achievable.get("compute_gflops") or {}).items():
+        value = f"{ceiling['value']:.0f} {_rate(dtype)}"
+        _add_row(table, f"{dtype} achievable", value, ceiling["source"])
+    if achievable.get("bandwidth_gbs"):
+        measured = achievable["bandwidth_gbs"]
+        _add_row(table, "memory achievable", f"{measured['value']:.1f} GB/s", measured["source"])
     if roofline.get("cache_bytes"):
         size = f"{roofline['cache_bytes'] / 2**20:.0f} MiB"
         _add_row(table, "cache", size, "a working set that fits is cache-bound")
     return table
+
+
+def _rate(dtype: str) -> str:
+    """Integer throughput counts operations, floating point FLOPs."""
+    return "GOP/s" if dtype.startswith("int") else "GFLOP/s"
 
 
 def _table(title: str, columns: Sequence[str]) -> Table:

@@ -4,16 +4,66 @@ power and price, each product also as a ratio to the first one named.
 Value columns divide peak compute by what it costs: watts (TDP), dollars per accelerator-hour
 for cloud prices, thousands of dollars for list prices. The two price kinds are never mixed in
 one column, since an hourly rate and a purchase price do not compare.
+
+The host can stand in a comparison too: its peaks are the ISA ceilings at the measured clock
+(targets/hardware/cpu_peaks.py), its bandwidth the measured one, its power and price unknown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ir.errors import AsicperfError
-from targets.hardware.spec import DTYPES, HardwareSpec, unit
+from targets.hardware.host import HostProfile
+from targets.hardware.spec import DTYPES, Price, unit
+
+
+class Product(Protocol):
+    """What a comparison reads of a product: a database entry (HardwareSpec) or the host."""
+
+    @property
+    def slug(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def memory_gb(self) -> float | None: ...
+    @property
+    def memory_bandwidth_gbs(self) -> float | None: ...
+    @property
+    def tdp_w(self) -> float | None: ...
+    @property
+    def price(self) -> Price | None: ...
+    def peak(self, dtype: str, *, sparse: bool = False) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class HostProduct:
+    """The host as a product: ISA ceilings as dense peaks (in TFLOPS/TOPS), no sparse peaks,
+    the fastest measured stream as bandwidth, and no TDP or price."""
+
+    slug: str
+    name: str
+    memory_gb: float | None
+    memory_bandwidth_gbs: float | None
+    peaks_tflops: Mapping[str, float]
+    tdp_w: float | None = None
+    price: Price | None = None
+
+    def peak(self, dtype: str, *, sparse: bool = False) -> float | None:
+        return None if sparse else self.peaks_tflops.get(dtype)
+
+
+def host_product(profile: HostProfile, slug: str = "host") -> HostProduct:
+    cpu = profile.cpu
+    return HostProduct(
+        slug=slug,
+        name=f"host: {cpu.model} ({profile.core.name}, {cpu.cores} cores)",
+        memory_gb=round(cpu.memory_gib * 2**30 / 1e9, 1) if cpu.memory_gib else None,
+        memory_bandwidth_gbs=profile.measurement.fastest_stream[1],
+        peaks_tflops={dtype: peak.gflops / 1e3 for dtype, peak in profile.peaks.items()},
+    )
 
 
 @dataclass(frozen=True)
@@ -24,7 +74,7 @@ class ComparisonRow:
     name: str
     peak: float | None
     peak_ratio: float | None
-    memory_gb: float
+    memory_gb: float | None
     memory_ratio: float | None
     memory_bandwidth_gbs: float | None
     bandwidth_ratio: float | None
@@ -56,9 +106,7 @@ class Comparison:
         }
 
 
-def compare(
-    specs: Sequence[HardwareSpec], dtype: str = "bf16", *, sparse: bool = False
-) -> Comparison:
+def compare(specs: Sequence[Product], dtype: str = "bf16", *, sparse: bool = False) -> Comparison:
     """Compare at least two products on `dtype`'s dense (or `sparse`) peak."""
     if len(specs) < 2:
         raise AsicperfError("compare needs at least two products")
@@ -69,7 +117,7 @@ def compare(
     return Comparison(dtype, sparse, unit(dtype), first.slug, rows)
 
 
-def _row(spec: HardwareSpec, first: HardwareSpec, dtype: str, sparse: bool) -> ComparisonRow:
+def _row(spec: Product, first: Product, dtype: str, sparse: bool) -> ComparisonRow:
     peak = spec.peak(dtype, sparse=sparse)
     price = spec.price
     hourly = price.usd if price and price.kind == "cloud-hourly" else None

@@ -1,11 +1,14 @@
-"""The machine asicperf runs on: what its CPU is, what it measurably does, what it should do.
+"""The machine asicperf runs on: what its CPU is, what it measurably does, what it can do.
 
 An accelerator's speed-up only means something against the box the user already has, so the
-host gets the same treatment as a catalogue entry, plus measurements: FP32 GEMM throughput
-through numpy's BLAS and memory bandwidth from numpy copy/triad on arrays far larger than the
-last-level cache. Measuring takes a few seconds, so results are cached per CPU model and core
-count. The paper peak (cores x clock x FMA width) is only an estimate: flags do not tell how
-many FMA units a core has, nor how far it clocks down under vector load.
+host gets the same treatment as a catalogue entry, plus measurements: the core clock (a chain
+of dependent integer ops, targets/hardware/clock.py), FP32 GEMM throughput through numpy's BLAS
+and memory bandwidth from numpy copy/triad on arrays far larger than the last-level cache.
+The compute ceilings are upper bounds derived from the cores' units and that clock
+(targets/hardware/cpu_peaks.py); the GEMM and triad rates are what a library achieves, shown
+beside them, never as the peak. Measuring takes a few seconds, so results are cached per CPU
+model and core count, in a versioned cache: a cache written by an older version is measured
+again, since it lacks what the ceilings need.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ import numpy as np
 
 from ir.errors import AsicperfError
 from ir.files import CACHE_ENV, cache_root, write_text_atomically
+from targets.hardware.clock import measure_clock
+from targets.hardware.cpu_peaks import CoreModel, IsaPeak, identify_core, isa_peaks
 
 ISA_FLAGS = (
     "avx2",
@@ -39,8 +44,9 @@ ISA_FLAGS = (
     "amx_tile",
     "amx_int8",
     "amx_bf16",
+    "amx_fp16",
 )
-CACHE_SCHEMA = "asicperf.host-cache/1"
+CACHE_SCHEMA = "asicperf.host-cache/2"  # /2: adds the measured clock and read bandwidth
 _SYS_CPU = Path("/sys/devices/system/cpu")
 _GEMM_SIZES = (1024, 2048, 4096)  # smaller ones measure thread wake-up more than FLOPs
 _GEMM_BUDGET_S = 1.5
@@ -51,7 +57,8 @@ _TRIAD_BLOCK = 32 * 1024  # float64 elements per step: 256 KiB, so `a` stays in 
 
 @dataclass(frozen=True)
 class CpuInfo:
-    """The host CPU as /proc/cpuinfo and /proc/meminfo describe it."""
+    """The host CPU as /proc/cpuinfo and /proc/meminfo describe it; vendor, family and model
+    number (x86 only) identify the core's execution units."""
 
     model: str
     sockets: int
@@ -61,6 +68,9 @@ class CpuInfo:
     clock_ghz: float | None
     clock_source: str | None
     memory_gib: float | None
+    vendor: str | None = None
+    family: int | None = None
+    model_number: int | None = None
 
     def cache_key(self) -> str:
         return f"{self.model} | {self.cores} cores"
@@ -69,7 +79,8 @@ class CpuInfo:
 @dataclass(frozen=True)
 class HostMeasurement:
     """Best-of-repeats results; bandwidths count bytes the STREAM way (copy 2, triad 3 per
-    element), so a triad's write-allocate traffic is not credited."""
+    element), so a triad's write-allocate traffic is not credited. `clock_ghz` is None where
+    it could not be measured (no numba)."""
 
     fp32_gemm_gflops: float
     gemm_size: int
@@ -81,6 +92,17 @@ class HostMeasurement:
     numpy_version: str
     measured_at: str
     seconds: float
+    clock_ghz: float | None = None
+    clock_method: str | None = None
+    read_gbs: float | None = None
+
+    @property
+    def fastest_stream(self) -> tuple[str, float]:
+        """The memory roof: the fastest of read, copy and triad, the closest measured figure
+        to the DRAM's own, which nothing inside the machine publishes."""
+        streams = {"read": self.read_gbs or 0.0, "copy": self.copy_gbs, "triad": self.triad_gbs}
+        name = max(streams, key=lambda stream: streams[stream])
+        return name, streams[name]
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,26 +113,45 @@ class HostMeasurement:
 
 
 @dataclass(frozen=True)
-class PeakEstimate:
-    """Theoretical FP32 peak from flags and clock, with the assumption spelled out."""
-
-    fp32_gflops: float
-    assumption: str
-
-
-@dataclass(frozen=True)
 class HostProfile:
+    """The CPU, its measurements, and the ceilings derived from both."""
+
     cpu: CpuInfo
     measurement: HostMeasurement
-    estimate: PeakEstimate | None
     from_cache: bool
     cache_path: str
 
+    @property
+    def core(self) -> CoreModel:
+        return identify_core(self.cpu)
+
+    @property
+    def clock(self) -> tuple[float, str] | None:
+        """The clock the ceilings use and where it comes from: the measured one, or the
+        reported one where that is higher (a ceiling must not fall below what ran)."""
+        measured = self.measurement.clock_ghz
+        reported = self.cpu.clock_ghz
+        if measured is not None and (reported is None or measured >= reported):
+            return measured, "measured"
+        if reported is None:
+            return None
+        above = f", above the measured {measured:.2f} GHz" if measured is not None else ""
+        return reported, f"{self.cpu.clock_source}{above}"
+
+    @property
+    def peaks(self) -> dict[str, IsaPeak]:
+        """Per-dtype upper bounds; empty when no clock is known."""
+        clock = self.clock
+        return isa_peaks(self.cpu, *clock) if clock else {}
+
     def to_json(self) -> dict[str, Any]:
+        clock = self.clock
         return {
             "cpu": asdict(self.cpu),
+            "core": asdict(self.core),
+            "clock": {"ghz": clock[0], "source": clock[1]} if clock else None,
+            "ceilings": {dtype: asdict(peak) for dtype, peak in self.peaks.items()},
             "measured": self.measurement.to_json(),
-            "estimate": asdict(self.estimate) if self.estimate else None,
             "from_cache": self.from_cache,
             "cache_path": self.cache_path,
         }
@@ -131,6 +172,7 @@ def parse_cpuinfo(cpuinfo: str, meminfo: str | None = None) -> CpuInfo:
     else:
         cores = max(len(processors), 1)
     flags = set((first.get("flags") or first.get("Features") or "").split())
+    family, model_number = first.get("cpu family", ""), first.get("model", "")
     clock = re.search(r"@\s*([\d.]+)\s*GHz", model)
     clock_ghz, clock_source = (float(clock.group(1)), "model name") if clock else (None, None)
     if clock_ghz is None and _is_number(first.get("cpu MHz", "")):
@@ -144,6 +186,9 @@ def parse_cpuinfo(cpuinfo: str, meminfo: str | None = None) -> CpuInfo:
         clock_ghz=clock_ghz,
         clock_source=clock_source,
         memory_gib=_mem_total_gib(meminfo) if meminfo else None,
+        vendor=first.get("vendor_id") or None,
+        family=int(family) if family.isdigit() else None,
+        model_number=int(model_number) if model_number.isdigit() else None,
     )
 
 
@@ -158,36 +203,16 @@ def detect_cpu() -> CpuInfo:
     return cpu
 
 
-def estimate_fp32_peak(cpu: CpuInfo) -> PeakEstimate | None:
-    """cores x GHz x FP32 FLOP/cycle, assuming two FMA units per core; None without a clock."""
-    if cpu.clock_ghz is None:
-        return None
-    if "avx512f" in cpu.flags:
-        lanes, isa = 16, "AVX-512"
-    elif "avx2" in cpu.flags and "fma" in cpu.flags:
-        lanes, isa = 8, "AVX2+FMA"
-    else:
-        return None
-    per_cycle = 2 * lanes * 2
-    return PeakEstimate(
-        fp32_gflops=cpu.cores * cpu.clock_ghz * per_cycle,
-        assumption=(
-            f"estimate: {cpu.cores} cores x {cpu.clock_ghz:.2f} GHz ({cpu.clock_source}) x "
-            f"{per_cycle} FLOP/cycle ({isa}: 2 FMA units x {lanes} lanes x 2); real clocks "
-            "under vector load are lower and some parts have one FMA unit"
-        ),
-    )
-
-
 def measure_host(cpu: CpuInfo) -> HostMeasurement:
-    """Measure FP32 GEMM GFLOP/s and copy/triad GB/s now (a few seconds, mostly spent
-    first-touching the bandwidth arrays)."""
+    """Measure the clock, FP32 GEMM GFLOP/s and copy/triad GB/s now (a few seconds, mostly
+    spent first-touching the bandwidth arrays)."""
     start = time.perf_counter()
+    clock = measure_clock()
     gflops, size = _gemm_gflops()
     llc = _llc_bytes()
     array_bytes = _array_bytes(llc, cpu.memory_gib)
     threads = max(cpu.cores, 1)
-    copy_gbs, triad_gbs = _bandwidth_gbs(array_bytes // 8, threads)
+    read_gbs, copy_gbs, triad_gbs = _bandwidth_gbs(array_bytes // 8, threads)
     return HostMeasurement(
         fp32_gemm_gflops=gflops,
         gemm_size=size,
@@ -199,6 +224,9 @@ def measure_host(cpu: CpuInfo) -> HostMeasurement:
         numpy_version=np.__version__,
         measured_at=datetime.now(UTC).isoformat(timespec="seconds"),
         seconds=round(time.perf_counter() - start, 3),
+        clock_ghz=round(clock.ghz, 3) if clock else None,
+        clock_method=clock.method if clock else None,
+        read_gbs=read_gbs,
     )
 
 
@@ -234,11 +262,7 @@ def host_profile(
                 f" (set {CACHE_ENV} to a writable folder)"
             ) from error
     return HostProfile(
-        cpu=cpu,
-        measurement=measurement,
-        estimate=estimate_fp32_peak(cpu),
-        from_cache=from_cache,
-        cache_path=str(path),
+        cpu=cpu, measurement=measurement, from_cache=from_cache, cache_path=str(path)
     )
 
 
@@ -291,10 +315,11 @@ def _array_bytes(llc_bytes: int | None, memory_gib: float | None) -> int:
     return max(wanted // (8 * _TRIAD_BLOCK), 1) * 8 * _TRIAD_BLOCK
 
 
-def _bandwidth_gbs(elements: int, threads: int) -> tuple[float, float]:
-    """Copy (b = a) and triad (a = b + s*a, two arrays) GB/s with the arrays split across
-    threads: numpy releases the GIL inside these loops, so the threads stream in parallel.
-    Each thread first-touches its own part, which also places pages on its NUMA node."""
+def _bandwidth_gbs(elements: int, threads: int) -> tuple[float, float, float]:
+    """Read (sum a), copy (b = a) and triad (a = b + s*a, two arrays) GB/s with the arrays
+    split across threads: numpy releases the GIL inside these loops, so the threads stream in
+    parallel. Each thread first-touches its own part, which also places pages on its NUMA
+    node. Reading alone is usually the fastest stream: a reduction kernel reaches it."""
     a = np.empty(elements)
     b = np.empty(elements)
     edges = np.linspace(0, elements // _TRIAD_BLOCK, threads + 1).astype(int) * _TRIAD_BLOCK
@@ -303,6 +328,9 @@ def _bandwidth_gbs(elements: int, threads: int) -> tuple[float, float]:
     def fill(part: slice) -> None:
         a[part] = 1.0
         b[part] = 2.0
+
+    def read(part: slice) -> None:
+        np.add.reduce(a[part])
 
     def copy(part: slice) -> None:
         np.copyto(b[part], a[part])
@@ -319,9 +347,10 @@ def _bandwidth_gbs(elements: int, threads: int) -> tuple[float, float]:
             list(pool.map(kernel, chunks))
 
         run(fill)
+        read_s = _best_seconds(lambda: run(read))
         copy_s = _best_seconds(lambda: run(copy))
         triad_s = _best_seconds(lambda: run(triad))
-    return 2 * a.nbytes / copy_s / 1e9, 3 * a.nbytes / triad_s / 1e9
+    return a.nbytes / read_s / 1e9, 2 * a.nbytes / copy_s / 1e9, 3 * a.nbytes / triad_s / 1e9
 
 
 def _best_seconds(action: Callable[[], object]) -> float:

@@ -13,7 +13,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from onnx import TensorProto, helper
 
 from zoo.builders.graph_builder import GraphBuilder
-from zoo.model import ZooModel
+from zoo.model import Requirement, ZooModel
 
 CHANNELS = (1, 8, 16)
 CLASSES = 10
@@ -156,7 +156,7 @@ MODELS = (
         dataset="scikit-learn digits (test split)",
         metric="top-1",
         builder=build_digits_cnn,
-        requires=("sklearn",),
+        requires=(Requirement("sklearn", "scikit-learn"),),
         test_options={"epochs": 1},
     ),
 )

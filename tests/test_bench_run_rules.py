@@ -1,0 +1,125 @@
+"""How a bench run is held to its settings: the server scenario covers its minimum duration,
+verdicts print enough digits, --resume refuses other settings, default folders do not collide,
+and bad values or an unwritable --out fail in one line before anything is measured."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from bench_targets import SleepyTarget
+
+import ir.memory
+from runner.bench.scenarios import ScenarioSettings, Timing, run_scenario, verdict
+from runner.bench.stats import latency_stats
+from runner.cli import main
+
+SLEEPY = "bench_targets:SleepyTarget"  # every query takes 5 ms
+QUICK = ["--min-duration", "0.1", "--min-queries", "5"]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_counters() -> None:
+    SleepyTarget.compiled_batches.clear()
+    SleepyTarget.loaded_batches.clear()
+
+
+def _bench(model: Path, *extra: str) -> int:
+    return main(["bench", "--model", str(model), "--target", SLEEPY, *QUICK, *extra])
+
+
+def _one_line_error(capsys, text: str) -> None:
+    err = capsys.readouterr().err
+    assert text in err and err.strip().count("\n") == 0, err
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_server_scenario_duration_covers_the_minimum(seed):
+    """8 samples per query at 800 samples/s: a query every 10 ms on average, each taking 5."""
+    settings = ScenarioSettings("server", 0.15, 5, 1000.0, 800.0, seed=seed)
+    timing = run_scenario(settings, lambda: time.sleep(0.005), 8, lambda fraction: None)
+    assert timing.duration_s >= 0.15
+    valid, why = verdict(settings, timing, latency_stats(timing.latencies_ms))
+    assert valid, why
+
+
+def test_verdict_prints_enough_digits_to_tell_duration_from_minimum():
+    settings = ScenarioSettings("single-stream", 2.0, 1)
+    timing = Timing((1.0,), 1.9996)
+    valid, why = verdict(settings, timing, latency_stats(timing.latencies_ms))
+    assert not valid and why == "min duration: duration 1.9996 s < 2 s"
+    server = ScenarioSettings("server", 0.0, 1, latency_bound_ms=100.0, server_qps=1.0)
+    latency = latency_stats([100.0004])
+    assert verdict(server, Timing((100.0004,), 1.0), latency)[1] == (
+        "latency bound: p99 100.0004 ms > 100 ms"
+    )
+
+
+@pytest.mark.parametrize(
+    ("changed", "difference"),
+    [
+        (["--min-duration", "0.2"], "settings.min_duration_s 0.1, this run 0.2"),
+        (["--seed", "1"], "settings.seed 0, this run 1"),
+        (["--min-queries", "6"], "settings.min_queries 5, this run 6"),
+    ],
+)
+def test_resume_refuses_other_settings(relu_path, tmp_path, capsys, changed, difference):
+    out = ["--out", str(tmp_path / "out")]
+    assert _bench(relu_path, *out) == 0
+    capsys.readouterr()
+    SleepyTarget.compiled_batches.clear()
+    assert _bench(relu_path, *out, "--resume", *changed) == 2
+    _one_line_error(capsys, f"batch_1.json is from another run ({difference});")
+    assert SleepyTarget.compiled_batches == []
+
+
+def test_default_folder_differs_by_pipeline_and_scenario(relu_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _bench(relu_path) == 0
+    assert _bench(relu_path, "--pipeline", "cleanup") == 0
+    assert _bench(relu_path, "--scenario", "offline") == 0
+    assert sorted(p.name for p in (tmp_path / "bench-results").iterdir()) == [
+        "relu-bench_targets_SleepyTarget-cleanup-single-stream",
+        "relu-bench_targets_SleepyTarget-none-offline",
+        "relu-bench_targets_SleepyTarget-none-single-stream",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch", "99999999999999999999"], "--batch: 99999999999999999999 is out of range"),
+        (["--batch", "1,0"], "--batch '1,0': expected positive batch sizes"),
+        (["--min-duration", "0"], "--min-duration: must be positive, got 0.0"),
+        (["--min-duration", "nan"], "--min-duration: must be finite, got nan"),
+        (["--min-queries", "0"], "--min-queries: must be a positive integer, got 0"),
+        (["--latency-bound", "-5"], "--latency-bound: must be positive, got -5.0"),
+        (["--server-qps", "0"], "--server-qps: must be positive, got 0.0"),
+        (["--seed", "-1"], "--seed -1: must be 0 or more"),
+    ],
+)
+def test_bench_values_out_of_range_fail_in_one_line(relu_path, tmp_path, capsys, args, message):
+    assert _bench(relu_path, "--out", str(tmp_path / "out"), *args) == 2
+    _one_line_error(capsys, message)
+    assert SleepyTarget.compiled_batches == [] and not (tmp_path / "out").exists()
+
+
+def test_bench_batch_too_large_for_memory_fails_before_measuring(
+    relu_path, tmp_path, capsys, monkeypatch
+):
+    """x and y at batch 10**9 are 16 GB each, and the largest value (y) counts again."""
+    monkeypatch.setattr(ir.memory, "available_bytes", lambda: 2**30)
+    assert _bench(relu_path, "--out", str(tmp_path / "out"), "--batch", "1,1000000000") == 2
+    _one_line_error(capsys, "at batch 1000000000: needs at least 44.7 GiB")
+    assert SleepyTarget.compiled_batches == [] and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("where", ["file", "under-file", "proc"])
+def test_bench_out_unwritable_fails_before_measuring(relu_path, tmp_path, capsys, where):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    out = {"file": a_file, "under-file": a_file / "out", "proc": Path("/proc/asicperf-out")}[where]
+    assert _bench(relu_path, "--out", str(out)) == 2
+    _one_line_error(capsys, f"--out {out}: ")
+    assert SleepyTarget.compiled_batches == [] and a_file.read_text() == "x"
