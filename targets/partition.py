@@ -82,11 +82,32 @@ def check_dtypes(model: ir.Model, target: Target, capabilities: Capabilities) ->
                 )
 
 
+def _check_fallback_dtypes(
+    nodes: list[ir.Node], unsupported: dict[str, str], target: Target, capabilities: Capabilities
+) -> None:
+    """A node falls back only if its floating tensors can cross into and out of the target's
+    sessions: a bf16 Gemm onnxruntime has no kernel for cannot, as its sessions exchange no
+    bf16. Refuse it here, naming the node, rather than fail later in the target's loader."""
+    boundary = capabilities.boundary_dtypes
+    for node in nodes if boundary is not None else []:
+        reason = unsupported.get(node_id(node))
+        if reason is None:
+            continue
+        for value, dtype in activation_dtypes(node):
+            if is_floating(dtype) and dtype not in boundary:
+                raise AsicperfError(
+                    f"target '{target.name}' cannot run {describe_node(node)} ({reason}), and "
+                    f"its {dtype} value '{value.name}' cannot fall back to the reference path: "
+                    f"the target's sessions exchange {', '.join(sorted(boundary))}"
+                )
+
+
 def plan_partition(model: ir.Model, target: Target, capabilities: Capabilities) -> PartitionPlan:
     graph = model.graph
     nodes = list(graph)
     reasons = {node_id(node): target.unsupported_reason(node, capabilities) for node in nodes}
     unsupported = {key: reason for key, reason in reasons.items() if reason is not None}
+    _check_fallback_dtypes(nodes, unsupported, target, capabilities)
     view = to_networkx(graph)
     order = _grouped_order(view, nodes, unsupported)
     runs: list[list[ir.Node]] = []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import pytest
 from bert_like import bert_like_feeds, build_bert_like
 from onnx import TensorProto, helper, numpy_helper
@@ -250,11 +251,8 @@ def test_run_bad_arguments_are_one_line_errors(tmp_path, capsys, extra, message)
     assert not (tmp_path / "o").exists()
 
 
-def test_reference_target_runs_a_bf16_pipeline_by_emulation(tmp_path):
-    """onnxruntime's CPU build has no bfloat16 MatMul: the reference target runs the bf16
-    pipeline's output emulated, by the numeric check's own path (`run_reference`)."""
-    rng = np.random.default_rng(0)
-    w = rng.standard_normal((16, 8)).astype(np.float32)
+def _bf16_matmul(tmp_path: Path, w: np.ndarray) -> ir.Model:
+    """x @ w through the bf16 pipeline: a bfloat16 MatMul between two Casts."""
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])],
         "matmul",
@@ -266,6 +264,15 @@ def test_reference_target_runs_a_bf16_pipeline_by_emulation(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     model = load_model(path)
     run_pipeline(model, parse_pipeline("bf16"))
+    return model
+
+
+def test_reference_target_runs_a_bf16_pipeline_by_emulation(tmp_path):
+    """onnxruntime's CPU build has no bfloat16 MatMul: the reference target runs the bf16
+    pipeline's output emulated, by the numeric check's own path (`run_reference`)."""
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((16, 8)).astype(np.float32)
+    model = _bf16_matmul(tmp_path, w)
     assert needs_emulation(model)
     x = rng.standard_normal((4, 16)).astype(np.float32)
     executable = compile_model(ReferenceTarget(), model)
@@ -278,6 +285,18 @@ def test_reference_target_runs_a_bf16_pipeline_by_emulation(tmp_path):
         "bfloat16 emulated: FP32 arithmetic on values rounded to bfloat16"
     )
     assert executable.plan.node_coverage == 1.0
+
+
+def test_onnxruntime_bf16_model_is_refused_naming_the_node_not_its_loader(tmp_path):
+    """The bf16 MatMul has no onnxruntime kernel and bf16 cannot cross into a fallback
+    segment: refused before compiling, naming the node, not onnxruntime's load failure."""
+    model = _bf16_matmul(tmp_path, np.ones((16, 8), np.float32))
+    with pytest.raises(
+        AsicperfError,
+        match=r"cannot run node n\d+ .*\(MatMul\) \(MatMul has no "
+        r"onnxruntime CPU kernel for T=tensor\(bfloat16\)\).*cannot fall back",
+    ):
+        compile_model(OnnxRuntimeTarget(), model)
 
 
 def test_targets_list_and_info(capsys):
