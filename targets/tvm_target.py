@@ -31,7 +31,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +48,7 @@ from ir.model_io import copy_model
 from passes.audit import config_to_json
 from passes.base import PassConfig
 from passes.manager import PipelineResult, run_pipeline
+from passes.option_range import bounded
 from passes.pipeline import parse_pipeline
 from passes.rewrite import constant_array
 from targets.api import Capabilities, CompiledModel, Session, Target, TargetInfo, graph_io_names
@@ -64,20 +65,13 @@ from targets.known_failures import (
 )
 from targets.tvm_schedules.apply import FunctionSchedule
 from targets.tvm_schedules.host_tuning import CpuTuning, host_tuning
+from targets.tvm_schedules.mcpu import McpuChoice, choose_mcpu
 from targets.tvm_schedules.pipeline import cpu_pipeline
 from targets.tvm_schedules.profile import profile_calls
 from targets.tvm_schedules.rules import cpu_rules
 
 LOWERING = "fold-constants,fuse-conv-bn,recognize-layernorm{target=tvm},remove-identity,dce"
 CACHE_SCHEMA = "asicperf.tvm-cache/2"  # bump when the way an artifact is built changes
-# Newest x86 generation first: the flags a generation needs, and LLVM's name for it.
-# `-mcpu=native` is no use: this LLVM falls back to a generic CPU for recent Xeons.
-_MCPU_BY_FLAGS = (
-    (frozenset({"amx_tile", "amx_int8", "avx512_bf16"}), "sapphirerapids"),
-    (frozenset({"avx512_vnni"}), "cascadelake"),
-    (frozenset({"avx512f"}), "skylake-avx512"),
-    (frozenset({"avx2"}), "haswell"),
-)
 # Converters named after an ONNX op that implement a different op: TVM's "Attention" is
 # com.microsoft's (packed QKV weight), not ONNX-23's Attention(Q, K, V).
 _NOT_THE_ONNX_OP = frozenset({"Attention"})
@@ -178,8 +172,8 @@ _DTYPES = frozenset(
 @dataclass(frozen=True)
 class TvmConfig(PassConfig):
     device: Literal["cpu", "cuda"] = "cpu"
-    opt_level: int = 3
-    mcpu: str = ""  # LLVM CPU name; "" derives it from the host's CPU flags
+    opt_level: int = bounded(3, low=0, high=4)  # TVM's PassContext levels
+    mcpu: str = ""  # LLVM CPU name; "" takes LLVM's host CPU or the one the CPU flags prove
     cache: bool = True  # reuse compiled libraries from $ASICPERF_CACHE/tvm
     schedule: bool = True  # the project's CPU schedule rules; false keeps TVM's plain loop nests
 
@@ -200,12 +194,6 @@ class _Build:
 
     module: Any
     schedules: tuple[FunctionSchedule, ...]
-
-
-def llvm_mcpu(flags: Collection[str]) -> str:
-    """LLVM's name for the newest x86 generation whose instructions `flags` prove."""
-    present = set(flags)
-    return next((mcpu for needs, mcpu in _MCPU_BY_FLAGS if needs <= present), "x86-64")
 
 
 def cache_dir() -> Path:
@@ -265,8 +253,10 @@ class TvmTarget(Target):
         start = time.perf_counter()
         lowered = _lower(model)
         _check_ops(lowered.model, self.capabilities())
-        target = _tvm_target(tvm, config)
-        key = _cache_key(tvm, lowered.fingerprint, str(target), config)
+        mcpu = _host_mcpu(tvm, config)
+        target = _tvm_target(tvm, config, mcpu.mcpu)
+        tuning = _tuning(target)
+        key = _cache_key(tvm, lowered.fingerprint, str(target), config, tuning)
         path = cache_dir() / f"{key}.so" if config.cache else None
         built = _load_cached(tvm, path)
         cache_hit = built is not None
@@ -291,10 +281,11 @@ class TvmTarget(Target):
             extra={
                 "lowering": [r.to_json() for r in lowered.records],
                 "tvm_target": json.loads(str(target)),
+                "mcpu": mcpu.to_json(),
                 "cache_hit": cache_hit,
                 "cache_path": str(path) if path else None,
                 "precision": "as in the model",
-                **_schedule_summary(built.schedules, config),
+                **_schedule_summary(built.schedules, config, tuning),
             },
         )
         artifact = _Artifact(built.module, graph_io_names(lowered.model)[0], len(outputs))
@@ -441,10 +432,21 @@ def _check_ops(model: ir.Model, capabilities: Capabilities) -> None:
         )
 
 
-def _tvm_target(tvm: ModuleType, config: TvmConfig) -> Any:
-    """The LLVM target for this host's CPU, or the visible CUDA GPU with that CPU as host."""
-    on_x86 = platform.machine().lower() in ("x86_64", "amd64")
-    mcpu = config.mcpu or (llvm_mcpu(detect_cpu().flags) if on_x86 else "generic")
+def _host_mcpu(tvm: ModuleType, config: TvmConfig) -> McpuChoice:
+    """The option's CPU, else on x86 LLVM's host CPU checked against the CPU flags (see
+    `choose_mcpu`), else LLVM's generic CPU."""
+    if config.mcpu:
+        return McpuChoice(config.mcpu, "option", "set by tvm{mcpu=...}")
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return McpuChoice("generic", "not-x86", "CPU flags are only read on x86")
+    codegen = tvm.target.codegen
+    return choose_mcpu(
+        codegen.llvm_get_system_cpu(), detect_cpu().flags, codegen.llvm_get_system_x86_vendor()
+    )
+
+
+def _tvm_target(tvm: ModuleType, config: TvmConfig, mcpu: str) -> Any:
+    """The LLVM target for `mcpu`, or the visible CUDA GPU with that CPU as host."""
     host = {"kind": "llvm", "mcpu": mcpu, "num-cores": os.cpu_count() or 1}
     if config.device == "cpu":
         return tvm.target.Target(host)
@@ -496,20 +498,28 @@ def _tuning(target: Any) -> CpuTuning:
     return host_tuning(detect_cpu().flags, cores=int(target.attrs.get("num-cores", 0)) or None)
 
 
-def _schedule_summary(schedules: Sequence[FunctionSchedule], config: TvmConfig) -> dict[str, Any]:
-    """Which rule scheduled which function, and how many each rule took."""
+def _schedule_summary(
+    schedules: Sequence[FunctionSchedule], config: TvmConfig, tuning: CpuTuning
+) -> dict[str, Any]:
+    """Which rule scheduled which function, how many each rule took, and the figures (vector
+    width, cores, measured caches) they tiled by."""
     if config.device != "cpu" or not config.schedule:
         return {"schedules": "TVM's default (DLight on cuda, none on cpu)"}
     by_rule = Counter(s.rule for s in schedules)
     return {
+        "cpu_tuning": tuning.to_json(),
         "schedule_rules": dict(sorted(by_rule.items())),
         "schedules": [s.to_json() for s in schedules],
     }
 
 
-def _cache_key(tvm: ModuleType, ir_fingerprint: str, target: str, config: TvmConfig) -> str:
-    """What determines the library: the lowered IR, TVM, the target and the options."""
+def _cache_key(
+    tvm: ModuleType, ir_fingerprint: str, target: str, config: TvmConfig, tuning: CpuTuning
+) -> str:
+    """What determines the library: the lowered IR, TVM, the target, the options and the
+    figures the rules tile by (the same CPU name with other cache sizes tiles differently)."""
     described = {
+        "tuning": tuning.to_json(),
         "schema": CACHE_SCHEMA,
         "ir": ir_fingerprint,
         "tvm": tvm.__version__,

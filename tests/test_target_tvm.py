@@ -21,7 +21,7 @@ from ir.model_io import load_model
 from targets.api import CompiledModel
 from targets.reference_target import ReferenceTarget
 from targets.registry import get_target
-from targets.tvm_target import TvmConfig, TvmTarget, _build, cache_dir, llvm_mcpu
+from targets.tvm_target import TvmConfig, TvmTarget, _build, cache_dir
 from zoo.catalog import ZOO
 from zoo.synthetic_inputs import seeded_inputs
 
@@ -307,29 +307,24 @@ def test_no_cache_writes_nothing_and_a_corrupt_entry_is_rebuilt(tmp_path: Path) 
     assert_close(_reference(model, feeds), _tvm_run(rebuilt, feeds))
 
 
-@pytest.mark.parametrize(
-    ("flags", "mcpu"),
-    [
-        (
-            {"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8"},
-            "sapphirerapids",
-        ),
-        ({"avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"}, "cascadelake"),
-        ({"avx2", "fma", "avx512f", "avx512_vnni"}, "cascadelake"),
-        ({"avx2", "fma", "avx512f"}, "skylake-avx512"),
-        ({"avx2", "fma"}, "haswell"),
-        ({"amx_tile"}, "x86-64"),
-        (set(), "x86-64"),
-    ],
-)
-def test_mcpu_from_cpu_flags(flags: set[str], mcpu: str) -> None:
-    assert llvm_mcpu(flags) == mcpu
-
-
 def test_mcpu_option_reaches_the_tvm_target(tmp_path: Path) -> None:
     model = load(_mlp(), tmp_path)
     compiled = TvmTarget().compile(model, TvmConfig(mcpu="haswell", cache=False))
     assert compiled.record.extra["tvm_target"]["mcpu"] == "haswell"
+    assert compiled.record.extra["mcpu"] == {
+        "mcpu": "haswell",
+        "source": "option",
+        "why": "set by tvm{mcpu=...}",
+    }
+
+
+def test_compile_record_says_which_mcpu_and_why(tmp_path: Path) -> None:
+    """Without the option: LLVM's host CPU or the flags' generation, and the reason."""
+    compiled = TvmTarget().compile(load(_mlp(), tmp_path), TvmConfig(cache=False))
+    chosen = compiled.record.extra["mcpu"]
+    assert chosen["source"] in ("llvm-host", "cpu-flags", "not-x86")
+    assert chosen["why"]
+    assert compiled.record.extra["tvm_target"]["mcpu"] == chosen["mcpu"]
 
 
 def test_capabilities_are_the_frontend_converters() -> None:

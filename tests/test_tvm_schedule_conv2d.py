@@ -24,9 +24,29 @@ def test_small_weights_make_row_tasks_with_a_full_register_tile() -> None:
     # 14 pixels x 2 vectors = 28 accumulators + 2 weight vectors + 1 broadcast <= 32 registers.
     assert (plan.pixels, plan.vectors, plan.lanes) == (14, 2, 16)
     assert not plan.weights_outer
-    assert plan.rows_per_task == 1 and plan.tasks == 56 * 2
-    # 3x3 window x 32 channels x 4 bytes per input channel: 16 of them fit half of L1 (48 KiB).
-    assert plan.channel_block == 16
+    # a row of every output channel per task: each pixel tile's input serves both channel tiles
+    assert plan.rows_per_task == 1 and plan.channel_parts == 1 and plan.tasks == 56
+
+
+def test_register_tile_divides_the_row_so_no_tile_is_partial() -> None:
+    # 7 pixels a row: 7 x 2 vectors (14 accumulators, no partial tile), not 6 x 4 (24, but a
+    # partial tile whose predicate keeps every accumulator of the kernel out of registers).
+    plan = choose_plan(_shape(1, 7, 512, 512, 3), TUNING)
+    assert (plan.pixels, plan.vectors) == (7, 2)
+    # 28 pixels a row: two tiles of 14; 9 pixels: one tile of 9 x 3 vectors of 8 lanes.
+    assert choose_plan(_shape(1, 28, 128, 128, 3), TUNING).pixels == 14
+    assert (choose_plan(_shape(1, 9, 5, 24, 3), TUNING).pixels) == 9
+
+
+def test_input_pixels_in_one_l1_set_keep_the_tile_within_its_ways() -> None:
+    # 1x1 over 1024 channels: input pixels 4 KiB apart, all in one set of a 32 KiB 8-way L1.
+    zen4 = replace(TUNING, l1_bytes=32 << 10, l1_ways=8, l2_bytes=1 << 20)
+    aliased = replace(_shape(1, 14, 1024, 256, 1), pixel_pitch=1024 * 4)
+    plan = choose_plan(aliased, zen4)
+    assert plan.pixels < zen4.l1_ways and plan.pixels * plan.vectors >= 14
+    # 256 channels (1 KiB apart) spread over four sets: the full 14-pixel tile
+    spread = replace(_shape(1, 14, 256, 256, 1), pixel_pitch=256 * 4)
+    assert choose_plan(spread, zen4).pixels == 14
 
 
 def test_large_weights_split_the_channels_between_the_cores() -> None:
@@ -126,7 +146,7 @@ def test_tasks_of_part_of_an_image_over_a_batch() -> None:
     # not the rows of the other image that other tasks are still computing.
     func = only_function(_conv_model(2, 32, 20, 64, 1), "fused_conv2d")
     outcome = _scheduled(func)
-    assert "tasks of 4 rows x 32 channels" in outcome.detail
+    assert "tasks of 1 rows x 64 channels" in outcome.detail
 
 
 def test_7x7_stride_2_stem_with_three_input_channels() -> None:

@@ -10,7 +10,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from targets.tvm_schedules.apply import DEFAULT, apply_rules
-from targets.tvm_schedules.host_tuning import CpuTuning, cache_sizes, vector_bits
+from targets.tvm_schedules.host_tuning import CpuTuning, cache_sizes, host_tuning, vector_bits
 from targets.tvm_schedules.rule import Declined, Scheduled, ScheduleRule
 from tests.tvm_schedule_helpers import TUNING, fused_functions
 
@@ -39,6 +39,50 @@ def test_cache_sizes_read_sysfs_and_default_the_rest(tmp_path: Path) -> None:
     assert sizes[1] == 48 * 1024  # the instruction cache is not counted
     assert sizes[2] == 2 * 1024 * 1024
     assert sizes[3] == 8 * 1024 * 1024  # not listed: the default
+
+
+def _sysfs_caches(root: Path, sizes: dict[int, str], l1_ways: int) -> Path:
+    """A sysfs cache folder: an L1 instruction cache, then the data/unified caches by level."""
+    entries = [(1, "Instruction", "32K")] + [
+        (level, "Data" if level == 1 else "Unified", size) for level, size in sizes.items()
+    ]
+    for index, (level, kind, size) in enumerate(entries):
+        folder = root / f"index{index}"
+        folder.mkdir(parents=True)
+        (folder / "level").write_text(f"{level}\n")
+        (folder / "type").write_text(f"{kind}\n")
+        (folder / "size").write_text(f"{size}\n")
+        (folder / "ways_of_associativity").write_text(f"{l1_ways if level == 1 else 16}\n")
+    return root
+
+
+def test_tile_sizes_follow_the_measured_caches(tmp_path: Path) -> None:
+    """The same kernels tile differently on the two machines' measured caches: a Zen 4 EPYC
+    core's 1 MiB L2 against a Sapphire Rapids core's 2 MiB."""
+    from targets.tvm_schedules.conv2d import ConvShape, choose_plan
+    from targets.tvm_schedules.matmul import MatmulAxes, choose_tiles
+
+    zen4 = host_tuning(
+        {"avx512f"},
+        cores=2,
+        caches=_sysfs_caches(tmp_path / "zen4", {1: "32K", 2: "1024K", 3: "32768K"}, 8),
+    )
+    xeon = host_tuning(
+        {"avx512f"},
+        cores=2,
+        caches=_sysfs_caches(tmp_path / "xeon", {1: "48K", 2: "2048K", 3: "107520K"}, 12),
+    )
+    assert (zen4.l1_bytes, zen4.l2_bytes, zen4.l3_bytes) == (32 << 10, 1 << 20, 32 << 20)
+    assert (xeon.l1_bytes, xeon.l2_bytes, xeon.l3_bytes) == (48 << 10, 2 << 20, 105 << 20)
+    assert (zen4.l1_ways, xeon.l1_ways) == (8, 12)
+    assert zen4.l1_set_span == xeon.l1_set_span == 4 << 10
+    # BERT-base's second FFN matmul (K = 3072): A's rows per task fill half of L2.
+    ffn = MatmulAxes((), (0,), 1, 2, 1, 1, True, (128, 768, 3072))
+    assert (choose_tiles(ffn, zen4).task_rows, choose_tiles(ffn, xeon).task_rows) == (32, 64)
+    # 3x3 conv 128 -> 128 (576 KiB of weights): beyond half of Zen 4's L2, so the cores split
+    # the output channels; within half of the Xeon's, so they split the rows.
+    conv = ConvShape(1, 28, 28, 128, 3, 3, 128, 3 * 3 * 128 * 128 * 4, 1, 128)
+    assert choose_plan(conv, zen4).weights_outer and not choose_plan(conv, xeon).weights_outer
 
 
 tvm = pytest.importorskip("tvm", reason="apache-tvm is not installed")
@@ -131,11 +175,16 @@ def test_the_compile_record_says_which_rule_scheduled_each_function(
     extra = cold.record.extra
     rules = {s["function"]: s["rule"] for s in extra["schedules"]}
     assert rules == {
-        "fused_matmul_add_relu": "matmul",
+        "fused_matmul_add_relu_prepacked": "matmul",  # its constant weight packed at compile time
         "matmul1": "matmul",
         "fast_softmax": "row-op",
     }
     assert extra["schedule_rules"] == {"matmul": 2, "row-op": 1}
+    measured = cache_sizes()  # the figures the rules tiled by: this host's caches
+    assert (extra["cpu_tuning"]["l1_bytes"], extra["cpu_tuning"]["l2_bytes"]) == (
+        measured[1],
+        measured[2],
+    )
     warm = compile_model(TvmTarget(), model).pieces[0][1]
     assert warm.cache_hit and warm.record.extra["schedules"] == extra["schedules"]
     plain = compile_model(TvmTarget(), model, TvmConfig(schedule=False)).pieces[0][1]
@@ -145,6 +194,40 @@ def test_the_compile_record_says_which_rule_scheduled_each_function(
     for compiled in (cold, plain):
         session = TvmTarget().load(compiled, 1)
         np.testing.assert_allclose(session.run(feeds)[0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_constant_weights_are_packed_once_at_compile_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A matmul's constant B is read from column panels made while compiling: the function that
+    runs takes the packed weight (TVM renames it `_prepacked`) and packs nothing per call. A B
+    padded at run time (40 columns) is still packed per task."""
+    from ir.files import CACHE_ENV
+    from targets.executable import compile_model
+    from targets.tvm_target import TvmTarget
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    compiled = compile_model(TvmTarget(), _mlp(tmp_path)).pieces[0][1]
+    details = {s["function"]: s["detail"] for s in compiled.record.extra["schedules"]}
+    assert details["fused_matmul_add_relu_prepacked"].endswith("B packed at compile time")
+    assert "B packed per task" in details["matmul1"]
+
+
+def test_parameters_every_call_passes_a_constant_are_marked_layout_free() -> None:
+    weights = ", ".join("0.5" for _ in range(64 * 32))
+    text = f"""<ir_version: 8, opset_import: ["" : 17]>
+g (float[8, 64] x, float[64, 16] v) => (float[8, 32] y, float[8, 16] z)
+  <float[64, 32] w = {{{weights}}}> {{ y = MatMul(x, w) z = MatMul(x, v) }}"""
+    functions = fused_functions(text)  # through fused_module, which marks them
+    free = {
+        tuple(int(d) for d in func.params[1].shape): func.attrs.get("layout_free_buffers")
+        for func in functions.values()
+    }
+    # w, a constant, in every call of its matmul; v, an input, not
+    assert {shape: list(marked or []) for shape, marked in free.items()} == {
+        (64, 32): [1],
+        (64, 16): [],
+    }
 
 
 def test_the_profile_times_every_compiled_function(

@@ -2,10 +2,12 @@
 the shape of a block (static extents and vector lanes, the contiguous axis, a contraction or a
 multiply-accumulate, scalar library calls), the work estimate and the parallel decision, the
 sizes tiles are cut to (divisors, vector widths, the register file), and the scheduling steps
-they share (inlining, the parallel outer loop, the vectorized innermost split)."""
+they share (inlining, the parallel outer loop, the vectorized innermost split, reading a
+constant in another layout)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from math import prod
 from typing import Any
 
@@ -394,3 +396,22 @@ def vectorize_inner(sch: Any, block: Any, tuning: CpuTuning, enclosing: int) -> 
         _, vector = sch.split(loops[-1], factors=[None, width])
         sch.vectorize(vector)
     return width
+
+
+def read_constant_in_layout(
+    sch: Any, block: Any, read_index: int, index_map: Callable[..., Any]
+) -> bool:
+    """Make `block` read its `read_index`-th input from a copy laid out by `index_map`, when that
+    input is one of the model's constants (the function's `layout_free_buffers`, marked by the
+    pipeline): the copy is marked as a layout rewrite, which the pipeline splits out and runs
+    once at compile time (`fold_layout_rewrites`), so the kernel pays nothing for it. Returns
+    False, changing nothing, for an input computed at run time."""
+    func = sch.mod["main"]
+    source = sch.get(block).reads[read_index].source
+    free = [int(i) for i in (func.attrs or {}).get("layout_free_buffers", [])]
+    if not any(func.params[i].same_as(source) for i in free):
+        return False
+    copy = sch.cache_read(block, read_index, "global")
+    sch.transform_layout(block, ("read", read_index), index_map)
+    sch.annotate(copy, "meta_schedule.layout_rewrite_preproc", True)
+    return True

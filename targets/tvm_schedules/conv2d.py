@@ -1,14 +1,14 @@
 """2-D convolution with its elementwise epilogue (bias, residual, ReLU), in the NHWC activations
 and HWIO weights `pipeline.fused_module` converts every convolution to, as a direct convolution
-the x86 way: a tile of output pixels x output channels stays in vector registers (channels
-vectorized, pixels unrolled) while the loops over the kernel window and a block of input channels
-run around it. The input channels are blocked so that a block of weights stays in L1 while every
-tile of a task reuses it. Tasks are rows of output when the weights fit in L2 (each core streams
-its input rows once past weights that stay cached), or parts of the output channels when they do
-not (each core streams its share of the weights once). The epilogue runs over each task's output
-once its sums are complete; zero padding stays a separate, parallel copy of the input. Grouped
-convolutions keep each register tile inside one group (its input is still a broadcast); in a
-depthwise one each output channel reads its own input channel, a vector load instead."""
+the x86 way: a tile of output pixels (in one row) x output channels stays in vector registers
+(channels vectorized, pixels unrolled) over the whole window and every input channel, then goes
+through the epilogue straight from the registers to the output. Constant weights are packed at
+compile time so that each tile's weights are one contiguous stream. Tasks are rows of output when
+the weights fit in L2 (each core streams its input rows once past weights that stay cached), or
+parts of the output channels when they do not (each core streams its share of the weights once).
+Zero padding stays a separate, parallel copy of the input. Grouped convolutions keep each
+register tile inside one group (its input is still a broadcast); in a depthwise one each output
+channel reads its own input channel, a vector load instead."""
 
 from __future__ import annotations
 
@@ -22,13 +22,14 @@ from targets.tvm_schedules.analysis import (
     divisors,
     kernel_extents,
     largest_divisor_at_most,
+    read_constant_in_layout,
     vector_registers,
 )
 from targets.tvm_schedules.host_tuning import CpuTuning
 from targets.tvm_schedules.rule import Declined, Scheduled, ScheduleRule
 
-# A task's rows hold at least this many register tiles, so each weight block brought into L1
-# serves several tiles.
+# A task's rows hold at least this many register tiles, so that its work outweighs handing it
+# to a thread.
 TILES_PER_TASK = 4
 # Registers outside the accumulators: one broadcast input value (plus the tile's weight vectors).
 BROADCAST_REGISTERS = 1
@@ -51,6 +52,9 @@ class ConvShape:
     # The register tile's output channels must lie in one run of this many channels that read
     # the same input channels: F for a plain or a depthwise convolution, F / groups otherwise.
     channel_run: int
+    # Bytes between the input pixels that neighbouring output pixels of a row read (the input's
+    # channels x 4 bytes x the stride); 0 when unknown.
+    pixel_pitch: int = 0
 
     @property
     def rows(self) -> int:
@@ -60,14 +64,13 @@ class ConvShape:
 
 @dataclass(frozen=True)
 class ConvPlan:
-    """Register tile `pixels` x (`vectors` x `lanes` channels); `channel_block` input channels per
-    L1 weight block; tasks of `rows_per_task` output rows x 1/`channel_parts` of the output
-    channels, ordered channel part first when `weights_outer`."""
+    """Register tile `pixels` (of one output row) x (`vectors` x `lanes` channels); tasks of
+    `rows_per_task` output rows x 1/`channel_parts` of the output channels, ordered channel part
+    first when `weights_outer`."""
 
     lanes: int
     vectors: int
     pixels: int
-    channel_block: int
     rows_per_task: int
     channel_parts: int
     weights_outer: bool
@@ -100,32 +103,53 @@ def _task_rows_candidates(shape: ConvShape) -> list[int]:
     return within + across
 
 
-def _fit_pixels(pixels: int, task_pixels: int) -> int:
-    """The register tile's pixel count for a task of `task_pixels`: all of them when fewer, else
-    a divisor close to `pixels` (no partial tile), else `pixels` with a partial last tile."""
-    if task_pixels <= pixels:
-        return task_pixels
-    close = [d for d in divisors(task_pixels) if 3 * pixels <= 4 * d <= 4 * pixels]
+def _fit_pixels(pixels: int, width: int) -> int:
+    """The register tile's pixel count along an output row of `width`: all of them when fewer,
+    else a divisor of at least half `pixels` (no partial tile, whose predicate would keep the
+    accumulators out of registers), else `pixels` with a partial last tile."""
+    if width <= pixels:
+        return width
+    close = [d for d in divisors(width) if pixels <= 2 * d <= 2 * pixels]
     return max(close) if close else pixels
 
 
+def _most_pixels(shape: ConvShape, tuning: CpuTuning) -> int:
+    """Pixels a register tile may span: the row, but fewer than the L1's ways when the input
+    pixels it reads lie a multiple of the L1 set span apart (1024 input channels: 4 KiB). Those
+    all fall in one set, and more of them than it has ways evict each other on every step
+    (14 pixels of a 1x1 conv over 1024 channels run about a fifth slower than 7)."""
+    aliased = shape.pixel_pitch > 0 and shape.pixel_pitch % tuning.l1_set_span == 0
+    return min(shape.width, tuning.l1_ways - 1) if aliased else shape.width
+
+
+def _row_tile(tiles: list[tuple[int, int]], width: int) -> tuple[int, int]:
+    """Of `tiles`, with their pixels fitted to the row, the most accumulators (then vectors),
+    counting a tile that leaves a partial last tile at half: the partial tile's predicate keeps
+    the accumulators of every tile out of registers (a 7-pixel row: 7 x 2 vectors runs about a
+    third faster than 6 x 4 with a partial tile)."""
+    fitted = [(_fit_pixels(pixels, width), vectors) for pixels, vectors in tiles]
+
+    def worth(tile: tuple[int, int]) -> tuple[float, int]:
+        pixels, vectors = tile
+        return pixels * vectors * (1.0 if width % pixels == 0 else 0.5), vectors
+
+    return max(fitted, key=worth)
+
+
 def choose_plan(shape: ConvShape, tuning: CpuTuning) -> ConvPlan:
-    """The register tile from the register file, the input-channel block from L1, the tasks from
-    where the weights fit (L2) and the core count."""
+    """The register tile from the register file and the output width, the tasks from where the
+    weights fit (L2) and the core count."""
     lanes = gcd(shape.channel_run, tuning.lanes(DTYPE_BYTES * 8))
     registers = vector_registers(tuning)
-    tiles = _register_tiles(shape.channel_run, lanes, registers, shape.rows * shape.width)
+    tiles = _register_tiles(shape.channel_run, lanes, registers, _most_pixels(shape, tuning))
     weights_outer = shape.weight_bytes > tuning.l2_bytes // 2
     if weights_outer:
         # The cores split the output channels: prefer a tile that splits them evenly.
         even = [t for t in tiles if (shape.out_channels // (t[1] * lanes)) % tuning.cores == 0]
         tiles = even or tiles
-    pixels, vectors = tiles[0]
+    pixels, vectors = _row_tile(tiles, shape.width)
     tile_channels = vectors * lanes
     channel_tiles = shape.out_channels // tile_channels
-    window = shape.kernel_height * shape.kernel_width
-    l1_channels = (tuning.l1_bytes // 2) // (window * tile_channels * DTYPE_BYTES)
-    channel_block = largest_divisor_at_most(shape.in_channels, max(1, l1_channels))
 
     candidates = _task_rows_candidates(shape)
     if weights_outer:
@@ -137,22 +161,21 @@ def choose_plan(shape: ConvShape, tuning: CpuTuning) -> ConvPlan:
         balanced = [r for r in fitting if channel_parts * (shape.rows // r) >= tuning.cores]
         rows_per_task = max(balanced or fitting or [1])
     else:
-        # The weights stay in L2: a task is a few rows (enough tiles to reuse the L1 weight
-        # block) of one channel tile, and consecutive tasks share their input rows; fewer rows
-        # when that leaves a core idle.
-        channel_parts = channel_tiles
+        # The weights stay in L2: a task is a few rows of every output channel (each pixel tile
+        # goes through all the channel tiles while its input is in L1, and writes whole cache
+        # lines of output); the channels are split too only when there are fewer rows than
+        # cores, and the rows fewer when that leaves a core idle.
+        channel_parts = 1 if shape.rows >= tuning.cores else channel_tiles
         wide = [r for r in candidates if r * shape.width >= TILES_PER_TASK * pixels]
         rows_per_task = min(wide or [shape.rows])
         if channel_parts * (shape.rows // rows_per_task) < tuning.cores:
             busy = [r for r in candidates if channel_parts * (shape.rows // r) >= tuning.cores]
             rows_per_task = max(busy or [rows_per_task])
-    pixels = _fit_pixels(pixels, rows_per_task * shape.width)
     tasks = channel_parts * (shape.rows // rows_per_task)
     return ConvPlan(
         lanes,
         vectors,
         pixels,
-        channel_block,
         rows_per_task,
         channel_parts,
         weights_outer,
@@ -196,15 +219,12 @@ def conv_shape(sch: Any, block_rv: Any) -> ConvShape | str:
     out = [r.min for r in block.writes[0].region]
     if not all(i.same_as(v) for i, v in zip(out, (n, y, x, f), strict=True)):
         return "the output is not indexed [n, y, x, f]"
-    weight_reads = [
-        r
-        for r in block.reads
-        if all(d.min.same_as(v) for d, v in zip(r.region, (ry, rx, rc, f), strict=True))
-    ]
-    if len(weight_reads) != 1:
+    weight = _weight_read(block)
+    if weight is None:
         return "no weight read indexed [ry, rx, c, f] (HWIO)"
-    data = next(r for r in block.reads if not r.same_as(weight_reads[0]))
+    data = next(r for i, r in enumerate(block.reads) if i != weight)
     rows, cols, channel = data.region[1].min, data.region[2].min, data.region[3].min
+    stride = tvm.sym.detect_linear_equation(cols, [x])
     if not data.region[0].min.same_as(n):
         return "the input is not indexed by the batch first (NHWC)"
     grouping = _grouping(channel, f, rc, extents[3])
@@ -223,7 +243,24 @@ def conv_shape(sch: Any, block_rv: Any) -> ConvShape | str:
         weight_bytes=extents[3] * extents[4] * extents[5] * extents[6] * DTYPE_BYTES,
         groups=grouping[0],
         channel_run=grouping[1],
+        pixel_pitch=(
+            int(stride[0]) * int(data.source.shape[3]) * DTYPE_BYTES
+            if stride and isinstance(stride[0], tvm.tirx.IntImm)
+            else 0
+        ),
     )
+
+
+def _weight_read(block: Any) -> int | None:
+    """Which of the convolution block's reads is the only one indexed [ry, rx, c, f] (HWIO)."""
+    _, _, _, f, ry, rx, rc = (iv.var for iv in block.iter_vars)
+    found = [
+        index
+        for index, read in enumerate(block.reads)
+        if len(read.region) == 4
+        and all(d.min.same_as(v) for d, v in zip(read.region, (ry, rx, rc, f), strict=True))
+    ]
+    return found[0] if len(found) == 1 else None
 
 
 def _grouping(channel: Any, f: Any, rc: Any, out_channels: int) -> tuple[int, int] | None:
@@ -286,10 +323,12 @@ class Conv2dRule(ScheduleRule):
 
 
 def _schedule_conv(sch: Any, blocks: ConvBlocks, shape: ConvShape, plan: ConvPlan) -> str:
-    """Loops: parallel over tasks; in each, for each input-channel block and channel tile, the
-    register tiles over the task's pixels, each summing its window and channel block with the
-    pixels unrolled and the channels vectorized; the epilogue then runs over the task's output.
-    An epilogue that is not elementwise makes a primitive raise (the rule then declines)."""
+    """Loops: parallel over tasks; in each, the register tiles of its rows and channel tiles,
+    each summing its window and every input channel into a local tile (pixels unrolled,
+    channels vectorized) that is written back through the epilogue. The tile lies in
+    one row so that the write-back covers exactly the tile: over a tile that crossed rows TVM
+    would write back a box of whole rows. An epilogue that is not elementwise makes a primitive
+    raise (the rule then declines)."""
     conv = blocks.conv
     epilogue_names = [sch.get(b).name_hint for b in blocks.epilogue]
     padded = blocks.pad is not None and not _is_copy(sch, blocks.pad)
@@ -298,11 +337,11 @@ def _schedule_conv(sch: Any, blocks: ConvBlocks, shape: ConvShape, plan: ConvPla
     for block in blocks.epilogue[:-1]:
         sch.compute_inline(block)
     last = blocks.epilogue[-1] if blocks.epilogue else None
+    packed = _pack_weights(sch, conv, plan.vectors * plan.lanes)
 
     n, y, x, f, ry, rx, rc = sch.get_loops(conv)
-    # Images and rows are split apart, not fused then split: for a fixed task, TVM can then
-    # prove which image and rows it writes, so the epilogue computed under the task loop covers
-    # exactly those (over a fused row axis it would cover whole images other tasks still write).
+    # Images and rows are split apart, not fused then split: for a fixed row of a task, TVM can
+    # then prove which image and row a tile is in, so its write-back covers exactly the tile.
     if plan.rows_per_task <= shape.height:  # a divisor of one image's rows
         row_task, task_rows = sch.split(y, [None, plan.rows_per_task])
         row_loops: tuple[Any, ...] = (n, row_task)
@@ -313,25 +352,26 @@ def _schedule_conv(sch: Any, blocks: ConvBlocks, shape: ConvShape, plan: ConvPla
     part, channel_tile, vector, lane = sch.split(
         f, [plan.channel_parts, None, plan.vectors, plan.lanes]
     )
-    channel_block, channel = sch.split(rc, [None, plan.channel_block])
+    pixel_tile, pixel = sch.split(x, [None, plan.pixels])
     outer = (part, *row_loops) if plan.weights_outer else (*row_loops, part)
-    sch.reorder(*outer, channel_block, channel_tile, task_rows, x, ry, rx, channel, vector, lane)
-    pixel_tile, pixel = sch.split(sch.fuse(task_rows, x), [None, plan.pixels])
-    sch.reorder(pixel_tile, ry, rx, channel, pixel, vector, lane)
+    # Weights outer: a channel tile's weights serve every pixel of the task; rows outer: a pixel
+    # tile's input serves every channel tile.
+    tiles = (channel_tile, task_rows, pixel_tile)
+    if not plan.weights_outer:
+        tiles = (task_rows, pixel_tile, channel_tile)
+    sch.reorder(*outer, *tiles, ry, rx, rc, pixel, vector, lane)
     task = sch.fuse(*outer)
     sch.parallel(task)
 
+    tile = sch.cache_write(conv, 0, "local")
+    sch.reverse_compute_at(tile, pixel_tile)
     if last is not None:
-        # Its own parallel pass over the output, after the convolution: computed per task, TVM
-        # can take a region larger than the task wrote, and read other tasks' sums unfinished.
-        loops = sch.get_loops(last)
-        sch.parallel(sch.fuse(*loops[:2]))
-        _, epilogue_lane = sch.split(loops[-1], [None, plan.lanes])
-        sch.vectorize(epilogue_lane)
+        sch.reverse_compute_inline(last)
+    sch.vectorize(sch.get_loops(tile)[-1])
     sch.unroll(pixel)
     sch.unroll(vector)
     sch.vectorize(lane)
-    sch.decompose_reduction(conv, channel_block)
+    sch.decompose_reduction(conv, ry)
     if padded:
         _schedule_padding(sch, blocks.pad, plan.lanes)
 
@@ -341,12 +381,27 @@ def _schedule_conv(sch: Any, blocks: ConvBlocks, shape: ConvShape, plan: ConvPla
         f"C={shape.in_channels * shape.groups}->F={shape.out_channels}"
         f"{f' in {shape.groups} groups' if shape.groups > 1 else ''}: "
         f"register tile {plan.pixels} pixels x "
-        f"{plan.vectors}x{plan.lanes} channels, input channels in blocks of "
-        f"{plan.channel_block}, {plan.tasks} parallel tasks of {plan.rows_per_task} rows x "
+        f"{plan.vectors}x{plan.lanes} channels, {plan.tasks} parallel tasks of "
+        f"{plan.rows_per_task} rows x "
         f"{shape.out_channels // plan.channel_parts} channels "
         f"({'weights' if plan.weights_outer else 'rows'} outer), "
-        f"padding {'a separate copy' if padded else 'inlined'}"
+        f"padding {'a separate copy' if padded else 'inlined'}, "
+        f"weights {'packed per channel tile at compile time' if packed else 'as stored (HWIO)'}"
         f"{', epilogue ' + '+'.join(epilogue_names) if epilogue_names else ''}"
+    )
+
+
+def _pack_weights(sch: Any, conv: Any, tile_channels: int) -> bool:
+    """Constant weights read from a copy laid out [F / tile][ry][rx][c][tile]: a register
+    tile's weights are then one contiguous run instead of a `tile`-wide slice of every HWIO row
+    (rows F floats apart, so a new page every row or two once the weights outgrow L2). Returns
+    whether it packed (not for weights computed at run time)."""
+    index = _weight_read(sch.get(conv))
+    return index is not None and read_constant_in_layout(
+        sch,
+        conv,
+        index,
+        lambda ry, rx, c, f: (f // tile_channels, ry, rx, c, f % tile_channels),
     )
 
 

@@ -1,6 +1,6 @@
 """What the schedule rules size their tiles from: the vector width, the core count and the data
-cache sizes of the CPU the code is compiled for (read from Linux's sysfs, with conservative
-defaults elsewhere)."""
+caches (sizes, and the L1's associativity) of the CPU the code is compiled for, read from Linux's
+sysfs, with conservative defaults elsewhere."""
 
 from __future__ import annotations
 
@@ -11,17 +11,25 @@ from pathlib import Path
 
 _SYSFS_CACHE = Path("/sys/devices/system/cpu/cpu0/cache")
 _DEFAULT_CACHE_BYTES = {1: 32 * 1024, 2: 1024 * 1024, 3: 8 * 1024 * 1024}
+_DEFAULT_L1_WAYS = 8
 
 
 @dataclass(frozen=True)
 class CpuTuning:
-    """Per-core figures: `l1_bytes`/`l2_bytes` are one core's data caches, `l3_bytes` is shared."""
+    """Per-core figures: `l1_bytes`/`l2_bytes` are one core's data caches, `l3_bytes` is shared;
+    `l1_ways` is the L1's associativity (addresses `l1_bytes / l1_ways` apart share a set)."""
 
     vector_bits: int
     cores: int
     l1_bytes: int
     l2_bytes: int
     l3_bytes: int
+    l1_ways: int = _DEFAULT_L1_WAYS
+
+    @property
+    def l1_set_span(self) -> int:
+        """Bytes between addresses that fall in the same L1 set."""
+        return max(1, self.l1_bytes // max(1, self.l1_ways))
 
     def lanes(self, dtype_bits: int = 32) -> int:
         """Elements of `dtype_bits` in one vector register."""
@@ -34,6 +42,7 @@ class CpuTuning:
             "l1_bytes": self.l1_bytes,
             "l2_bytes": self.l2_bytes,
             "l3_bytes": self.l3_bytes,
+            "l1_ways": self.l1_ways,
         }
 
 
@@ -69,12 +78,30 @@ def cache_sizes(root: Path = _SYSFS_CACHE) -> dict[int, int]:
     return sizes
 
 
-def host_tuning(flags: Collection[str], cores: int | None = None) -> CpuTuning:
-    sizes = cache_sizes()
+def l1_ways(root: Path = _SYSFS_CACHE) -> int:
+    """The L1 data cache's associativity, or a common 8 when sysfs does not say."""
+    for index in sorted(root.glob("index[0-9]*")):
+        try:
+            if (index / "type").read_text().strip() != "Data":
+                continue
+            if int((index / "level").read_text()) == 1:
+                return int((index / "ways_of_associativity").read_text())
+        except (OSError, ValueError):
+            continue
+    return _DEFAULT_L1_WAYS
+
+
+def host_tuning(
+    flags: Collection[str], cores: int | None = None, caches: Path = _SYSFS_CACHE
+) -> CpuTuning:
+    """The tuning for this host: its vector width from `flags`, its measured cache sizes (sysfs
+    `caches`), `cores` or every CPU."""
+    sizes = cache_sizes(caches)
     return CpuTuning(
         vector_bits=vector_bits(flags),
         cores=cores or os.cpu_count() or 1,
         l1_bytes=sizes[1],
         l2_bytes=sizes[2],
         l3_bytes=sizes[3],
+        l1_ways=l1_ways(caches),
     )

@@ -18,6 +18,7 @@ from targets.tvm_schedules.analysis import (
     divisors,
     kernel_extents,
     largest_divisor_at_most,
+    read_constant_in_layout,
     root_blocks,
     vector_registers,
     vector_width,
@@ -103,7 +104,7 @@ class MatmulTiles:
             factors[axes.column] = self.columns
         return factors if any(f > 1 for f in factors) else None
 
-    def describe(self, axes: MatmulAxes, lanes: int) -> str:
+    def describe(self, axes: MatmulAxes, lanes: int, b_constant_packed: bool) -> str:
         padded = []
         if axes.rows and self.padded_inner_rows != axes.extents[axes.rows[-1]]:
             padded_m = axes.m // axes.extents[axes.rows[-1]] * self.padded_inner_rows
@@ -113,7 +114,8 @@ class MatmulTiles:
         return (
             f"register tile {self.rows}x{self.columns} ({lanes} lanes), "
             f"{self.task_rows} rows per task, parallel over {self.tasks} tasks"
-            + (", B packed" if self.pack else "")
+            + (", B packed at compile time" if b_constant_packed else "")
+            + (", B packed per task" if self.pack and not b_constant_packed else "")
             + (f", padded {', '.join(padded)}" if padded else "")
         )
 
@@ -355,18 +357,22 @@ class MatmulRule(ScheduleRule):
             _schedule_split_k(sch, block, axes, plan)
             return Scheduled(sch, f"{shape}: {plan.describe()}")
         tiles = choose_tiles(axes, tuning)
-        separate = _schedule_gemm(sch, block, axes, tiles)
-        detail = f"{shape}: {tiles.describe(axes, tuning.lanes(DTYPE_BYTES * 8))}"
+        separate, b_constant_packed = _schedule_gemm(sch, block, axes, tiles)
+        lanes = tuning.lanes(DTYPE_BYTES * 8)
+        detail = f"{shape}: {tiles.describe(axes, lanes, b_constant_packed)}"
         if separate:
             detail += f"; separate epilogue: {', '.join(separate)}"
         return Scheduled(sch, detail)
 
 
-def _schedule_gemm(sch: Any, block: Any, axes: MatmulAxes, tiles: MatmulTiles) -> list[str]:
-    """Loops: parallel over (batch, row task, column tile); in each task the B panel is packed,
-    then for each row tile the C tile is zeroed, accumulated over all of K with the rows
-    unrolled and the columns vectorized, and written back through the epilogue. Returns the
-    epilogue blocks left as separate loop nests."""
+def _schedule_gemm(
+    sch: Any, block: Any, axes: MatmulAxes, tiles: MatmulTiles
+) -> tuple[list[str], bool]:
+    """Loops: parallel over (batch, row task, column tile); in each task the B panel is packed
+    (a constant B is packed once, at compile time, instead), then for each row tile the C tile
+    is zeroed, accumulated over all of K with the rows unrolled and the columns vectorized, and
+    written back through the epilogue. Returns the epilogue blocks left as separate loop nests,
+    and whether B was packed at compile time."""
     b_buffer = sch.get(block).reads[axes.b_read].source
     padding = tiles.padding(axes)
     a_pad = b_pad = None
@@ -378,6 +384,7 @@ def _schedule_gemm(sch: Any, block: Any, axes: MatmulAxes, tiles: MatmulTiles) -
             else:
                 a_pad = producer
         _inline_epilogue(sch, block)
+    b_constant_packed = b_pad is None and _pack_constant_b(sch, block, axes, b_buffer, tiles)
 
     loops = sch.get_loops(block)
     batch = [loops[i] for i in axes.batch]
@@ -404,7 +411,7 @@ def _schedule_gemm(sch: Any, block: Any, axes: MatmulAxes, tiles: MatmulTiles) -
     sch.vectorize(sch.get_loops(writer)[-1])
     separate = _fuse_epilogue(sch, writer, tile_loop)
 
-    if tiles.pack:
+    if tiles.pack and not b_constant_packed:
         panel = b_pad if b_pad is not None else sch.cache_read(block, axes.b_read, "global")
         sch.compute_at(panel, task)
         if axes.b_column_innermost:
@@ -418,7 +425,25 @@ def _schedule_gemm(sch: Any, block: Any, axes: MatmulAxes, tiles: MatmulTiles) -
     if rows:
         sch.unroll(row_inner)
     sch.decompose_reduction(block, reduction)  # the zeroing loops inherit the unroll/vectorize
-    return separate
+    return separate, b_constant_packed
+
+
+def _pack_constant_b(
+    sch: Any, block: Any, axes: MatmulAxes, b_buffer: Any, tiles: MatmulTiles
+) -> bool:
+    """A constant B (a layer's weights) read from a copy in column panels, [N / columns][the
+    other dimensions][columns], made at compile time: each task's panel is then contiguous as
+    stored, with no copy per task at run time (for a few rows of A, that copy moved more bytes
+    than the product). False for a B computed at run time."""
+    reads = sch.get(block).reads
+    index = next(i for i, read in enumerate(reads) if read.source.same_as(b_buffer))
+    moved, columns = axes.b_column_dim, tiles.columns
+
+    def panels(*indices: Any) -> list[Any]:
+        others = [value for i, value in enumerate(indices) if i != moved]
+        return [indices[moved] // columns, *others, indices[moved] % columns]
+
+    return read_constant_in_layout(sch, block, index, panels)
 
 
 def _column_last(axes: MatmulAxes, b_buffer: Any) -> Any:

@@ -1,11 +1,13 @@
 """The Relax pipeline for the CPU: TVM's default passes, with the activations of 2-D
 convolutions in NHWC (weights HWIO, transposed once at compile time), TVM's fast (polynomial)
 exp/erf/tanh, and the project's schedule rules applied to every fused PrimFunc before it is
-lowered."""
+lowered. Weights that a rule reads in another layout (packed per register tile) are repacked
+once, at compile time."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from targets.tvm_schedules.apply import FunctionSchedule, apply_rules
@@ -15,10 +17,12 @@ from targets.tvm_schedules.rule import ScheduleRule
 # Channels innermost: the output channels of a convolution become the vectorized axis, the way
 # they are for a matmul's columns.
 CONV_LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
+PREPACKED = "_prepacked"  # TVM's suffix for a function whose constants were packed for it
 
 
 def fused_module(module: Any, target: Any) -> Any:
-    """Legalized and fused, not yet scheduled: what the rules see (also used to profile)."""
+    """Legalized and fused, with the constant parameters marked, not yet scheduled: what the
+    rules see (also used to profile)."""
     import tvm
     from tvm import relax
 
@@ -40,7 +44,36 @@ def fused_module(module: Any, target: Any) -> Any:
     with target:
         module = tvm.transform.Sequential(prepare)(module)
         module = _channels_last(module)
-        return tvm.transform.Sequential(legalize)(module)
+        return mark_constant_parameters(tvm.transform.Sequential(legalize)(module))
+
+
+def mark_constant_parameters(module: Any) -> Any:
+    """Each PrimFunc's parameters that every call passes a constant (the model's weights) as its
+    `layout_free_buffers` attribute: a rule may read those in another layout, made at compile
+    time (see `fold_layout_rewrites`). TVM's AttachAttrLayoutFreeBuffers does the same but
+    renames the functions, and the compile record and profile name them."""
+    import tvm
+    from tvm import relax
+
+    call_tir = tvm.ir.Op.get("relax.call_tir")
+    constant: dict[str, list[bool]] = {}
+
+    def visit(expr: Any) -> None:
+        if isinstance(expr, relax.Call) and expr.op.same_as(call_tir):
+            arguments = expr.args[1].fields if isinstance(expr.args[1], relax.Tuple) else []
+            flags = [isinstance(argument, tvm.ir.expr.GenericConst) for argument in arguments]
+            seen = constant.setdefault(expr.args[0].name_hint, flags)
+            constant[expr.args[0].name_hint] = [a and b for a, b in zip(seen, flags, strict=True)]
+
+    for func in module.functions.values():
+        if isinstance(func, relax.Function):
+            relax.analysis.post_order_visit(func, visit)
+    marked = tvm.IRModule(dict(module.functions), attrs=module.attrs)
+    for var, func in module.functions.items():
+        free = [i for i, flag in enumerate(constant.get(var.name_hint, [])) if flag]
+        if isinstance(func, tvm.tirx.PrimFunc) and free:
+            marked[var] = func.with_attr("layout_free_buffers", free)
+    return marked
 
 
 def _channels_last(module: Any) -> Any:
@@ -78,6 +111,33 @@ def _calls(module: Any, op_name: str) -> bool:
     return any(found)
 
 
+def fold_layout_rewrites(module: Any, target: Any) -> Any:
+    """The weight copies that rules marked as layout rewrites, split into their own functions
+    and run once, at compile time, on the constant weights; the copies' functions are then
+    dropped."""
+    import tvm
+    from tvm import relax
+
+    passes = [
+        relax.transform.SplitLayoutRewritePreproc(),
+        relax.transform.FoldConstant(),
+        relax.transform.DeadCodeElimination(),
+    ]
+    with target:
+        return tvm.transform.Sequential(passes)(module)
+
+
+def _renamed(records: list[FunctionSchedule], names: set[str]) -> list[FunctionSchedule]:
+    """The records under the names the functions run as: a function whose weights were packed
+    at compile time runs as `<name>_prepacked` (TVM's SplitLayoutRewritePreproc names it)."""
+    return [
+        replace(record, function=f"{record.function}{PREPACKED}")
+        if record.function not in names and f"{record.function}{PREPACKED}" in names
+        else record
+        for record in records
+    ]
+
+
 def cpu_pipeline(
     rules: Sequence[ScheduleRule], tuning: CpuTuning, records: list[FunctionSchedule]
 ) -> Any:
@@ -91,7 +151,8 @@ def cpu_pipeline(
         target = tvm.target.Target.current()
         module = fused_module(module, target)
         module, scheduled = apply_rules(module, rules, tuning)
-        records.extend(scheduled)
+        module = fold_layout_rewrites(module, target)
+        records.extend(_renamed(scheduled, {var.name_hint for var in module.functions}))
         lowering = [
             relax.transform.RewriteDataflowReshape(),
             relax.transform.ToNonDataflow(),
