@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from bench_models import save_matmul
+from onnx import TensorProto, helper
 
 from runner import run_command
 from runner.cli import main
@@ -20,17 +21,9 @@ from runner.spinner import spinner
 
 def _matmul(tmp_path: Path) -> Path:
     """x[2,4] @ w[4,3] -> y[2,3]."""
-    w = np.arange(12, dtype=np.float32).reshape(4, 3) / 10
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "matmul",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])],
-        [numpy_helper.from_array(w, "w")],
+    return save_matmul(
+        tmp_path / "matmul.onnx", 2, np.arange(12, dtype=np.float32).reshape(4, 3) / 10
     )
-    path = tmp_path / "matmul.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import onnx_ir as ir
 import pytest
+from bench_models import save_matmul
 from bert_like import bert_like_feeds, build_bert_like
 from onnx import TensorProto, helper, numpy_helper
 
@@ -253,16 +254,7 @@ def test_run_bad_arguments_are_one_line_errors(tmp_path, capsys, extra, message)
 
 def _bf16_matmul(tmp_path: Path, w: np.ndarray) -> ir.Model:
     """x @ w through the bf16 pipeline: a bfloat16 MatMul between two Casts."""
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"])],
-        "matmul",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])],
-        [numpy_helper.from_array(w, "w")],
-    )
-    path = tmp_path / "matmul.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    model = load_model(path)
+    model = load_model(save_matmul(tmp_path / "matmul.onnx", 4, w))
     run_pipeline(model, parse_pipeline("bf16"))
     return model
 
