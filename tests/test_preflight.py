@@ -75,3 +75,12 @@ def test_run_larger_than_memory_is_refused(tmp_path: Path) -> None:
 def test_available_memory_is_read_from_meminfo() -> None:
     assert available_bytes("MemTotal: 100 kB\nMemAvailable:   2048 kB\n") == 2048 * 1024
     assert available_bytes("MemTotal: 100 kB\n") is None
+
+
+def test_memory_estimate_sizes_symbolic_dims_from_bindings(tmp_path: Path) -> None:
+    """The bench estimates each batch size on the model as loaded once, unbound."""
+    model = load_onnx_text(tmp_path, _BATCHED_RELU)
+    assert minimum_bytes(model) == 0  # nothing static to count
+    assert minimum_bytes(model, {"batch": 4}) == 3 * 4 * 1024 * 4
+    with pytest.raises(AsicperfError, match=r"needs at least 11,444.1 GiB"):
+        check_fits_in_memory(model, "x", available=8 * 2**30, bindings={"batch": 1000000000})

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import onnx_ir as ir
 
+from ir.bindings import symbolic_dims
 from ir.errors import AsicperfError
 from ir.fingerprint import fingerprint
 from ir.memory import check_fits_in_memory
@@ -100,11 +101,13 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, observer: Observer) -> di
     pipeline = bind_pipeline(workload.pipeline, target.name)
     unbound = load_model(plan.model_path)
     sizes = workload.batch_sizes
-    if sizes != (1,) and not _has_batch_dim(unbound):
+    if sizes != (1,) and BATCH_DIM not in symbolic_dims(unbound):
         raise AsicperfError(
             f"{workload.model}: no input has a '{BATCH_DIM}' dimension, so only batch 1 applies"
         )
-    _check_memory(plan, max(sizes))
+    largest = max(sizes)
+    what = f"{workload.model} at batch {largest}"
+    check_fits_in_memory(unbound, what, bindings={BATCH_DIM: largest})
     key = RunKey(
         fingerprint(unbound),
         plan.target_spec,
@@ -152,21 +155,6 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, observer: Observer) -> di
     document = stamp("model", created, environment(list(plan.command), plan.seed), body)
     write_result(folder / RESULT_FILE, document)
     return document
-
-
-def _check_memory(plan: BenchPlan, batch_size: int) -> None:
-    """Refuse, before anything is measured, a batch size whose tensors cannot fit in memory."""
-    model = load_model(plan.model_path, bindings={BATCH_DIM: batch_size})
-    check_fits_in_memory(model, f"{plan.workload.model} at batch {batch_size}")
-
-
-def _has_batch_dim(model: ir.Model) -> bool:
-    return any(
-        not isinstance(dim, int) and str(dim.value) == BATCH_DIM
-        for value in model.graph.inputs
-        if value.shape is not None
-        for dim in value.shape
-    )
 
 
 def _measure(

@@ -5,7 +5,7 @@ sysfs, with conservative defaults elsewhere."""
 from __future__ import annotations
 
 import os
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +63,8 @@ def _parse_size(text: str) -> int:
     return int(text.rstrip("KMG")) * scale
 
 
-def cache_sizes(root: Path = _SYSFS_CACHE) -> dict[int, int]:
-    """Data (or unified) cache bytes by level; defaults for levels sysfs does not list."""
-    sizes = dict(_DEFAULT_CACHE_BYTES)
+def _data_caches(root: Path) -> Iterator[tuple[Path, int, int]]:
+    """(index folder, level, bytes) of each data or unified cache sysfs lists under `root`."""
     for index in sorted(root.glob("index[0-9]*")):
         try:
             kind = (index / "type").read_text().strip()
@@ -74,17 +73,19 @@ def cache_sizes(root: Path = _SYSFS_CACHE) -> dict[int, int]:
         except (OSError, ValueError):
             continue
         if kind in ("Data", "Unified"):
-            sizes[level] = size
-    return sizes
+            yield index, level, size
+
+
+def cache_sizes(root: Path = _SYSFS_CACHE) -> dict[int, int]:
+    """Data (or unified) cache bytes by level; defaults for levels sysfs does not list."""
+    return {**_DEFAULT_CACHE_BYTES, **{level: size for _, level, size in _data_caches(root)}}
 
 
 def l1_ways(root: Path = _SYSFS_CACHE) -> int:
     """The L1 data cache's associativity, or a common 8 when sysfs does not say."""
-    for index in sorted(root.glob("index[0-9]*")):
+    for index, level, _ in _data_caches(root):
         try:
-            if (index / "type").read_text().strip() != "Data":
-                continue
-            if int((index / "level").read_text()) == 1:
+            if level == 1:
                 return int((index / "ways_of_associativity").read_text())
         except (OSError, ValueError):
             continue
