@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.errors import AsicperfError
 
@@ -16,7 +16,7 @@ from ir.errors import AsicperfError
 MAX_DIM = 2**40
 
 
-def symbolic_dims(model: ir.Model) -> set[str]:
+def symbolic_dims(model: oir.Model) -> set[str]:
     """The names of the symbolic dims on the graph's inputs."""
     return {
         str(dim.value)
@@ -34,7 +34,7 @@ def check_dim_size(size: int, what: str) -> int:
     return size
 
 
-def check_bindings(model: ir.Model, bindings: Mapping[str, int], what: str) -> None:
+def check_bindings(model: oir.Model, bindings: Mapping[str, int], what: str) -> None:
     """Every binding names a symbolic input dim of `model` and has a usable size."""
     names = symbolic_dims(model)
     for name, size in bindings.items():

@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterator
 
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.model_checks import TYPED_DATA_FIELDS
 from ir.node_ids import NODE_ID_KEY, PROVENANCE_KEY
@@ -22,10 +22,10 @@ _HISTORY_KEYS = frozenset({NODE_ID_KEY, PROVENANCE_KEY})
 _TENSOR_DATA_FIELDS = ("raw_data", *TYPED_DATA_FIELDS, "external_data")
 
 
-def fingerprint(model: ir.Model) -> str:
+def fingerprint(model: oir.Model) -> str:
     """`sha256:<hex>` of the model's canonical serialization; equal across runs and processes."""
     digest = hashlib.sha256()
-    proto = ir.to_proto(model)
+    proto = oir.to_proto(model)
     for graph_proto, graph in _graph_pairs(proto.graph, model.graph):
         _strip_history(graph_proto)
         for tensor_proto in graph_proto.initializer:
@@ -48,11 +48,11 @@ def _update_framed(digest: hashlib._Hash, data: bytes) -> None:
     digest.update(data)
 
 
-def _update_tensor_data(digest: hashlib._Hash, tensor: ir.TensorProtocol | None) -> None:
+def _update_tensor_data(digest: hashlib._Hash, tensor: oir.TensorProtocol | None) -> None:
     """Hash a tensor's values; string tensors element by element (they have no `tobytes`)."""
     if tensor is None:
         _update_framed(digest, b"")
-    elif tensor.dtype == ir.DataType.STRING:
+    elif tensor.dtype == oir.DataType.STRING:
         strings = tensor.string_data()
         digest.update(len(strings).to_bytes(8, "little"))
         for item in strings:
@@ -62,8 +62,8 @@ def _update_tensor_data(digest: hashlib._Hash, tensor: ir.TensorProtocol | None)
 
 
 def _graph_pairs(
-    graph_proto: onnx.GraphProto, graph: ir.Graph
-) -> Iterator[tuple[onnx.GraphProto, ir.Graph]]:
+    graph_proto: onnx.GraphProto, graph: oir.Graph
+) -> Iterator[tuple[onnx.GraphProto, oir.Graph]]:
     """Each graph proto with the IR graph it was serialized from, subgraphs included.
 
     Walks both in step, node by node and attribute by attribute, so the pairing does not depend

@@ -16,29 +16,29 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import networkx as nx
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.node_ids import node_id
 
 
-def subgraphs_of(node: ir.Node) -> Iterator[ir.Graph]:
+def subgraphs_of(node: oir.Node) -> Iterator[oir.Graph]:
     """The graphs held in the node's attributes (If branches, Loop and Scan bodies)."""
     for attribute in node.attributes.values():
-        if not isinstance(attribute, ir.Attr) or attribute.is_ref():
+        if not isinstance(attribute, oir.Attr) or attribute.is_ref():
             continue
-        if attribute.type == ir.AttributeType.GRAPH:
+        if attribute.type == oir.AttributeType.GRAPH:
             yield attribute.as_graph()
-        elif attribute.type == ir.AttributeType.GRAPHS:
+        elif attribute.type == oir.AttributeType.GRAPHS:
             yield from attribute.as_graphs()
 
 
-def captured_values(node: ir.Node) -> list[ir.Value]:
+def captured_values(node: oir.Node) -> list[oir.Value]:
     """Values that the node's subgraphs read from outside themselves, in first-read order.
 
     These are implicit inputs of the node: a value defined in an enclosing graph that some node
     (at any depth) inside the subgraphs uses, or that a subgraph returns as an output.
     """
-    captured: dict[ir.Value, None] = {}
+    captured: dict[oir.Value, None] = {}
     for subgraph in subgraphs_of(node):
         local = local_values(subgraph)
         for inner in subgraph:
@@ -51,7 +51,7 @@ def captured_values(node: ir.Node) -> list[ir.Value]:
     return list(captured)
 
 
-def local_values(graph: ir.Graph) -> set[ir.Value]:
+def local_values(graph: oir.Graph) -> set[oir.Value]:
     """Values the graph itself defines: its inputs, initializers and its nodes' outputs."""
     local = set(graph.inputs)
     local.update(graph.initializers.values())
@@ -60,10 +60,10 @@ def local_values(graph: ir.Graph) -> set[ir.Value]:
     return local
 
 
-def _node_keys(graph: ir.Graph) -> dict[ir.Node, str]:
+def _node_keys(graph: oir.Graph) -> dict[oir.Node, str]:
     """Each node's key in the view: its stable id, or `#<position>` when the id is missing or
     already taken by an earlier node (so the view keeps every node even before ids are fixed)."""
-    keys: dict[ir.Node, str] = {}
+    keys: dict[oir.Node, str] = {}
     taken: set[str] = set()
     for position, node in enumerate(graph):
         key = node_id(node)
@@ -74,7 +74,7 @@ def _node_keys(graph: ir.Graph) -> dict[ir.Node, str]:
     return keys
 
 
-def to_networkx(graph: ir.Graph) -> nx.MultiDiGraph:
+def to_networkx(graph: oir.Graph) -> nx.MultiDiGraph:
     """The graph's ops as a MultiDiGraph (see the module docstring for what nodes and edges are).
 
     Node attributes: `op`, `domain`, `name`, `ir_node`. Edge key: the value's name; edge

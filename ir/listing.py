@@ -6,17 +6,17 @@ the text view and the JSON document always agree.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.fingerprint import fingerprint
 from ir.node_ids import node_id
 from ir.ops import node_cost
+from ir.units import si
 
 Dim = int | str | None
 _MAX_LISTED_ITEMS = 8
@@ -69,7 +69,7 @@ class ModelSummary:
         return asdict(self)
 
 
-def summarize(model: ir.Model, bindings: Mapping[str, int] | None = None) -> ModelSummary:
+def summarize(model: oir.Model, bindings: Mapping[str, int] | None = None) -> ModelSummary:
     """Collect the listing of `model`; `bindings` give symbolic dims values for the FLOP count."""
     nodes = tuple(_summarize_graph(model.graph, bindings, depth=0))
     initializers = [
@@ -94,7 +94,7 @@ def summarize(model: ir.Model, bindings: Mapping[str, int] | None = None) -> Mod
     )
 
 
-def _summarize_graph(graph: ir.Graph, bindings: Mapping[str, int] | None, depth: int):
+def _summarize_graph(graph: oir.Graph, bindings: Mapping[str, int] | None, depth: int):
     for node in graph:
         cost = node_cost(node, bindings)
         yield NodeSummary(
@@ -110,14 +110,14 @@ def _summarize_graph(graph: ir.Graph, bindings: Mapping[str, int] | None, depth:
             bytes_moved=None if cost is None else cost.bytes_moved,
         )
         for attr in node.attributes.values():
-            if attr.type == ir.AttributeType.GRAPH:
+            if attr.type == oir.AttributeType.GRAPH:
                 yield from _summarize_graph(attr.as_graph(), bindings, depth + 1)
-            elif attr.type == ir.AttributeType.GRAPHS:
+            elif attr.type == oir.AttributeType.GRAPHS:
                 for subgraph in attr.as_graphs():
                     yield from _summarize_graph(subgraph, bindings, depth + 1)
 
 
-def _summarize_value(value: ir.Value) -> ValueSummary:
+def _summarize_value(value: oir.Value) -> ValueSummary:
     shape = None
     if value.shape is not None:
         shape = tuple(d if isinstance(d, int) else d.value for d in value.shape)
@@ -127,23 +127,23 @@ def _summarize_value(value: ir.Value) -> ValueSummary:
     )
 
 
-def _attribute_value(attr: ir.Attr) -> Any:
+def _attribute_value(attr: oir.Attr) -> Any:
     """A JSON-friendly rendering: numbers and strings as they are, tensors and graphs described."""
     kind = attr.type
     if attr.is_ref():
         return f"@{attr.ref_attr_name}"
-    if kind in (ir.AttributeType.INT, ir.AttributeType.FLOAT, ir.AttributeType.STRING):
+    if kind in (oir.AttributeType.INT, oir.AttributeType.FLOAT, oir.AttributeType.STRING):
         return attr.value
-    if kind in (ir.AttributeType.INTS, ir.AttributeType.FLOATS, ir.AttributeType.STRINGS):
+    if kind in (oir.AttributeType.INTS, oir.AttributeType.FLOATS, oir.AttributeType.STRINGS):
         return list(attr.value)
-    if kind == ir.AttributeType.TENSOR:
+    if kind == oir.AttributeType.TENSOR:
         tensor = attr.as_tensor()
         if tensor.size == 1:
             return tensor.numpy().reshape(()).item()
         return f"<tensor {tensor.dtype.short_name()}[{','.join(map(str, tensor.shape.numpy()))}]>"
-    if kind == ir.AttributeType.GRAPH:
+    if kind == oir.AttributeType.GRAPH:
         return f"<graph {counted(len(attr.as_graph()), 'node')}>"
-    if kind == ir.AttributeType.GRAPHS:
+    if kind == oir.AttributeType.GRAPHS:
         return f"<{counted(len(attr.as_graphs()), 'graph')}>"
     return f"<{kind.name.lower()}>"
 
@@ -216,21 +216,3 @@ def counted(count: int, noun: str, plural: str | None = None) -> str:
     """`1 node`, `3 nodes`: a count with its noun in the right number (`plural` where adding
     an s is wrong)."""
     return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
-
-
-def si(count: float, unit: str = "", *, binary: bool = False) -> str:
-    """1234567 -> '1.23 M'; bytes use powers of 1024 (KiB, MiB, ...)."""
-    base, prefixes = (
-        (1024.0, ["", "Ki", "Mi", "Gi", "Ti", "Pi"])
-        if binary
-        else (
-            1000.0,
-            ["", "K", "M", "G", "T", "P"],
-        )
-    )
-    if count == 0:
-        return f"0 {unit}".rstrip()
-    exponent = min(int(math.log(abs(count), base)), len(prefixes) - 1)
-    scaled = count / base**exponent
-    text = f"{scaled:.0f}" if exponent == 0 else f"{scaled:.3g}"
-    return f"{text} {prefixes[exponent]}{unit}".rstrip()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ml_dtypes
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.errors import AsicperfError
 from ir.model_io import copy_model
@@ -23,42 +23,42 @@ from ir.names import unique_name
 from ir.node_ids import assign_node_ids
 
 # ONNX low-precision float types and the numpy types that round to them.
-LOW_PRECISION: dict[ir.DataType, type] = {
-    ir.DataType.BFLOAT16: ml_dtypes.bfloat16,
-    ir.DataType.FLOAT16: np.float16,
+LOW_PRECISION: dict[oir.DataType, type] = {
+    oir.DataType.BFLOAT16: ml_dtypes.bfloat16,
+    oir.DataType.FLOAT16: np.float16,
 }
 
 # Metadata key of an emulated copy: the low-precision types it emulates ("bfloat16").
 EMULATED_KEY = "asicperf.emulated_precision"
 
 
-def round_to(array: np.ndarray, dtype: ir.DataType) -> np.ndarray:
+def round_to(array: np.ndarray, dtype: oir.DataType) -> np.ndarray:
     """`array` rounded to the low-precision `dtype`, round-to-nearest-even, in that type;
     values beyond its range become infinities (float16 overflows above 65504)."""
     with np.errstate(over="ignore"):
         return np.asarray(array, dtype=np.float32).astype(LOW_PRECISION[dtype])
 
 
-def needs_emulation(model: ir.Model) -> bool:
+def needs_emulation(model: oir.Model) -> bool:
     """Whether onnxruntime's CPU build cannot run `model` as written for want of bfloat16
     kernels: a node of the main graph other than Cast computes bfloat16 (1.32 has none for
     MatMul, Gemm, Conv, Add, Relu or Softmax; Cast float <-> bfloat16 it runs)."""
     return any(
-        value.dtype == ir.DataType.BFLOAT16
+        value.dtype == oir.DataType.BFLOAT16
         for node in model.graph
         if not (node.op_type == "Cast" and node.domain == "")
         for value in node.outputs
     )
 
 
-def runnable_on_cpu(model: ir.Model) -> ir.Model:
+def runnable_on_cpu(model: oir.Model) -> oir.Model:
     """`model` as onnxruntime's CPU build can run it: `model` itself, or its FP32 emulation
     when `needs_emulation` says it has bfloat16 nodes. The one way the reference path (the
     pass audit's numeric check, the `reference` target) runs a mixed-precision model."""
     return emulate_low_precision(model) if needs_emulation(model) else model
 
 
-def emulate_low_precision(model: ir.Model) -> ir.Model:
+def emulate_low_precision(model: oir.Model) -> oir.Model:
     """An FP32 copy of `model` that rounds every low-precision tensor to its type in place of
     holding it in that type; `model` itself is left alone. Graph inputs and outputs must not be
     low precision (mixed-precision keeps them FP32). The copy names the emulated types in its
@@ -81,8 +81,8 @@ def emulate_low_precision(model: ir.Model) -> ir.Model:
     for value in graph.initializers.values():
         if value.dtype in LOW_PRECISION and value.const_value is not None:
             widened = value.const_value.numpy().astype(np.float32)
-            value.const_value = ir.tensor(widened, name=value.name)
-            value.dtype = ir.DataType.FLOAT
+            value.const_value = oir.tensor(widened, name=value.name)
+            value.dtype = oir.DataType.FLOAT
     for node in list(graph):
         for value in node.outputs:
             if value.dtype in LOW_PRECISION:
@@ -93,26 +93,26 @@ def emulate_low_precision(model: ir.Model) -> ir.Model:
     return copy
 
 
-def _round_in_fp32(graph: ir.Graph, node: ir.Node, value: ir.Value) -> None:
+def _round_in_fp32(graph: oir.Graph, node: oir.Node, value: oir.Value) -> None:
     """Make `value`'s readers read it as FP32 rounded to its low-precision type. A Cast to that
     type already rounds and only needs widening; any other node computes in FP32 and rounds."""
     dtype = value.dtype
     readers = list(value.uses())
     anchor, rounded = node, value
     if not (node.op_type == "Cast" and node.domain == ""):
-        value.dtype = ir.DataType.FLOAT
+        value.dtype = oir.DataType.FLOAT
         anchor = _insert_cast(graph, anchor, value, dtype, f"{value.name}_{dtype.name.lower()}")
         rounded = anchor.outputs[0]
-    widen = _insert_cast(graph, anchor, rounded, ir.DataType.FLOAT, f"{value.name}_rounded")
+    widen = _insert_cast(graph, anchor, rounded, oir.DataType.FLOAT, f"{value.name}_rounded")
     for user, index in readers:
         user.replace_input_with(index, widen.outputs[0])
 
 
 def _insert_cast(
-    graph: ir.Graph, after: ir.Node, value: ir.Value, dtype: ir.DataType, base: str
-) -> ir.Node:
+    graph: oir.Graph, after: oir.Node, value: oir.Value, dtype: oir.DataType, base: str
+) -> oir.Node:
     """A Cast of `value` to `dtype` placed right after `after`, its output named after `base`."""
-    cast = ir.node("Cast", [value], {"to": int(dtype)})
+    cast = oir.node("Cast", [value], {"to": int(dtype)})
     output = cast.outputs[0]
     output.name, output.dtype, output.shape = unique_name(graph, base), dtype, value.shape
     graph.insert_after(after, cast)

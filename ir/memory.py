@@ -9,14 +9,14 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.errors import AsicperfError
 
 _GIB = 2**30
 
 
-def value_bytes(value: ir.Value, bindings: Mapping[str, int] | None = None) -> int | None:
+def value_bytes(value: oir.Value, bindings: Mapping[str, int] | None = None) -> int | None:
     """Bytes of a value whose dtype is known and whose dims are static or named in
     `bindings`; None otherwise."""
     if value.dtype is None or value.shape is None:
@@ -29,13 +29,13 @@ def value_bytes(value: ir.Value, bindings: Mapping[str, int] | None = None) -> i
     return math.prod(dims) * value.dtype.itemsize
 
 
-def minimum_bytes(model: ir.Model, bindings: Mapping[str, int] | None = None) -> int:
+def minimum_bytes(model: oir.Model, bindings: Mapping[str, int] | None = None) -> int:
     """A lower bound of a run's peak memory: the weights, every graph input and output, and the
     largest intermediate value (each must exist at once at some point). `bindings` size the
     symbolic dims, so a model need not be loaded again per batch size to be estimated."""
     graph = model.graph
 
-    def size(value: ir.Value) -> int:
+    def size(value: oir.Value) -> int:
         return value_bytes(value, bindings) or 0
 
     weights = sum(size(v) for v in graph.initializers.values())
@@ -56,7 +56,7 @@ def available_bytes(meminfo: str | None = None) -> int | None:
 
 
 def check_fits_in_memory(
-    model: ir.Model,
+    model: oir.Model,
     what: str,
     available: int | None = None,
     bindings: Mapping[str, int] | None = None,

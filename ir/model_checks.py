@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
@@ -83,7 +83,7 @@ def _first_non_text_field(message: Message, where: str) -> str | None:
     return None
 
 
-def check_operators(model: ir.Model, path: Path) -> None:
+def check_operators(model: oir.Model, path: Path) -> None:
     """Reject operators from unknown domains and default-domain ops ONNX does not define."""
     functions = {(function.domain, function.name) for function in model.functions.values()}
     known = KNOWN_DOMAINS | {domain for domain, _ in functions}

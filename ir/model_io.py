@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.errors import ModelLoadError, first_line, root_cause
 from ir.model_checks import (
@@ -38,7 +38,7 @@ def load_model(
     *,
     infer_shapes: bool = True,
     bindings: Mapping[str, int] | None = None,
-) -> ir.Model:
+) -> oir.Model:
     """Load an ONNX file (with external data) into the IR, or raise a one-line ModelLoadError.
 
     `bindings` fix named symbolic dims of the graph inputs (e.g. {"batch": 1}) before shape
@@ -54,7 +54,7 @@ def load_model(
     if bindings:
         _bind_input_dims(proto, bindings)
     try:
-        model = ir.serde.deserialize_model(proto)
+        model = oir.serde.deserialize_model(proto)
     except Exception as error:  # any malformed field surfaces here as some exception type
         raise ModelLoadError(
             f"{path}: malformed ONNX model: {first_line(root_cause(error))}"
@@ -76,13 +76,13 @@ def _bind_input_dims(proto: onnx.ModelProto, bindings: Mapping[str, int]) -> Non
                 dim.dim_value = bindings[dim.dim_param]
 
 
-def _attach_external_data(model: ir.Model, path: Path) -> None:
+def _attach_external_data(model: oir.Model, path: Path) -> None:
     """Point external tensors at the model's folder and check that their bytes exist."""
     base_dir = path.parent
     for graph in model.graphs():
         for value in graph.initializers.values():
             tensor = value.const_value
-            if not isinstance(tensor, ir.ExternalTensor):
+            if not isinstance(tensor, oir.ExternalTensor):
                 continue
             tensor.base_dir = base_dir
             data_file = base_dir / tensor.location
@@ -117,7 +117,7 @@ def _attach_external_data(model: ir.Model, path: Path) -> None:
 
 
 def save_model(
-    model: ir.Model, path: str | os.PathLike[str], *, external_data: bool | None = None
+    model: oir.Model, path: str | os.PathLike[str], *, external_data: bool | None = None
 ) -> Path:
     """Write the model atomically: a temp file in the same folder, then a rename.
 
@@ -136,34 +136,34 @@ def save_model(
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as staging:
         staged = Path(staging) / path.name
         if external_data:
-            ir.save(model, staged, external_data=data_name)
+            oir.save(model, staged, external_data=data_name)
             os.replace(Path(staging) / data_name, path.parent / data_name)
         else:
             with _embedded_weights(model):
-                ir.save(model, staged)
+                oir.save(model, staged)
         os.replace(staged, path)
     return path
 
 
-def _external_values(model: ir.Model) -> Iterator[ir.Value]:
+def _external_values(model: oir.Model) -> Iterator[oir.Value]:
     for graph in model.graphs():
         for value in graph.initializers.values():
-            if isinstance(value.const_value, ir.ExternalTensor):
+            if isinstance(value.const_value, oir.ExternalTensor):
                 yield value
 
 
-def _load_external_tensors(model: ir.Model, *, only_from: Path) -> None:
+def _load_external_tensors(model: oir.Model, *, only_from: Path) -> None:
     """Read into memory the weights stored in `only_from`, so overwriting that file is safe."""
     for value in list(_external_values(model)):
         tensor = value.const_value
         if Path(tensor.path).resolve() == only_from.resolve():
             data = tensor.numpy().copy()
             tensor.release()
-            value.const_value = ir.Tensor(data, name=tensor.name, dtype=tensor.dtype)
+            value.const_value = oir.Tensor(data, name=tensor.name, dtype=tensor.dtype)
 
 
 @contextlib.contextmanager
-def _embedded_weights(model: ir.Model) -> Iterator[None]:
+def _embedded_weights(model: oir.Model) -> Iterator[None]:
     """Temporarily hold external weights in memory, so an embedded save really embeds them.
 
     Otherwise the saved file would point at the data file by a path relative to the folder the
@@ -172,14 +172,14 @@ def _embedded_weights(model: ir.Model) -> Iterator[None]:
     swapped = [(value, value.const_value) for value in _external_values(model)]
     try:
         for value, tensor in swapped:
-            value.const_value = ir.Tensor(tensor.numpy(), name=tensor.name, dtype=tensor.dtype)
+            value.const_value = oir.Tensor(tensor.numpy(), name=tensor.name, dtype=tensor.dtype)
         yield
     finally:
         for value, tensor in swapped:
             value.const_value = tensor
 
 
-def _initializer_bytes(model: ir.Model) -> int:
+def _initializer_bytes(model: oir.Model) -> int:
     total = 0
     for graph in model.graphs():
         for value in graph.initializers.values():
@@ -188,6 +188,6 @@ def _initializer_bytes(model: ir.Model) -> int:
     return total
 
 
-def copy_model(model: ir.Model) -> ir.Model:
+def copy_model(model: oir.Model) -> oir.Model:
     """An independent deep copy (graph, ids and weights): for passes run on a trial basis."""
-    return ir.serde.deserialize_model(ir.serde.serialize_model(model))
+    return oir.serde.deserialize_model(oir.serde.serialize_model(model))

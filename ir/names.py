@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 
-def unique_name(graph: ir.Graph, base: str) -> str:
+def unique_name(graph: oir.Graph, base: str) -> str:
     """`base`, or `base_N`, whichever no value of the graph is named yet."""
     taken = {v.name for v in graph.inputs} | set(graph.initializers)
     taken |= {out.name for node in graph for out in node.outputs}

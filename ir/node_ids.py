@@ -9,8 +9,10 @@ next free number; ids are never reused within a model.
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
-import onnx_ir as ir
+if TYPE_CHECKING:  # annotations only: `passes.base`, and so every target plugin, imports this
+    import onnx_ir as oir
 
 NODE_ID_KEY = "asicperf.id"
 # JSON {"pass", "rule", "replaces": [ids], "origin": [ids]} on nodes a pass created: `replaces`
@@ -18,7 +20,7 @@ NODE_ID_KEY = "asicperf.id"
 PROVENANCE_KEY = "asicperf.provenance"
 
 
-def node_id(node: ir.Node) -> str:
+def node_id(node: oir.Node) -> str:
     """The node's stable id, or "?" when ids were never assigned (a bare onnx_ir model)."""
     return node.metadata_props.get(NODE_ID_KEY, "?")
 
@@ -29,7 +31,7 @@ def _id_number(text: str) -> int | None:
     return None
 
 
-def next_free_number(model: ir.Model) -> int:
+def next_free_number(model: oir.Model) -> int:
     """One past the largest numeric id in the model (0 for a model without ids)."""
     numbers = (
         _id_number(node.metadata_props.get(NODE_ID_KEY, "")) for node in model.graph.all_nodes()
@@ -37,7 +39,7 @@ def next_free_number(model: ir.Model) -> int:
     return max((n for n in numbers if n is not None), default=-1) + 1
 
 
-def assign_node_ids(model: ir.Model) -> int:
+def assign_node_ids(model: oir.Model) -> int:
     """Give every node without an id the next free one, in graph order; returns how many."""
     counter = next_free_number(model)
     assigned = 0
@@ -49,7 +51,7 @@ def assign_node_ids(model: ir.Model) -> int:
     return assigned
 
 
-def find_node(model: ir.Model, wanted: str) -> ir.Node | None:
+def find_node(model: oir.Model, wanted: str) -> oir.Node | None:
     """The node with the given stable id, searching subgraphs too."""
     for node in model.graph.all_nodes():
         if node.metadata_props.get(NODE_ID_KEY) == wanted:
@@ -57,13 +59,13 @@ def find_node(model: ir.Model, wanted: str) -> ir.Node | None:
     return None
 
 
-def provenance(node: ir.Node) -> dict[str, object] | None:
+def provenance(node: oir.Node) -> dict[str, object] | None:
     """Where a pass-created node came from (None for a node imported from the original file)."""
     text = node.metadata_props.get(PROVENANCE_KEY)
     return None if text is None else json.loads(text)
 
 
-def origin_ids(node: ir.Node) -> tuple[str, ...]:
+def origin_ids(node: oir.Node) -> tuple[str, ...]:
     """The ids of the imported nodes this node stands for (itself, if it was imported)."""
     record = provenance(node)
     if record is None:
@@ -72,7 +74,7 @@ def origin_ids(node: ir.Node) -> tuple[str, ...]:
 
 
 def set_provenance(
-    node: ir.Node, *, pass_name: str, rule: str, replaces: tuple[ir.Node, ...]
+    node: oir.Node, *, pass_name: str, rule: str, replaces: tuple[oir.Node, ...]
 ) -> None:
     """Mark `node` as created by a pass, standing for `replaces` (and their origins)."""
     origin: list[str] = []
@@ -87,7 +89,7 @@ def set_provenance(
     node.metadata_props[PROVENANCE_KEY] = json.dumps(record, sort_keys=True)
 
 
-def describe_node(node: ir.Node) -> str:
+def describe_node(node: oir.Node) -> str:
     """How messages name a node: stable id, name and op."""
     name = f" '{node.name}'" if node.name else ""
     return f"node {node_id(node)}{name} ({node.op_type})"

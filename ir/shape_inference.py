@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.errors import ModelLoadError, first_line, root_cause
 from ir.proto_walk import graph_protos
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 _INFERENCE_MAX_ELEMENTS = 1024
 
 
-def infer_value_types(model: ir.Model, proto: onnx.ModelProto, path: Path) -> None:
+def infer_value_types(model: oir.Model, proto: onnx.ModelProto, path: Path) -> None:
     """Give every value the type and shape ONNX infers for it (types in full, not just dtypes).
 
     onnx_ir's `ShapeInferencePass` copies only the element dtype, which turns a sequence (or
@@ -42,17 +42,17 @@ def infer_value_types(model: ir.Model, proto: onnx.ModelProto, path: Path) -> No
     skeleton = _inference_skeleton(proto)
     try:
         inferred = _settle_shape_chains(skeleton, _inferred(skeleton, path), path)
-        inferred_model = ir.serde.deserialize_model(inferred)
+        inferred_model = oir.serde.deserialize_model(inferred)
     except _InferenceFailed as error:
         failure = str(error)
-    except ir.serde.SerdeError as error:  # inference wrote a type onnx_ir rejects
+    except oir.serde.SerdeError as error:  # inference wrote a type onnx_ir rejects
         failure = first_line(root_cause(error))
     if failure is not None:
         logger.warning("%s: shape inference failed, types left as stored: %s", path, failure)
         return
     for graph, inferred_graph in zip(model.graphs(), inferred_model.graphs(), strict=True):
-        values = ir.convenience.create_value_mapping(graph, include_subgraphs=False)
-        found = ir.convenience.create_value_mapping(inferred_graph, include_subgraphs=False)
+        values = oir.convenience.create_value_mapping(graph, include_subgraphs=False)
+        found = oir.convenience.create_value_mapping(inferred_graph, include_subgraphs=False)
         for name, value in values.items():
             inferred_value = found.get(name)
             if inferred_value is None:

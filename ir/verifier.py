@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.errors import VerificationError
 from ir.graph_view import captured_values, local_values, subgraphs_of, to_networkx
@@ -49,7 +49,7 @@ class Violation:
         return {"rule": self.rule, "node": self.node, "message": self.message}
 
 
-def verify(model: ir.Model) -> list[Violation]:
+def verify(model: oir.Model) -> list[Violation]:
     """Every violation in the main graph and all subgraphs, ordered by rule, then graph order."""
     opsets = model.opset_imports
     version = opsets.get("", opsets.get("ai.onnx", 1))
@@ -60,7 +60,7 @@ def verify(model: ir.Model) -> list[Violation]:
     return sorted(found, key=lambda violation: _RULE_RANK[violation.rule])
 
 
-def check(model: ir.Model) -> None:
+def check(model: oir.Model) -> None:
     """Raise VerificationError naming the first violation, if there is any."""
     violations = verify(model)
     if violations:
@@ -69,8 +69,8 @@ def check(model: ir.Model) -> None:
         raise VerificationError(f"{first.rule}: {first.message}{more}")
 
 
-def _duplicate_ids(nodes: Iterable[ir.Node]) -> list[Violation]:
-    owners: dict[str, list[ir.Node]] = {}
+def _duplicate_ids(nodes: Iterable[oir.Node]) -> list[Violation]:
+    owners: dict[str, list[oir.Node]] = {}
     for node in nodes:
         ident = node.metadata_props.get(NODE_ID_KEY)
         if ident is not None:
@@ -87,11 +87,11 @@ def _duplicate_ids(nodes: Iterable[ir.Node]) -> list[Violation]:
     ]
 
 
-def _value_name(value: ir.Value) -> str:
+def _value_name(value: oir.Value) -> str:
     return f"'{value.name}'" if value.name else "an unnamed value"
 
 
-def _graph_name(graph: ir.Graph) -> str:
+def _graph_name(graph: oir.Graph) -> str:
     return f"graph '{graph.name}'" if graph.name else "an unnamed graph"
 
 
@@ -102,14 +102,14 @@ class _GraphChecker:
         self._functions = functions
         self._found = found
 
-    def _add(self, rule: str, node: ir.Node | None, message: str) -> None:
+    def _add(self, rule: str, node: oir.Node | None, message: str) -> None:
         self._found.append(Violation(rule, None if node is None else node_id(node), message))
 
     def check(
         self,
-        graph: ir.Graph,
+        graph: oir.Graph,
         *,
-        enclosing: tuple[set[ir.Value], ...],
+        enclosing: tuple[set[oir.Value], ...],
         outer_names: frozenset[str],
         opset_version: int,
     ) -> None:
@@ -135,11 +135,11 @@ class _GraphChecker:
                     opset_version=opset_version,
                 )
 
-    def _check_ssa(self, graph: ir.Graph, outer_names: frozenset[str]) -> frozenset[str]:
+    def _check_ssa(self, graph: oir.Graph, outer_names: frozenset[str]) -> frozenset[str]:
         """Check single assignment and return the names the graph defines."""
-        defined: dict[str, tuple[ir.Value, ir.Node | None]] = {}
+        defined: dict[str, tuple[oir.Value, oir.Node | None]] = {}
 
-        def define(value: ir.Value, node: ir.Node | None, what: str) -> None:
+        def define(value: oir.Value, node: oir.Node | None, what: str) -> None:
             if not value.name:
                 return  # an omitted optional output
             earlier = defined.get(value.name)
@@ -181,8 +181,8 @@ class _GraphChecker:
                 define(value, node, "node output")
         return frozenset(defined)
 
-    def _check_uses(self, graph: ir.Graph, visible: Sequence[set[ir.Value]]) -> None:
-        def is_visible(value: ir.Value) -> bool:
+    def _check_uses(self, graph: oir.Graph, visible: Sequence[set[oir.Value]]) -> None:
+        def is_visible(value: oir.Value) -> bool:
             return any(value in scope for scope in visible)
 
         for node in graph:
@@ -204,11 +204,11 @@ class _GraphChecker:
                     f"define ({_origin_text(value)})",
                 )
 
-    def _check_cycles(self, graph: ir.Graph) -> set[ir.Node]:
+    def _check_cycles(self, graph: oir.Graph) -> set[oir.Node]:
         """Report each dependency cycle once; return the nodes that lie on cycles."""
         view = to_networkx(graph)
         position = {node: index for index, node in enumerate(graph)}
-        on_cycles: set[ir.Node] = set()
+        on_cycles: set[oir.Node] = set()
         components = []
         for keys in nx.strongly_connected_components(view):
             first = min(keys, key=lambda key: position[view.nodes[key]["ir_node"]])
@@ -224,7 +224,7 @@ class _GraphChecker:
             self._add("cycle", node, f"{describe_node(node)} is on a dependency cycle: {ring}")
         return on_cycles
 
-    def _check_order(self, graph: ir.Graph, on_cycles: set[ir.Node]) -> None:
+    def _check_order(self, graph: oir.Graph, on_cycles: set[oir.Node]) -> None:
         """Report reads that come before the definition; reads along a cycle are the cycle's."""
         position = {node: index for index, node in enumerate(graph)}
         for index, node in enumerate(graph):
@@ -245,12 +245,12 @@ class _GraphChecker:
                     f"{position[producer]}",
                 )
 
-    def _check_initializers(self, graph: ir.Graph) -> None:
+    def _check_initializers(self, graph: oir.Graph) -> None:
         for value in graph.initializers.values():
             tensor = value.const_value
             if tensor is None:
                 continue
-            dtype_clash = value.dtype not in (None, ir.DataType.UNDEFINED, tensor.dtype)
+            dtype_clash = value.dtype not in (None, oir.DataType.UNDEFINED, tensor.dtype)
             if dtype_clash or not _shapes_agree(value.shape, tensor.shape):
                 self._add(
                     "type-mismatch",
@@ -260,7 +260,7 @@ class _GraphChecker:
                     f"{_describe_type(tensor.dtype, tensor.shape)}",
                 )
 
-    def _check_types(self, node: ir.Node, opset_version: int) -> None:
+    def _check_types(self, node: oir.Node, opset_version: int) -> None:
         signature = _signature(node.op_type, opset_version)
         if signature is None:
             return
@@ -342,8 +342,8 @@ def _signature(op_type: str, opset_version: int) -> _Signature | None:
 
 
 def _bind(
-    params: Sequence[_Param], values: Sequence[ir.Value | None]
-) -> Iterable[tuple[_Param, ir.Value]]:
+    params: Sequence[_Param], values: Sequence[oir.Value | None]
+) -> Iterable[tuple[_Param, oir.Value]]:
     """Pair actual values with formal parameters; a trailing variadic takes the rest."""
     for index, value in enumerate(values):
         if index < len(params):
@@ -356,23 +356,23 @@ def _bind(
             yield param, value
 
 
-def _type_text(type_: ir.TypeProtocol | None) -> str | None:
+def _type_text(type_: oir.TypeProtocol | None) -> str | None:
     """The ONNX type string ("tensor(float)", "seq(tensor(int64))"), or None if not known."""
     if type_ is None:
         return None
-    if isinstance(type_, ir.SequenceType | ir.OptionalType):
+    if isinstance(type_, oir.SequenceType | oir.OptionalType):
         inner = _type_text(type_.elem_type)
         if inner is None:
             return None
-        return f"seq({inner})" if isinstance(type_, ir.SequenceType) else f"optional({inner})"
+        return f"seq({inner})" if isinstance(type_, oir.SequenceType) else f"optional({inner})"
     dtype = type_.dtype
-    if dtype is None or dtype == ir.DataType.UNDEFINED:
+    if dtype is None or dtype == oir.DataType.UNDEFINED:
         return None
-    kind = "sparse_tensor" if isinstance(type_, ir.SparseTensorType) else "tensor"
+    kind = "sparse_tensor" if isinstance(type_, oir.SparseTensorType) else "tensor"
     return f"{kind}({dtype.name.lower()})"
 
 
-def _shapes_agree(declared: ir.Shape | None, actual: ir.Shape) -> bool:
+def _shapes_agree(declared: oir.Shape | None, actual: oir.Shape) -> bool:
     if declared is None:
         return True
     if len(declared) != len(actual):
@@ -383,18 +383,18 @@ def _shapes_agree(declared: ir.Shape | None, actual: ir.Shape) -> bool:
     )
 
 
-def _describe_type(dtype: ir.DataType | None, shape: ir.Shape | None) -> str:
+def _describe_type(dtype: oir.DataType | None, shape: oir.Shape | None) -> str:
     dtype_text = "?" if dtype is None else dtype.name
     shape_text = "[?]" if shape is None else f"[{','.join(str(dim) for dim in shape)}]"
     return f"{dtype_text}{shape_text}"
 
 
-def _producer_text(value: ir.Value) -> str:
+def _producer_text(value: oir.Value) -> str:
     producer = value.producer()
     return "nothing" if producer is None else describe_node(producer)
 
 
-def _origin_text(value: ir.Value) -> str:
+def _origin_text(value: oir.Value) -> str:
     """Why a value is out of scope, as far as the value itself can tell."""
     producer = value.producer()
     if producer is None:

@@ -62,8 +62,8 @@ class CaseNotRun:
 CaseOutcome: TypeAlias = CaseResult | CaseNotRun
 
 
-class Observer(Protocol):
-    """Progress: told before each (case, provider) starts and after it ends."""
+class CaseProgress(Protocol):
+    """Progress per case: told before each (case, provider) starts and after it ends."""
 
     def started(self, case: BenchCase, provider: str) -> None: ...
 
@@ -74,7 +74,7 @@ def run_cases(
     plan: Sequence[tuple[BenchCase, Sequence[Provider]]],
     policy: TimingPolicy,
     roofline_of: Callable[[Provider], Roofline],
-    observer: Observer,
+    progress: CaseProgress,
     seed: int = 0,
 ) -> Iterator[CaseOutcome]:
     """Each case on each of its providers; inputs and the reference are made once per case."""
@@ -84,12 +84,12 @@ def run_cases(
             inputs = case.inputs(seed)
             expected = case.reference(inputs)
         for provider, reason in zip(providers, reasons, strict=True):
-            observer.started(case, provider.name)
+            progress.started(case, provider.name)
             if reason is not None:
                 outcome: CaseOutcome = CaseNotRun(case, provider.name, reason, failed=False)
             else:
                 outcome = _run(case, provider, inputs, expected, policy, roofline_of(provider))
-            observer.finished(outcome)
+            progress.finished(outcome)
             yield outcome
 
 

@@ -25,7 +25,7 @@ from functools import cached_property
 import ml_dtypes
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 from onnx import TensorProto, helper
 
 from ir.ops import node_cost
@@ -194,8 +194,8 @@ class BenchCase:
         proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
         return onnx.shape_inference.infer_shapes(proto, strict_mode=True)
 
-    def ir_model(self) -> ir.Model:
-        return ir.serde.deserialize_model(self.onnx_model())
+    def ir_model(self) -> oir.Model:
+        return oir.serde.deserialize_model(self.onnx_model())
 
     def inputs(self, seed: int = 0) -> dict[str, np.ndarray]:
         """Seeded inputs: integers over the whole range for 8-bit types (int32 sums stay exact),

@@ -21,6 +21,8 @@ from ir.errors import AsicperfError
 from ir.files import write_text_atomically
 
 AUDIT_SCHEMA = "asicperf.pass-audit/1"
+# The record field the numeric check (an instrument) fills; null in every other record.
+NUMERIC_FIELD = "numeric"
 
 
 class ChangeKind(StrEnum):
@@ -86,12 +88,57 @@ class Skip:
 
 
 @dataclass(frozen=True)
+class SkippedBy:
+    """An instrument stopped the pass from running (`--disable-pass`, to bisect a bad one)."""
+
+    instrument: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"instrument": self.instrument, "reason": self.reason}
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> SkippedBy:
+        return cls(instrument=record["instrument"], reason=record["reason"])
+
+
+@dataclass(frozen=True)
+class RepeatRound:
+    """Where a pass ran inside a `repeat(...)` group: the group (its text, and the seq of its
+    first pass run, which tells two equal groups apart), which round of how many, and whether
+    the group stopped at its fixed point (a round in which no pass changed the model) or at its
+    cap of `max_rounds`."""
+
+    group: str
+    first_seq: int
+    round: int
+    rounds: int
+    max_rounds: int
+    fixed_point: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, record: Mapping[str, Any]) -> RepeatRound:
+        return cls(**{field.name: record[field.name] for field in dataclasses.fields(cls)})
+
+    def outcome(self) -> str:
+        """`fixed point after 3 rounds` or `stopped at the cap of 4 rounds`."""
+        if self.fixed_point:
+            return f"fixed point after {self.rounds} round{'s' if self.rounds > 1 else ''}"
+        return f"stopped at the cap of {self.max_rounds} rounds, the last still changing the model"
+
+
+@dataclass(frozen=True)
 class PassRecord:
     """Everything one pass did, as one line of the audit log.
 
     The pipeline's first record also lists `input_nodes`, the stable ids of the model the
     pipeline started from, so `explain --node` can tell a node of that model from an id the
-    audit never saw.
+    audit never saw. `extra` holds the fields instruments returned (`numeric`, the numeric
+    check's drift) and any a caller adds; `skipped_by` and `repeat` are set only for a pass an
+    instrument kept from running and a pass inside a `repeat(...)` group.
     """
 
     seq: int
@@ -103,10 +150,17 @@ class PassRecord:
     wall_ms: float
     changes: tuple[Change, ...]
     skipped: tuple[Skip, ...]
-    numeric: Mapping[str, Any] | None = None
     node_count: tuple[int, int] = (0, 0)
     extra: Mapping[str, Any] = field(default_factory=dict)
     input_nodes: tuple[str, ...] = ()
+    skipped_by: SkippedBy | None = None
+    repeat: RepeatRound | None = None
+
+    @property
+    def numeric(self) -> Mapping[str, Any] | None:
+        """The numeric check's drift (`passes.instruments.NumericCheck`): None when the pass
+        changed nothing or no check ran."""
+        return self.extra.get(NUMERIC_FIELD)
 
     def rule_counts(self) -> dict[str, int]:
         """How often each rule fired. A rewrite that added nodes fired once per distinct set of
@@ -142,8 +196,10 @@ class PassRecord:
             "rule_counts": self.rule_counts(),
             "changes": [change.to_json() for change in self.changes],
             "skipped": [skip.to_json() for skip in self.skipped],
-            "numeric": self.numeric,
+            NUMERIC_FIELD: None,  # every record has the key; the numeric check fills it
             **({"input_nodes": list(self.input_nodes)} if self.input_nodes else {}),
+            **({"skipped_by": self.skipped_by.to_json()} if self.skipped_by else {}),
+            **({"repeat": self.repeat.to_json()} if self.repeat else {}),
             **dict(self.extra),
         }
 
@@ -163,9 +219,11 @@ class PassRecord:
             "rule_counts",
             "changes",
             "skipped",
-            "numeric",
             "input_nodes",
+            "skipped_by",
+            "repeat",
         }
+        skipped_by, repeat = record.get("skipped_by"), record.get("repeat")
         return cls(
             seq=record["seq"],
             pass_name=record["pass"],
@@ -176,11 +234,19 @@ class PassRecord:
             wall_ms=record["wall_ms"],
             changes=tuple(Change.from_json(c) for c in record["changes"]),
             skipped=tuple(Skip.from_json(s) for s in record["skipped"]),
-            numeric=record.get("numeric"),
             node_count=(record.get("nodes_before", 0), record.get("nodes_after", 0)),
             extra={k: v for k, v in record.items() if k not in known},
             input_nodes=tuple(record.get("input_nodes", ())),
+            skipped_by=SkippedBy.from_json(skipped_by) if skipped_by else None,
+            repeat=RepeatRound.from_json(repeat) if repeat else None,
         )
+
+
+def repeat_groups(records: Sequence[PassRecord]) -> list[RepeatRound]:
+    """One entry per `repeat(...)` group the records ran, in order: how many rounds it ran and
+    how it ended."""
+    groups = {record.repeat.first_seq: record.repeat for record in records if record.repeat}
+    return list(groups.values())
 
 
 def config_to_json(config: object) -> dict[str, Any]:

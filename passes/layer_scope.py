@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.node_ids import NODE_ID_KEY
 from passes.base import Pass, PassConfig
@@ -24,7 +24,7 @@ class LayerScopeConfig(PassConfig):
         Relu rewired to read its output); None: any node the pass records a change on."""
         return None
 
-    def in_scope(self, node: ir.Node) -> bool:
+    def in_scope(self, node: oir.Node) -> bool:
         node_id = node.metadata_props.get(NODE_ID_KEY, "")
         if node_id in self.skip_nodes:
             return False

@@ -2,7 +2,7 @@
 
 A pass or target config states each numeric field's range where it declares the field:
 
-    threads: int = bounded(0, low=0, note="0: onnxruntime's default")
+    threads: int = bounded(0, low=0, note="0: the runtime's default")
     ratio: float | None = bounded(None, low=0, high=1, high_open=True)
 
 `PassConfig` checks every config against its declared ranges when it is built, so a value out
@@ -27,7 +27,7 @@ class Range:
     high: float | None = None
     low_open: bool = False  # low itself is not allowed
     high_open: bool = False  # high itself is not allowed
-    note: str = ""  # what a boundary value means, e.g. "0: onnxruntime's default"
+    note: str = ""  # what a boundary value means, e.g. "0: the runtime's default"
 
     def contains(self, value: float) -> bool:
         """Whether `value` is in range; NaN never is."""

@@ -1,12 +1,15 @@
 """Pipelines: named lists of passes, or inline specs in MLIR's pass-pipeline style.
 
     fold-constants,fuse-conv-bn,sparsify{pattern=2:4 ratio=0.5},dce
-    O1,fuse-activation{target=onnxruntime}
+    O1,sparsify{pattern=2:4}
+
+    repeat(cse,dce){max=4},fuse
 
 An item is a pass name or a pipeline name, a pass may carry `{key=value ...}` options
 (separated by spaces; a list value separates its items with commas). Option values are
 converted to the type of the config field; a bad name, option or value is a one-line
-`PipelineError` naming the pass.
+`PipelineError` naming the pass. `repeat(ITEMS){max=N}` runs its items round after round until
+a round changes nothing or N rounds ran (default 8; `passes.steps`); groups do not nest.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import re
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ir.errors import AsicperfError
 from passes.base import Pass, PassConfig
 from passes.catalog import PASSES
+from passes.steps import Repeat, Step
 
 # Named pipelines, in terms of passes and other pipelines.
 PIPELINES: Mapping[str, str] = {
@@ -28,14 +33,17 @@ PIPELINES: Mapping[str, str] = {
     "fuse": "fuse-conv-bn,fuse-matmul-add,recognize-gelu,recognize-layernorm,fuse-attention,"
     "fuse-activation,dce",
     "O1": "cleanup,fuse",
-    # MatMul+Add as Gemm first: onnxruntime makes that fusion itself on static shapes, before it
-    # fuses QDQ pairs, and the MatMuls it turns into Gemm would stay float. uint8 activations
-    # (asymmetric) are onnxruntime's x86 default (u8s8 VNNI kernels) and keep BERT's drift lower.
+    # MatMul+Add as Gemm first: a runtime that makes that fusion itself (on static shapes) before
+    # it fuses QDQ pairs would leave those Gemms float. uint8 activations (asymmetric) suit x86's
+    # u8s8 VNNI integer kernels and keep BERT's drift lower.
     "int8": "cleanup,fuse-matmul-add{reshape_nd=true},quantize-int8{activations=asymmetric}",
     "bf16": "cleanup,mixed-precision{dtype=bfloat16}",
     "fp16": "cleanup,mixed-precision{dtype=float16}",
 }
 
+
+# `repeat(` opening a group of items repeated to a fixed point.
+_GROUP_OPENING = re.compile(rf"{Repeat.name}\s*\(")
 
 # A comma right before `key=`: options written as a comma-separated list (a list value
 # separates its items with commas, but an item is never `key=...`).
@@ -43,49 +51,143 @@ _COMMA_BEFORE_OPTION = re.compile(r",\s*(?=[A-Za-z_]\w*=)")
 
 
 class PipelineError(AsicperfError):
-    """An unknown pass or pipeline name, or a bad option."""
+    """An unknown pass or pipeline name, a bad option, or an order that leaves a pass's
+    requirement unmet (`passes.contract_check`)."""
 
 
-def parse_pipeline(spec: str) -> list[Pass]:
-    """The passes `spec` names, in order, each configured with its options."""
-    passes: list[Pass] = []
-    for item in pipeline_items(spec):
+@dataclass(frozen=True)
+class PassItem:
+    """A pass as a pipeline's text names it: its name and the options the text sets."""
+
+    name: str
+    options: Mapping[str, str]
+
+    def text(self) -> str:
+        return _with_options(self.name, self.options)
+
+
+@dataclass(frozen=True)
+class RepeatItem:
+    """A `repeat(...)` group as a pipeline's text writes it."""
+
+    items: tuple[PassItem, ...]
+    options: Mapping[str, str]
+
+    def text(self) -> str:
+        body = ",".join(item.text() for item in self.items)
+        return _with_options(f"{Repeat.name}({body})", self.options)
+
+
+def _with_options(head: str, options: Mapping[str, str]) -> str:
+    pairs = " ".join(f"{key}={value}" for key, value in options.items())
+    return f"{head}{{{pairs}}}" if pairs else head
+
+
+PipelineItem = PassItem | RepeatItem
+
+
+def parse_pipeline(spec: str) -> list[Step]:
+    """The steps `spec` names, in order: passes, each configured with its options, and
+    `repeat(...)` groups of them."""
+    return [_step(item) for item in pipeline_tree(spec)]
+
+
+def parse_straight_pipeline(spec: str, use: str) -> list[Pass]:
+    """The passes of `spec`, for a `use` that runs them once each in order (layer by layer
+    sensitivity, a drift budget); a `repeat(...)` group is a PipelineError naming the use."""
+    steps = parse_pipeline(spec)
+    group = next((step for step in steps if isinstance(step, Repeat)), None)
+    if group is not None:
+        raise PipelineError(
+            f"{use}: pipeline '{spec}' repeats {group.text()}; it needs passes that run once "
+            "each, in order"
+        )
+    return [step for step in steps if isinstance(step, Pass)]
+
+
+def pipeline_tree(spec: str) -> list[PipelineItem]:
+    """The items of `spec` as written, named pipelines expanded: what a tool that rewrites a
+    pipeline's text edits (`passes.target_binding`). Raises PipelineError for bad syntax or an
+    unknown name; options are checked when the passes are built (`parse_pipeline`)."""
+    return _items(spec, group=None)
+
+
+def _step(item: PipelineItem) -> Step:
+    if isinstance(item, RepeatItem):
+        config = make_config(Repeat, item.options, kind="group")
+        return Repeat(tuple(_pass(member) for member in item.items), config)
+    return _pass(item)
+
+
+def _pass(item: PassItem) -> Pass:
+    pass_type = PASSES[item.name]
+    return pass_type(make_config(pass_type, item.options))
+
+
+def _items(spec: str, *, group: str | None) -> list[PipelineItem]:
+    """The items of `spec`, which is the body of the group whose text is `group`, if any."""
+    items: list[PipelineItem] = []
+    for text in pipeline_items(spec):
+        if _GROUP_OPENING.match(text):
+            if group is not None:
+                raise PipelineError(f"{Repeat.name}() inside {group}: groups do not nest")
+            items.append(_group(text, spec))
+            continue
         try:
-            name, options = split_options(item, spec)
+            name, options = split_options(text, spec)
         except PipelineError as error:
-            raise PipelineError(f"pass '{item}': {error}") from None
+            raise PipelineError(f"pass '{text}': {error}") from None
         if name in PIPELINES:
             if options:
                 raise PipelineError(f"pipeline '{name}' takes no options (in '{spec}')")
-            passes.extend(parse_pipeline(PIPELINES[name]))
+            items.extend(_items(PIPELINES[name], group=group))
         elif name in PASSES:
-            pass_type = PASSES[name]
-            passes.append(pass_type(make_config(pass_type, options)))
+            items.append(PassItem(name, options))
         else:
             known = ", ".join([*sorted(PIPELINES), *sorted(PASSES)])
             raise PipelineError(f"unknown pass or pipeline '{name}' (known: {known})")
-    if not passes:
+    if not items:
         raise PipelineError(f"empty pipeline '{spec}'")
-    return passes
+    return items
+
+
+def _group(text: str, spec: str) -> RepeatItem:
+    """`repeat(ITEMS){max=N}`, the options optional."""
+    # Options never hold parentheses, so the group's `)` is the last one.
+    opening, closing = text.index("("), text.rindex(")")
+    body, after = text[opening + 1 : closing].strip(), text[closing + 1 :].strip()
+    if not body:
+        raise PipelineError(f"empty {Repeat.name}() in pipeline '{spec}'")
+    if after and not after.startswith("{"):
+        raise PipelineError(f"text '{after}' after {Repeat.name}(...) in pipeline '{spec}'")
+    try:
+        _, options = split_options(Repeat.name + after, spec)
+    except PipelineError as error:
+        raise PipelineError(f"{Repeat.name}({body}): {error}") from None
+    members = _items(body, group=text)
+    return RepeatItem(tuple(item for item in members if isinstance(item, PassItem)), options)
 
 
 def pipeline_items(spec: str) -> list[str]:
-    """Split at commas outside braces."""
-    items, depth, current = [], 0, []
+    """Split at commas outside braces and parentheses."""
+    items, current = [], []
+    depth = {"{": 0, "(": 0}
     for char in spec:
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth < 0:
-                raise PipelineError(f"unbalanced '}}' in pipeline '{spec}'")
-        if char == "," and depth == 0:
+        if char in "{(":
+            depth[char] += 1
+        elif char in "})":
+            opening = "{" if char == "}" else "("
+            depth[opening] -= 1
+            if depth[opening] < 0:
+                raise PipelineError(f"unbalanced '{char}' in pipeline '{spec}'")
+        if char == "," and not any(depth.values()):
             items.append("".join(current).strip())
             current = []
         else:
             current.append(char)
-    if depth != 0:
-        raise PipelineError(f"unbalanced '{{' in pipeline '{spec}'")
+    for opening, open_count in depth.items():
+        if open_count:
+            raise PipelineError(f"unbalanced '{opening}' in pipeline '{spec}'")
     items.append("".join(current).strip())
     if any(not item for item in items):
         raise PipelineError(f"empty item in pipeline '{spec}'")

@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.names import unique_name
 from ir.node_ids import describe_node
 from passes.base import PassLog
 
 
-def constant_array(value: ir.Value | None) -> np.ndarray | None:
+def constant_array(value: oir.Value | None) -> np.ndarray | None:
     """The value's contents when they are fixed: an initializer that is not a graph input, or
     the output of a Constant node with a `value` tensor. None otherwise."""
     if value is None:
@@ -23,12 +23,12 @@ def constant_array(value: ir.Value | None) -> np.ndarray | None:
     producer = value.producer()
     if producer is not None and producer.op_type == "Constant" and producer.domain == "":
         attribute = producer.attributes.get("value")
-        if attribute is not None and attribute.type == ir.AttributeType.TENSOR:
+        if attribute is not None and attribute.type == oir.AttributeType.TENSOR:
             return attribute.as_tensor().numpy()
     return None
 
 
-def sole_consumer(value: ir.Value) -> ir.Node | None:
+def sole_consumer(value: oir.Value) -> oir.Node | None:
     """The only node reading `value`, if exactly one does and it is not a graph output."""
     consumers = value.consumers()
     if len(consumers) != 1 or value.is_graph_output():
@@ -36,7 +36,7 @@ def sole_consumer(value: ir.Value) -> ir.Node | None:
     return consumers[0]
 
 
-def produced_by(value: ir.Value | None, op_type: str, domain: str = "") -> ir.Node | None:
+def produced_by(value: oir.Value | None, op_type: str, domain: str = "") -> oir.Node | None:
     """The node producing `value` if it is an `op_type` node of `domain`."""
     if value is None:
         return None
@@ -46,7 +46,7 @@ def produced_by(value: ir.Value | None, op_type: str, domain: str = "") -> ir.No
     return producer
 
 
-def broadcast_keeps_shape(shape: Sequence[int | ir.SymbolicDim], other: Sequence[int]) -> bool:
+def broadcast_keeps_shape(shape: Sequence[int | oir.SymbolicDim], other: Sequence[int]) -> bool:
     """Whether broadcasting a tensor of `shape` with one of shape `other` leaves `shape` as it
     is (symbolic dims only meet 1s)."""
     if len(other) > len(shape):
@@ -55,21 +55,21 @@ def broadcast_keeps_shape(shape: Sequence[int | ir.SymbolicDim], other: Sequence
     return all(o == 1 or (isinstance(d, int) and o == d) for o, d in pairs)
 
 
-def add_initializer(graph: ir.Graph, name: str, array: np.ndarray) -> ir.Value:
+def add_initializer(graph: oir.Graph, name: str, array: np.ndarray) -> oir.Value:
     """A new initializer under a name not yet used in the graph."""
     unique = unique_name(graph, name)
-    value = ir.Value(name=unique, const_value=ir.tensor(array, name=unique))
+    value = oir.Value(name=unique, const_value=oir.tensor(array, name=unique))
     value.dtype = value.const_value.dtype
-    value.shape = ir.Shape(array.shape)
+    value.shape = oir.Shape(array.shape)
     graph.register_initializer(value)
     return value
 
 
 def replace_nodes(
     log: PassLog,
-    old: Sequence[ir.Node],
-    new: Sequence[ir.Node],
-    outputs: Mapping[ir.Value, ir.Value],
+    old: Sequence[oir.Node],
+    new: Sequence[oir.Node],
+    outputs: Mapping[oir.Value, oir.Value],
     *,
     rule: str,
     reason: str,
@@ -101,17 +101,18 @@ def replace_nodes(
     graph.remove(old, safe=True)
 
 
-def shared_output_reason(node: ir.Node) -> str | None:
-    """Why `node`'s output cannot disappear into a fusion with its reader ("MatMul output has 2
-    consumers"), or None when exactly one node reads it and it is not a graph output."""
-    value = node.outputs[0]
+def shared_output_reason(value: oir.Value) -> str | None:
+    """Why node output `value` cannot disappear into a fusion with its reader ("MatMul output
+    has 2 consumers"), or None when exactly one node reads it and it is not a graph output."""
+    producer = value.producer()
+    assert producer is not None, "a node output"
     if value.is_graph_output():
-        return f"{node.op_type} output is a graph output"
+        return f"{producer.op_type} output is a graph output"
     count = len(value.consumers())
-    return None if count == 1 else f"{node.op_type} output has {count} consumers"
+    return None if count == 1 else f"{producer.op_type} output has {count} consumers"
 
 
-def non_constant_reason(value: ir.Value) -> str:
+def non_constant_reason(value: oir.Value) -> str:
     """Why `constant_array` gives no array for `value`, as the end of a skip reason
     ("Conv weight 'w' is computed by a ConstantOfShape node (run fold-constants first)"); the
     hint appears when the producer reads only weights, so fold-constants can compute it."""
@@ -141,7 +142,7 @@ RANDOM_OPS = frozenset(
 )
 
 
-def is_nondeterministic(node: ir.Node) -> bool:
+def is_nondeterministic(node: oir.Node) -> bool:
     """Whether two runs of `node` on the same inputs may differ: a random op, or a Dropout whose
     training_mode is not a constant false. Folding or merging such a node would freeze or share
     what should be fresh random draws."""
@@ -155,7 +156,7 @@ def is_nondeterministic(node: ir.Node) -> bool:
     return False
 
 
-def output_handover_blocker(old: ir.Value, new: ir.Value) -> str | None:
+def output_handover_blocker(old: oir.Value, new: oir.Value) -> str | None:
     """Why `new` cannot take over graph output `old` under its name ("'x' is a graph input");
     None when it can, or when `old` is not a graph output."""
     if not old.is_graph_output():
@@ -169,7 +170,7 @@ def output_handover_blocker(old: ir.Value, new: ir.Value) -> str | None:
     return None
 
 
-def forward_uses(old: ir.Value, new: ir.Value) -> None:
+def forward_uses(old: oir.Value, new: oir.Value) -> None:
     """Make every reader of `old` read `new`. A graph output keeps its name, so `new` takes it
     over; check `output_handover_blocker` first."""
     if not old.is_graph_output():
@@ -186,13 +187,13 @@ class NoMatch(Exception):
     say why from deep inside, instead of passing None back up through every step."""
 
 
-def default_opset(model: ir.Model) -> int:
+def default_opset(model: oir.Model) -> int:
     """The model's ai.onnx opset version (1 when it imports none, as ONNX assumes)."""
     opsets = model.opset_imports
     return opsets.get("", opsets.get("ai.onnx", 1))
 
 
-def scalar_constant(value: ir.Value | None) -> float | None:
+def scalar_constant(value: oir.Value | None) -> float | None:
     """A one-element constant's value; exporters write scalars as 0-d or [1] tensors."""
     array = constant_array(value)
     if array is None or array.size != 1:
@@ -200,7 +201,7 @@ def scalar_constant(value: ir.Value | None) -> float | None:
     return float(array.reshape(()))
 
 
-def other_input(node: ir.Node, value: ir.Value | None) -> ir.Value | None:
+def other_input(node: oir.Node, value: oir.Value | None) -> oir.Value | None:
     """The input of two-input `node` that is not `value` (`value` itself for node(value, value)),
     or None when `value` is not an input."""
     if len(node.inputs) != 2 or value is None:
@@ -211,7 +212,7 @@ def other_input(node: ir.Node, value: ir.Value | None) -> ir.Value | None:
     return first if second is value else None
 
 
-def scalar_operand(node: ir.Node) -> tuple[ir.Value, float] | None:
+def scalar_operand(node: oir.Node) -> tuple[oir.Value, float] | None:
     """(the other input, the constant) when one input of a commutative two-input node (Add, Mul)
     is a one-element constant; None otherwise."""
     if len(node.inputs) != 2:
@@ -223,13 +224,13 @@ def scalar_operand(node: ir.Node) -> tuple[ir.Value, float] | None:
     return None
 
 
-def consumer_of(value: ir.Value, op_type: str, domain: str = "") -> ir.Node | None:
+def consumer_of(value: oir.Value, op_type: str, domain: str = "") -> oir.Node | None:
     """The one `op_type` node reading `value`; None when there is none or several."""
     found = [node for node in value.consumers() if (node.op_type, node.domain) == (op_type, domain)]
     return found[0] if len(found) == 1 else None
 
 
-def leaked_value_reason(nodes: Sequence[ir.Node], outputs: Sequence[ir.Value]) -> str | None:
+def leaked_value_reason(nodes: Sequence[oir.Node], outputs: Sequence[oir.Value]) -> str | None:
     """Why the pattern `nodes` cannot be replaced as a whole: a value it computes, other than its
     `outputs`, is a graph output or is read outside it (the fusion would drop it), or the nodes
     lie in different graphs. None when it can."""

@@ -1,8 +1,9 @@
 """Which layers a lossy pipeline (int8, bf16, sparsify) hurts most, and keeping the worst ones
 out of it until the outputs stay within a drift budget.
 
-Drift is always measured against the unmodified FP32 model, on one seeded batch, with the
-reference path (onnxruntime, optimizations off)."""
+Drift is always measured against the unmodified FP32 model, on one seeded batch, on the
+reference path (`ir.reference`: the model run as written, graph optimizations off), or, for a
+model holding ops the reference path lacks, on the bound target (`passes.checked_run`)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.drift import drift_record
 from ir.errors import AsicperfError
 from ir.model_io import copy_model
 from ir.node_ids import NODE_ID_KEY
-from ir.reference import run_reference
+from ir.seeded_inputs import seeded_inputs
 from passes.base import Pass
+from passes.checked_run import ModelRunner, ReferenceRunner
 from passes.layer_scope import is_layer_scoped, scoped
 from passes.manager import PipelineResult, run_pipeline
-from zoo.synthetic_inputs import seeded_inputs
 
 # Metric name -> (how it is read from the per-output drift records, whether higher is better).
 _METRICS: dict[str, tuple[Callable[[list[dict]], float], bool]] = {
@@ -81,17 +82,34 @@ class LayerSensitivity:
 
 
 class DriftProbe:
-    """The FP32 model's outputs on a seeded batch, and any candidate's drift from them."""
+    """The FP32 model's outputs on a seeded batch, and any candidate's drift from them.
 
-    def __init__(self, model: ir.Model, seed: int = 0, bindings: Mapping[str, int] | None = None):
+    `runner` runs the models: the reference path, unless the caller hands in one that runs a
+    model holding ops the reference path lacks on the bound target (`passes.checked_run`). A
+    model nothing can run is an error: a budget or a ranking without its drift is unverified."""
+
+    def __init__(
+        self,
+        model: oir.Model,
+        seed: int = 0,
+        bindings: Mapping[str, int] | None = None,
+        runner: ModelRunner | None = None,
+    ):
         self.feeds = seeded_inputs(model, seed, bindings)
-        self.reference = run_reference(model, self.feeds)
+        self.runner = runner or ReferenceRunner()
+        self.reference = self._outputs(model, "the input model")
 
-    def drift(self, model: ir.Model) -> list[dict]:
-        return drift_record(self.reference, run_reference(model, self.feeds))
+    def drift(self, model: oir.Model) -> list[dict]:
+        return drift_record(self.reference, self._outputs(model, "the pipeline's output"))
+
+    def _outputs(self, model: oir.Model, what: str) -> list[np.ndarray]:
+        run = self.runner.run(model, self.feeds)
+        if run.outputs is None:
+            raise AsicperfError(f"cannot measure the drift of {what}: {run.reason}")
+        return run.outputs
 
 
-def touched_layers(model: ir.Model, passes: Sequence[Pass]) -> list[ir.Node]:
+def touched_layers(model: oir.Model, passes: Sequence[Pass]) -> list[oir.Node]:
     """The nodes of `model` that the pipeline's layer-scoped passes change, in graph order."""
     if not any(is_layer_scoped(p) for p in passes):
         names = ", ".join(p.name for p in passes)
@@ -118,7 +136,7 @@ def touched_layers(model: ir.Model, passes: Sequence[Pass]) -> list[ir.Node]:
 
 
 def layer_sensitivity(
-    model: ir.Model, passes: Sequence[Pass], probe: DriftProbe, budget: DriftBudget
+    model: oir.Model, passes: Sequence[Pass], probe: DriftProbe, budget: DriftBudget
 ) -> list[LayerSensitivity]:
     """Each touched layer alone through the pipeline, the most damaging (by `budget`'s metric)
     first."""
@@ -164,7 +182,7 @@ class BudgetFit:
 
 
 def fit_budget(
-    model: ir.Model, passes: Sequence[Pass], budget: DriftBudget, probe: DriftProbe
+    model: oir.Model, passes: Sequence[Pass], budget: DriftBudget, probe: DriftProbe
 ) -> BudgetFit:
     """Run the pipeline; while the budget does not hold, keep the next most sensitive layer
     out of the layer-scoped passes and run again. `model` is left unchanged."""

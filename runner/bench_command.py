@@ -22,10 +22,10 @@ from ir.files import check_output_dir
 from passes.pipeline import PipelineError, parse_pipeline, split_options
 from runner import op_bench_command
 from runner.bench.engine import BenchPlan, bench
-from runner.bench.results import BatchResult
 from runner.bench.scenarios import SCENARIOS
 from runner.console import console
 from runner.report.show import batch_summary
+from runner.results.model import BatchResult, ModelResult
 from zoo.resolve import resolve_model
 from zoo.workload import check_field, default_workload, workload_for
 
@@ -45,12 +45,7 @@ _MODEL_OPTIONS = (
 _OP_OPTIONS = ("provider", "op", "dtype", "shape", "suite")
 
 
-def register(groups: argparse._SubParsersAction) -> None:
-    parser = groups.add_parser(
-        "bench",
-        help="model throughput and latency per batch size (LoadGen rules), or op kernels "
-        "against the roofline",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--level", choices=("model", "op"), default="model")
     parser.add_argument("--model", metavar="MODEL", help="path to an .onnx file or a zoo name")
     parser.add_argument(
@@ -208,16 +203,16 @@ def run_bench(args: argparse.Namespace) -> int:
     folder = _out_folder(args, plan)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(file=sys.stderr), transient=args.json) as progress:
-        document = bench(plan, folder, args.resume, _Bars(progress))
+        result = bench(plan, folder, args.resume, _Bars(progress))
     if args.json:
-        print(json.dumps(document, indent=2))
+        print(json.dumps(result.to_json(), indent=2))
     else:
-        _print(document, folder)
+        _print(result, folder)
     return 0
 
 
-def _print(doc: dict, folder: Path) -> None:
+def _print(result: ModelResult, folder: Path) -> None:
     out = console()
-    for renderable in batch_summary(doc):
+    for renderable in batch_summary(result):
         out.print(renderable)
     out.print(f"results: {folder}", markup=False)

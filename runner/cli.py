@@ -1,6 +1,8 @@
 """Entry point of the `runner` command.
 
-Each command group lives in its own module and registers its sub-parser here. Errors caused by
+Each command group lives in its own module, which registers its sub-commands on the group's
+parser. Only the group the command line names is imported: the others' modules pull in onnx,
+numpy or TVM, and `runner --help` or `runner zoo list` must not wait for them. Errors caused by
 the user's input (`AsicperfError`) end as one line on stderr and exit status 2; anything else is
 a bug and keeps its traceback.
 """
@@ -8,47 +10,77 @@ a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from importlib.metadata import version
 
 from ir.errors import AsicperfError
-from runner import (
-    bench_command,
-    hw_commands,
-    ir_commands,
-    passes_commands,
-    report_commands,
-    run_command,
-    targets_commands,
-    zoo_commands,
-)
 
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+@dataclass(frozen=True)
+class CommandGroup:
+    """A `runner` command group: its one-line help, and the module (imported only when the
+    group runs) whose `register(parser)` adds its sub-commands and options."""
+
+    name: str
+    module: str
+    help: str
+
+
+GROUPS = (
+    CommandGroup("ir", "runner.ir_commands", "inspect, verify and re-serialize models"),
+    CommandGroup("passes", "runner.passes_commands", "apply audited optimization pipelines"),
+    CommandGroup("hw", "runner.hw_commands", "published accelerator specs and the host machine"),
+    CommandGroup(
+        "targets", "runner.targets_commands", "installed targets (compile + runtime plugins)"
+    ),
+    CommandGroup("run", "runner.run_command", "one inference on a target, optionally compared"),
+    CommandGroup(
+        "zoo", "runner.zoo_commands", "models built locally (no download), and their data"
+    ),
+    CommandGroup(
+        "bench",
+        "runner.bench_command",
+        "model throughput and latency per batch size (LoadGen rules), or op kernels against "
+        "the roofline",
+    ),
+    CommandGroup(
+        "report", "runner.report_commands", "read results: terminal view, comparison, HTML"
+    ),
+)
+GROUP_NAMES = frozenset(group.name for group in GROUPS)
+
+
+def build_parser(loaded: Collection[str] = GROUP_NAMES) -> argparse.ArgumentParser:
+    """The `runner` parser; the groups in `loaded` get their sub-commands, the others only
+    their name and help (enough for `runner --help`)."""
     parser = argparse.ArgumentParser(
         prog="runner",
         description="asicperf: inspect models, apply audited passes, benchmark targets.",
     )
     parser.add_argument("--version", action="version", version=f"asicperf {version('asicperf')}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
-    ir_commands.register(groups)
-    passes_commands.register(groups)
-    hw_commands.register(groups)
-    targets_commands.register(groups)
-    run_command.register(groups)
-    zoo_commands.register(groups)
-    bench_command.register(groups)
-    report_commands.register(groups)
+    for group in GROUPS:
+        group_parser = groups.add_parser(group.name, help=group.help)
+        if group.name in loaded:
+            importlib.import_module(group.module).register(group_parser)
     return parser
 
 
+def named_group(argv: Sequence[str]) -> set[str]:
+    """The group the command line names: its first word that is not an option (`runner`'s own
+    options, --help and --version, take no value)."""
+    words = [word for word in argv if not word.startswith("-")]
+    return {words[0]} if words else set()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    args = build_parser(loaded=named_group(argv)).parse_args(argv)
     args.command_line = ["runner", *argv]  # recorded in result documents
     try:
         return args.handler(args)

@@ -17,8 +17,7 @@ from targets.hardware.spec import DTYPES, HardwareSpec, Price, unit
 HOST = "host"
 
 
-def register(groups: argparse._SubParsersAction) -> None:
-    parser = groups.add_parser("hw", help="published accelerator specs and the host machine")
+def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="command", metavar="ACTION", required=True)
 
     listing = commands.add_parser("list", help="every product in the spec database")

@@ -14,8 +14,7 @@ from ir.verifier import verify
 from zoo.resolve import resolve_model
 
 
-def register(groups: argparse._SubParsersAction) -> None:
-    parser = groups.add_parser("ir", help="inspect, verify and re-serialize models")
+def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="command", metavar="ACTION", required=True)
 
     show = commands.add_parser(

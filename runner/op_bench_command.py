@@ -13,7 +13,6 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -29,8 +28,15 @@ from microbench.suite import Suite, SuiteCase, load_suite, shipped_suites
 from microbench.timing import TimingPolicy
 from runner.console import console
 from runner.report.environment import environment
-from runner.report.schema import RESULT_FILE, stamp, write_result
 from runner.report.show import op_renderables, unsupported_groups
+from runner.results.files import RESULT_FILE, write_result
+from runner.results.op import (
+    CaseNotRunRecord,
+    CaseResultRecord,
+    OpResult,
+    RooflineRecord,
+    TimingPolicyRecord,
+)
 from targets.hardware.database import get as hardware_spec
 from targets.hardware.host import host_profile
 
@@ -81,13 +87,13 @@ def run_op_bench(args: argparse.Namespace) -> int:
             run_cases(plan, policy, lambda p: _roofline(p, policy, rooflines), bar, seed=args.seed)
         )
     seconds = time.time() - started
-    document = _document(suite, policy, rooflines, outcomes, args, seconds)
-    write_result(folder / RESULT_FILE, document)
+    result = _result(suite, policy, rooflines, outcomes, args, seconds)
+    write_result(folder / RESULT_FILE, result)
     if args.json:
-        print(json.dumps(document, indent=2))
+        print(json.dumps(result.to_json(), indent=2))
     else:
-        _print(document, folder)
-    failed = document["failed"]
+        _print(result, folder)
+    failed = result.failed
     if failed:
         print(
             f"runner: {len(failed)} case(s) failed their check; see {folder / RESULT_FILE}",
@@ -174,8 +180,9 @@ def _plan(
     ]
     if all(reason is not None for _, _, reason in reasons):
         groups = unsupported_groups(
-            {"op": case.op, "dtype": case.dtype, "provider": name, "reason": reason}
+            CaseNotRunRecord(op=case.op, provider=name, dtype=case.dtype, reason=reason)
             for case, name, reason in reasons
+            if reason is not None
         )
         raise AsicperfError(f"nothing to run: {'; '.join(groups)}")
     return plan
@@ -226,31 +233,42 @@ class _Bar:
         self._progress.advance(self._task)
 
 
-def _document(
+def _result(
     suite: Suite,
     policy: TimingPolicy,
     rooflines: dict[str, Roofline],
     outcomes: Sequence[CaseOutcome],
     args: argparse.Namespace,
     seconds: float,
-) -> dict[str, Any]:
+) -> OpResult:
+    """The op result; microbench's types become records through the JSON they write, so
+    microbench stays free of runner's records."""
     not_run = [o for o in outcomes if isinstance(o, CaseNotRun)]
-    body = {
-        "suite": suite.name,
-        "seconds": round(seconds, 3),
-        "policy": dataclasses.asdict(policy),
-        "rooflines": {hardware: roofline.to_json() for hardware, roofline in rooflines.items()},
-        "cases": [o.to_json() for o in outcomes if isinstance(o, CaseResult)],
-        "unsupported": [o.to_json() for o in not_run if not o.failed],
-        "failed": [o.to_json() for o in not_run if o.failed],
-    }
-    created = datetime.now(UTC).isoformat(timespec="seconds")
-    return stamp("op", created, environment(args.command_line, args.seed), body)
+    return OpResult(
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        environment=environment(args.command_line, args.seed),
+        suite=suite.name,
+        seconds=round(seconds, 3),
+        policy=TimingPolicyRecord.from_json(dataclasses.asdict(policy), "policy"),
+        rooflines={
+            hardware: RooflineRecord.from_json(roofline.to_json(), "roofline")
+            for hardware, roofline in rooflines.items()
+        },
+        cases=tuple(
+            CaseResultRecord.from_json(o.to_json(), "case")
+            for o in outcomes
+            if isinstance(o, CaseResult)
+        ),
+        unsupported=tuple(
+            CaseNotRunRecord.from_json(o.to_json(), "case") for o in not_run if not o.failed
+        ),
+        failed=tuple(CaseNotRunRecord.from_json(o.to_json(), "case") for o in not_run if o.failed),
+    )
 
 
-def _print(document: dict[str, Any], folder: Path) -> None:
+def _print(result: OpResult, folder: Path) -> None:
     out = console()
-    for renderable in op_renderables(document):
+    for renderable in op_renderables(result):
         out.print(renderable)
     out.print(f"results: {folder}", markup=False)
 

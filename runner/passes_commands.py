@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.table import Table
@@ -23,24 +24,39 @@ from passes.audit import (
     Skip,
     audited_node_ids,
     read_audit,
+    repeat_groups,
     trace_origin,
     write_audit,
 )
 from passes.catalog import PASSES
-from passes.instruments import DumpIR, NumericCheck, VerifyAfterEachPass
+from passes.instruments import (
+    DisablePasses,
+    DumpIR,
+    Instrument,
+    NumericCheck,
+    VerifyAfterEachPass,
+)
 from passes.layer_scope import is_layer_scoped, scoped
 from passes.manager import DEBUG_ENV, debug_level, run_pipeline
-from passes.pipeline import PIPELINES, parse_pipeline
+from passes.pipeline import PIPELINES, parse_pipeline, parse_straight_pipeline
 from passes.sensitivity import DriftBudget, DriftProbe, fit_budget, layer_sensitivity
+from passes.steps import most_pass_runs
+from passes.target_binding import bind_pipeline
+from passes.target_capabilities import check_target_name
 from runner.console import console, table, terminal_stderr
 from runner.pass_progress import PassProgress
+from targets.reference_fallback import TargetFallback
 from zoo.resolve import resolve_model
+from zoo.workload import shipped_workloads
 
 _EXAMPLES = 3  # changes or skips shown per rule unless --all
+_TARGET_HELP = (
+    "target whose fused ops the passes may emit (default: the zoo model's workload target; "
+    'for any other model none, "": standard ONNX ops only)'
+)
 
 
-def register(groups: argparse._SubParsersAction) -> None:
-    parser = groups.add_parser("passes", help="apply audited optimization pipelines")
+def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="command", metavar="ACTION", required=True)
 
     listing = commands.add_parser("list", help="passes and named pipelines, with options")
@@ -56,6 +72,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     )
     run.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     run.add_argument("--audit", required=True, metavar="AUDIT.jsonl")
+    run.add_argument("--target", metavar="T", help=_TARGET_HELP)
     run.add_argument("--dump-ir", metavar="DIR", help="write the IR after every pass into DIR")
     run.add_argument(
         "--no-numeric",
@@ -75,6 +92,13 @@ def register(groups: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"1: a line per pass, 2: IR diffs, 3: full IR (default ${DEBUG_ENV})",
     )
+    run.add_argument(
+        "--disable-pass",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="record pass NAME as skipped instead of running it (repeatable), to bisect a bad one",
+    )
     run.set_defaults(handler=run_passes)
 
     sensitivity = commands.add_parser(
@@ -82,6 +106,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     )
     sensitivity.add_argument("model", metavar="MODEL", help="path to an .onnx file or a zoo name")
     sensitivity.add_argument("--pipeline", required=True, metavar="P", help='e.g. "int8"')
+    sensitivity.add_argument("--target", metavar="T", help=_TARGET_HELP)
     sensitivity.add_argument(
         "--metric",
         default="cosine",
@@ -120,6 +145,8 @@ def _default_text(field: dataclasses.Field) -> str:
     value = field.default
     if isinstance(value, tuple):
         return ",".join(map(str, value)) or "-"
+    if value == "":
+        return "-"  # none, as for an empty list (`target=-`: no target)
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -135,20 +162,48 @@ def _run_outputs(args: argparse.Namespace) -> tuple[Path, Path]:
     return output, audit
 
 
+def _bound_pipeline(args: argparse.Namespace) -> tuple[str, str]:
+    """(the pipeline text bound to the target its passes emit fused ops for, that target): the
+    `--target` given, else the target of the zoo model's shipped workload, else none ("").
+    An unknown name fails here, before any work."""
+    if args.target is not None:
+        target = args.target
+    else:
+        workloads = [w for w in shipped_workloads().values() if w.model == args.model]
+        target = workloads[0].target if workloads else ""
+    check_target_name(target)
+    return (bind_pipeline(args.pipeline, target) if target else args.pipeline), target
+
+
+def _target_text(target: str) -> str:
+    return f"target {target}" if target else "no target (standard ONNX ops only)"
+
+
 def run_passes(args: argparse.Namespace) -> int:
+    spec, target = _bound_pipeline(args)
     output, audit = _run_outputs(args)
-    passes = parse_pipeline(args.pipeline)
     budget = DriftBudget.parse(args.max_drift) if args.max_drift else None
+    if budget is None:
+        passes = parse_pipeline(spec)
+    elif args.disable_pass:
+        raise AsicperfError("--max-drift fits its budget with every pass: drop --disable-pass")
+    else:
+        passes = parse_straight_pipeline(spec, f"--max-drift {args.max_drift}")
+    instruments: list[Instrument] = []
+    if args.disable_pass:  # checked before any work: a name that is no pass of the pipeline
+        instruments.append(DisablePasses(args.disable_pass, passes))
     shown = terminal_stderr() if debug_level(args.debug) == 0 else None  # debug prints its own
-    with PassProgress(shown, len(passes)) as progress:
+    with PassProgress(shown, most_pass_runs(passes)) as progress:
         progress.step(f"loading {args.model}")
         model = load_model(resolve_model(args.model))
         if budget is not None or not args.no_numeric:
             check_fits_in_memory(model, f"numeric check of {args.model}")
+        numeric_runner = TargetFallback(target)  # the target runs what the reference path lacks
         budget_record = None
         if budget is not None:
             progress.step(f"fitting --max-drift {args.max_drift}")
-            fit = fit_budget(model, passes, budget, DriftProbe(model, args.seed))
+            probe = DriftProbe(model, args.seed, runner=numeric_runner)
+            fit = fit_budget(model, passes, budget, probe)
             if not fit.holds:
                 measured = budget.measure(list(fit.drifts))
                 raise AsicperfError(
@@ -157,9 +212,13 @@ def run_passes(args: argparse.Namespace) -> int:
                 )
             passes = scoped(passes, skip=tuple(layer.node for layer in fit.kept))
             budget_record = fit.to_json(budget)
-        instruments = [VerifyAfterEachPass()]
+        instruments.append(VerifyAfterEachPass())
         if not args.no_numeric:
-            instruments.append(NumericCheck(seed=args.seed))
+            # with a drift bound, a pass the check cannot run leaves the bound unverified
+            bounded = budget is not None
+            instruments.append(
+                NumericCheck(args.seed, runner=numeric_runner, require_checked=bounded)
+            )
             progress.step("numeric check: running the input model")
         if args.dump_ir:
             instruments.append(DumpIR(args.dump_ir))
@@ -183,21 +242,26 @@ def run_passes(args: argparse.Namespace) -> int:
         kept = ", ".join(k["node"] for k in budget_record["kept_fp32"]) or "none"
         print(f"drift budget {args.max_drift}: kept in FP32: {kept}")
     console().print(_summary_table(records))
+    for note in _numeric_notes(records):
+        print(note)
+    print(f"fused ops for {_target_text(target)}")
     print(f"wrote {output} ({result.fingerprint}) and {audit}")
     return 0
 
 
 def rank_layers(args: argparse.Namespace) -> int:
-    passes = parse_pipeline(args.pipeline)
+    spec, target = _bound_pipeline(args)
+    passes = parse_straight_pipeline(spec, "passes sensitivity")
     model = load_model(resolve_model(args.model))
     check_fits_in_memory(model, f"sensitivity of {args.model}")
     budget = DriftBudget(args.metric, 0.0)  # only its metric ranks the layers
-    ranking = layer_sensitivity(model, passes, DriftProbe(model, args.seed), budget)
+    probe = DriftProbe(model, args.seed, runner=TargetFallback(target))
+    ranking = layer_sensitivity(model, passes, probe, budget)
     if args.json:
         print(json.dumps([layer.to_json() for layer in ranking], indent=2))
         return 0
     ranks = table(
-        f"sensitivity to {args.pipeline} ({args.metric}, worst first)",
+        f"sensitivity to {args.pipeline} for {_target_text(target)} ({args.metric}, worst first)",
         "#",
         "node",
         "op",
@@ -215,6 +279,8 @@ def _worst_input_drift(record: PassRecord) -> tuple[str, str, str]:
     outputs."""
     if not record.numeric:
         return "-", "-", "-"
+    if "vs_input" not in record.numeric:
+        return "not checked", "-", "-"
     drifts = record.numeric["vs_input"]
     max_abs = max(d["max_abs"] for d in drifts)
     cosine = min(d["cosine"] for d in drifts)
@@ -222,15 +288,36 @@ def _worst_input_drift(record: PassRecord) -> tuple[str, str, str]:
     return f"{max_abs:.3g}", f"{cosine:.7f}", f"{min(top1):.4f}" if top1 else "-"
 
 
+def _numeric_notes(records: Sequence[PassRecord]) -> list[str]:
+    """A line per pass the numeric check ran off the reference path or could not run, so a
+    drift figure says what ran where."""
+    return [
+        f"numeric check of #{record.seq} {record.pass_name}: {record.numeric['where']}"
+        for record in records
+        if record.numeric and "where" in record.numeric
+    ]
+
+
+def _pass_cell(record: PassRecord) -> str:
+    """The pass's name, with its round in a repeat group and why it did not run."""
+    notes = [f"round {record.repeat.round}"] if record.repeat else []
+    if record.skipped_by is not None:
+        notes.append(f"not run: {record.skipped_by.reason}")
+    return f"{record.pass_name} ({'; '.join(notes)})" if notes else record.pass_name
+
+
 def _summary_table(records: list[PassRecord] | tuple[PassRecord, ...]) -> Table:
     columns = ("#", "pass", "nodes", "changes by rule", "skipped", "ms", "max abs", "cosine")
     summary = table("pipeline", *columns, "top-1")
+    groups = repeat_groups(records)
+    if groups:
+        summary.caption = "; ".join(f"{r.group}: {r.outcome()}" for r in groups)
     for record in records:
         rules = ", ".join(f"{rule} {n}" for rule, n in record.rule_counts().items()) or "-"
         max_abs, cosine, top1 = _worst_input_drift(record)
         summary.add_row(
             str(record.seq),
-            record.pass_name,
+            _pass_cell(record),
             f"{record.node_count[0]} → {record.node_count[1]}",
             rules,
             str(len(record.skipped)),
@@ -273,6 +360,8 @@ def explain_audit(args: argparse.Namespace) -> int:
         out.print(f"original nodes: {', '.join(originals)}")
         return 0
     out.print(_summary_table(records))
+    for note in _numeric_notes(records):
+        out.print(note, markup=False)
     for record in records:
         if not record.changes and not record.skipped:
             continue

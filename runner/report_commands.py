@@ -11,12 +11,11 @@ from runner.console import console
 from runner.report.compare import compare_results, comparison_table
 from runner.report.costs import CostOverride, parse_override
 from runner.report.html import render_html
-from runner.report.schema import read_result
 from runner.report.show import show_renderables
+from runner.results.files import read_result
 
 
-def register(groups: argparse._SubParsersAction) -> None:
-    parser = groups.add_parser("report", help="read results: terminal view, comparison, HTML")
+def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     show = commands.add_parser("show", help="one result in the terminal")
@@ -46,9 +45,9 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 
 def show_report(args: argparse.Namespace) -> int:
-    document = read_result(args.result)
+    result = read_result(args.result)
     out = console()
-    for renderable in show_renderables(document, args.result):
+    for renderable in show_renderables(result, args.result):
         out.print(renderable)
     return 0
 
@@ -64,9 +63,9 @@ def compare_reports(args: argparse.Namespace) -> int:
 
 def html_report(args: argparse.Namespace) -> int:
     output = check_output_file(args.output, "-o")
-    documents = [(path, read_result(path)) for path in args.results]
+    results = [(path, read_result(path)) for path in args.results]
     overrides = _overrides(args.price, args.watts)
-    write_text_atomically(output, render_html(documents, overrides))
+    write_text_atomically(output, render_html(results, overrides))
     console().print(f"report: {output}", markup=False)
     return 0
 

@@ -19,6 +19,7 @@ from ir.errors import AsicperfError, first_line
 from ir.files import check_output_dir, write_bytes_atomically
 from ir.memory import check_fits_in_memory
 from ir.model_io import load_model, save_model
+from ir.seeded_inputs import seeded_inputs
 from passes.instruments import VerifyAfterEachPass
 from passes.manager import run_pipeline
 from passes.pipeline import PipelineError, make_config, parse_pipeline, split_options
@@ -28,11 +29,9 @@ from runner.spinner import spinner
 from targets.isolation import JobResult, TargetJob, run_isolated
 from targets.registry import get_target
 from zoo.resolve import resolve_model
-from zoo.synthetic_inputs import seeded_inputs
 
 
-def register(groups: argparse._SubParsersAction) -> None:
-    run = groups.add_parser("run", help="one inference on a target, optionally compared")
+def register(run: argparse.ArgumentParser) -> None:
     run.add_argument("model", metavar="MODEL", help="path to an .onnx file or a zoo model name")
     run.add_argument(
         "--target",
@@ -151,12 +150,9 @@ def _check_feeds(model_inputs: dict[str, tuple], given: dict[str, GivenInput]) -
 def run_model(args: argparse.Namespace) -> int:
     target, options = _target_spec(args.target)
     compare = _target_spec(args.compare) if args.compare else None
-    # fusions make only the ops the target runs (see passes.target_binding)
-    passes = (
-        parse_pipeline(bind_pipeline(args.pipeline, get_target(target).name))
-        if args.pipeline
-        else []
-    )
+    # fusions make only the ops the target runs (see passes.target_binding); bound to the name
+    # as given, which the passes resolve through the registry (a `module:Class` included)
+    passes = parse_pipeline(bind_pipeline(args.pipeline, target)) if args.pipeline else []
     _check_numbers(args)
     output_dir = check_output_dir(args.output_dir, "--output-dir")
     model = load_model(resolve_model(args.model))

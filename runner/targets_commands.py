@@ -12,8 +12,7 @@ from runner.console import console
 from targets.registry import UnknownTargetError, describe, discover
 
 
-def register(groups: argparse._SubParsersAction) -> None:
-    parser = groups.add_parser("targets", help="installed targets (compile + runtime plugins)")
+def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="command", metavar="ACTION", required=True)
     listing = commands.add_parser("list", help="every registered target and whether it runs here")
     listing.add_argument("--json", action="store_true", help="print the list as JSON")

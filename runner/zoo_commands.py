@@ -8,15 +8,14 @@ import json
 from rich.table import Table
 
 from ir.errors import UnknownModelError
-from ir.listing import si
+from ir.units import si
 from runner.console import console
 from zoo.cache import cached_path, model_file
 from zoo.catalog import ZOO
 from zoo.stats import stats_for
 
 
-def register(groups: argparse._SubParsersAction) -> None:
-    parser = groups.add_parser("zoo", help="models built locally (no download), and their data")
+def register(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="command", metavar="ACTION", required=True)
     listing = commands.add_parser("list", help="every zoo model: category, size, data, metric")
     listing.add_argument("--json", action="store_true", help="print the list as JSON")

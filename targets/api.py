@@ -12,13 +12,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import numpy as np
-import onnx_ir as ir
-
-from passes.audit import PassRecord
+from ir.capabilities import Capabilities as Capabilities  # re-exported: the plugin API
+from ir.capabilities import FusedOp as FusedOp
 from passes.base import PassConfig
+
+if TYPE_CHECKING:  # numpy and onnx_ir load when used: `runner targets list` imports this module
+    import numpy as np
+    import onnx_ir as oir
+
+    from passes.audit import PassRecord
 
 
 @dataclass(frozen=True)
@@ -35,21 +39,6 @@ class TargetInfo:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """The ops and dtypes a target runs. `ops` holds (domain, op_type) with the default domain
-    spelled ""; None means every op ONNX defines (a reference path)."""
-
-    ops: frozenset[tuple[str, str]] | None
-    dtypes: frozenset[str]
-    # What the session can take in and hand back, when narrower than `dtypes`.
-    boundary_dtypes: frozenset[str] | None = None
-
-    def runs_op(self, domain: str, op_type: str) -> bool:
-        domain = "" if domain == "ai.onnx" else domain
-        return self.ops is None or (domain, op_type) in self.ops
 
 
 @dataclass(frozen=True)
@@ -89,13 +78,13 @@ class Target(ABC):
     def capabilities(self) -> Capabilities:
         """The ops and dtypes this target runs."""
 
-    def prepare(self, model: ir.Model) -> ir.Model:
+    def prepare(self, model: oir.Model) -> oir.Model:
         """The model as this target will see it, before claims are checked and the graph is
         partitioned (e.g. the target's own lowering). The default leaves it as it is; an
         override must not mutate `model`."""
         return model
 
-    def unsupported_reason(self, node: ir.Node, capabilities: Capabilities) -> str | None:
+    def unsupported_reason(self, node: oir.Node, capabilities: Capabilities) -> str | None:
         """Why this target cannot run `node`, or None. Such nodes fall back to the reference
         path. The default checks the declared ops and the integer/bool tensor types (index and
         shape plumbing); override it for conditions on attributes (e.g. only group=1 Conv)."""
@@ -107,7 +96,7 @@ class Target(ABC):
         return None
 
     @abstractmethod
-    def compile(self, model: ir.Model, config: PassConfig) -> CompiledModel:
+    def compile(self, model: oir.Model, config: PassConfig) -> CompiledModel:
         """Compile the (unpartitioned) model; never mutates it."""
 
     @abstractmethod
@@ -115,37 +104,42 @@ class Target(ABC):
         """A session for `batch_size` from this target's artifact."""
 
 
-def graph_io_names(model: ir.Model) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def graph_io_names(model: oir.Model) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(input names without initializers, output names) in graph order."""
     inputs = tuple(v.name or "" for v in model.graph.inputs if not v.is_initializer())
     return inputs, tuple(v.name or "" for v in model.graph.outputs)
 
 
-def value_dtypes(model: ir.Model) -> list[tuple[ir.Value, str]]:
+def value_dtypes(model: oir.Model) -> list[tuple[oir.Value, str]]:
     """Every non-constant tensor of the main graph (real inputs, node outputs) with its dtype."""
-    found: dict[ir.Value, str] = {}
+    found: dict[oir.Value, str] = {}
     for node in model.graph:
         found.update(activation_dtypes(node))
     return list(found.items())
 
 
-def activation_dtypes(node: ir.Node) -> list[tuple[ir.Value, str]]:
+def activation_dtypes(node: oir.Node) -> list[tuple[oir.Value, str]]:
     """The node's input and output tensors that are not constants, with their dtype names.
 
     Constants (initializers) are data the compiler converts; sequences and optionals are not
     tensors and are left to the op check."""
+    import onnx_ir as oir
+
     found = []
     for value in [*node.inputs, *node.outputs]:
-        if value is None or value.is_initializer() or not isinstance(value.type, ir.TensorType):
+        if value is None or value.is_initializer() or not isinstance(value.type, oir.TensorType):
             continue
-        if value.dtype is not None and value.dtype != ir.DataType.UNDEFINED:
+        if value.dtype is not None and value.dtype != oir.DataType.UNDEFINED:
             found.append((value, dtype_name(value.dtype)))
     return found
 
 
-def dtype_name(dtype: ir.DataType) -> str:
+def dtype_name(dtype: oir.DataType) -> str:
     """numpy's name for the dtype (bfloat16, float8_e4m3fn via ml_dtypes); \"string\"."""
-    if dtype == ir.DataType.STRING:
+    import numpy as np
+    import onnx_ir as oir
+
+    if dtype == oir.DataType.STRING:
         return "string"
     try:
         return np.dtype(dtype.numpy()).name

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.fingerprint import fingerprint
 from ir.ops import infer_missing_shapes
@@ -45,7 +45,7 @@ class Executable:
         return _SegmentedSession(self, sessions)
 
 
-def compile_model(target: Target, model: ir.Model, config: PassConfig | None = None) -> Executable:
+def compile_model(target: Target, model: oir.Model, config: PassConfig | None = None) -> Executable:
     """Check dtypes, partition by declared ops, and compile every segment."""
     config = config if config is not None else target.config_type()
     source_fingerprint = fingerprint(model)
@@ -93,14 +93,14 @@ def compile_model(target: Target, model: ir.Model, config: PassConfig | None = N
     return Executable(target, plan, pieces, record, inputs, outputs, defaults)
 
 
-def _typed(model: ir.Model) -> ir.Model:
+def _typed(model: oir.Model) -> oir.Model:
     """Segments exchange values as graph inputs and outputs, which need types: values that
     passes created without one get them from shape inference (ONNX's, then the op table's),
     on a copy, so the caller's model and its fingerprint stay as they were."""
     if all(out.type is not None for node in model.graph for out in node.outputs if out.name):
         return model
-    proto = ir.to_proto(model)
-    copy = ir.serde.deserialize_model(proto)
+    proto = oir.to_proto(model)
+    copy = oir.serde.deserialize_model(proto)
     infer_value_types(copy, proto, Path("<partition>"))
     infer_missing_shapes(copy)
     return copy

@@ -1,6 +1,12 @@
 """The `onnxruntime` target: ONNX Runtime's CPU execution provider (CUDA/TensorRT when the
 installed build has them). Its op list comes from the kernels the build registers, so the
-capability check is exactly what this onnxruntime can run."""
+capability check is exactly what this onnxruntime can run; the fused and contrib ops that
+fusion passes may emit for it are declared below, each seen to run and to match the unfused
+result.
+
+onnxruntime, onnx and numpy are imported by the methods that compile and run: the registry
+imports this module for `runner targets list`, which must not wait for them.
+"""
 
 from __future__ import annotations
 
@@ -8,36 +14,82 @@ import os
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal
-
-import numpy as np
-import onnx
-import onnx_ir as ir
-import onnxruntime as ort
+from typing import TYPE_CHECKING, Literal
 
 from ir.errors import AsicperfError, first_line
-from ir.fingerprint import fingerprint
 from passes.audit import config_to_json
 from passes.base import PassConfig
 from passes.option_range import bounded
-from targets.api import CompiledModel, Session, Target, TargetInfo, graph_io_names
+from targets.api import (
+    Capabilities,
+    CompiledModel,
+    FusedOp,
+    Session,
+    Target,
+    TargetInfo,
+    graph_io_names,
+)
 from targets.compile_record import artifact_digest, compile_record, op_count_changes, op_counts
 from targets.device import host_device
-from targets.ort_kernels import OnnxRuntimeClaims
+from targets.installed import installed_version
 
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx_ir as oir
+    import onnxruntime as ort
+
+# The packages that install the `onnxruntime` module (CPU and CUDA builds).
+DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu")
 _PROVIDERS = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
+# Members of onnxruntime's GraphOptimizationLevel.
 _LEVELS = {
-    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
 }
+
+_MICROSOFT = "com.microsoft"
+# What fusion passes may emit for onnxruntime's CPU build (checked with 1.32, float32).
+# FusedConv and FusedGemm apply these activations as epilogues (neither has Gelu; FusedGemm has
+# no Clip or HardSwish); their float16 kernels depend on the build and the CPU, so they are not
+# declared. Gelu (erf) and FastGelu (tanh) are contrib GELUs for models below opset 20, where
+# ONNX has no Gelu; LayerNormalization also runs in the default domain below opset 17, where
+# ONNX does not define it yet (onnxruntime's own fusions emit it there). MultiHeadAttention
+# takes an additive attention bias ("bias").
+FUSED_OPS = (
+    FusedOp(
+        "FusedConv",
+        _MICROSOFT,
+        epilogues=frozenset(
+            {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid", "HardSwish"}
+        ),
+        attributes="activation_params",
+    ),
+    FusedOp(
+        "FusedGemm",
+        _MICROSOFT,
+        epilogues=frozenset(
+            {"Relu", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "Elu", "Softplus"}
+        ),
+        attributes="alpha_beta",
+    ),
+    FusedOp("Gelu", _MICROSOFT),
+    FusedOp("FastGelu", _MICROSOFT),
+    FusedOp("LayerNormalization", opsets=(1, 16)),
+    FusedOp(
+        "MultiHeadAttention",
+        _MICROSOFT,
+        variants=frozenset({"bias"}),
+        dtypes=frozenset({"float32", "float16", "bfloat16"}),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -47,24 +99,52 @@ class OnnxRuntimeConfig(PassConfig):
     provider: Literal["cpu", "cuda", "tensorrt"] = "cpu"
 
 
+class OnnxRuntimeClaims:
+    """Mixin for targets that run on onnxruntime's CPU kernels: claims exactly those (the
+    kernel tables of `targets.ort_kernels`, read from onnxruntime when first asked)."""
+
+    def capabilities(self) -> Capabilities:
+        from targets.ort_kernels import onnxruntime_capabilities
+
+        return onnxruntime_capabilities()
+
+    def unsupported_reason(self, node: oir.Node, capabilities: Capabilities) -> str | None:
+        from targets.ort_kernels import onnxruntime_gap
+
+        return super().unsupported_reason(node, capabilities) or onnxruntime_gap(node)  # type: ignore[misc]
+
+
 class OnnxRuntimeTarget(OnnxRuntimeClaims, Target):
     name = "onnxruntime"
     config_type = OnnxRuntimeConfig
 
     def info(self) -> TargetInfo:
-        providers = ort.get_available_providers()
-        extra = [name for name, p in _PROVIDERS.items() if p in providers and name != "cpu"]
-        device = host_device() + (f" (+ {', '.join(extra)})" if extra else "")
+        """From the package metadata: which providers the build has is known only once
+        onnxruntime is imported, so a provider this build lacks is reported by `compile`."""
+        try:
+            version = installed_version("onnxruntime", DISTRIBUTIONS)
+        except Exception as error:  # not installed, or its native library fails to load
+            why = f"cannot import onnxruntime: {first_line(error)}"
+            return TargetInfo(self.name, "?", host_device(), available=False, why_not=why)
         return TargetInfo(
             self.name,
-            ort.__version__,
-            device,
+            version,
+            host_device(),
             available=True,
             hardware="host",
             preferred_batch_sizes=(1, 8, 32),
         )
 
-    def compile(self, model: ir.Model, config: PassConfig) -> CompiledModel:
+    def capabilities(self) -> Capabilities:
+        return replace(super().capabilities(), fused_ops=FUSED_OPS)
+
+    def compile(self, model: oir.Model, config: PassConfig) -> CompiledModel:
+        import onnx
+        import onnx_ir as oir
+        import onnxruntime as ort
+
+        from ir.fingerprint import fingerprint
+
         assert isinstance(config, OnnxRuntimeConfig)
         provider = _PROVIDERS[config.provider]
         if provider not in ort.get_available_providers():
@@ -72,7 +152,7 @@ class OnnxRuntimeTarget(OnnxRuntimeClaims, Target):
                 f"target 'onnxruntime': provider '{config.provider}' is not in this build "
                 f"(available: {', '.join(ort.get_available_providers())})"
             )
-        data = ir.to_proto(model).SerializeToString()
+        data = oir.to_proto(model).SerializeToString()
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="asicperf-ort-") as folder:
             optimized = Path(folder) / "optimized.onnx"
@@ -110,8 +190,12 @@ class OnnxRuntimeTarget(OnnxRuntimeClaims, Target):
 def _session(
     data: bytes, config: OnnxRuntimeConfig, optimized_path: Path | None = None
 ) -> ort.InferenceSession:
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
-    options.graph_optimization_level = _LEVELS[config.optimization]
+    options.graph_optimization_level = getattr(
+        ort.GraphOptimizationLevel, _LEVELS[config.optimization]
+    )
     options.log_severity_level = 3
     if config.threads > 0:
         options.intra_op_num_threads = config.threads

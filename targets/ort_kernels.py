@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 from onnxruntime.capi import _pybind_state
 
 from targets.api import Capabilities
@@ -25,26 +25,30 @@ _OPEN = 2**31 - 1
 
 
 @dataclass(frozen=True)
-class Kernel:
+class KernelRegistration:
+    """One kernel onnxruntime registered for an op: the opset versions it serves (first to
+    last) and the tensor types each of its type parameters accepts."""
+
     first: int
     last: int
     types: Mapping[str, frozenset[str]]  # type parameter -> ONNX type strings
 
 
 @functools.cache
-def cpu_kernels() -> Mapping[tuple[str, str], tuple[Kernel, ...]]:
-    found: dict[tuple[str, str], list[Kernel]] = {}
+def cpu_kernels() -> Mapping[tuple[str, str], tuple[KernelRegistration, ...]]:
+    found: dict[tuple[str, str], list[KernelRegistration]] = {}
     for kernel in _pybind_state.get_all_opkernel_def():
         if kernel.provider != "CPUExecutionProvider":
             continue
         domain = "" if kernel.domain in ("", "ai.onnx") else kernel.domain
         first, last = kernel.version_range
         types = {name: frozenset(allowed) for name, allowed in kernel.type_constraints.items()}
-        found.setdefault((domain, kernel.op_name), []).append(Kernel(first, last, types))
+        registration = KernelRegistration(first, last, types)
+        found.setdefault((domain, kernel.op_name), []).append(registration)
     return {key: tuple(kernels) for key, kernels in found.items()}
 
 
-def kernel_gap(node: ir.Node) -> str | None:
+def kernel_gap(node: oir.Node) -> str | None:
     """Why no CPU kernel runs `node` (its op, its opset version, or its tensor types), or None."""
     domain = "" if node.domain in ("", "ai.onnx") else node.domain
     kernels = cpu_kernels().get((domain, node.op_type))
@@ -66,13 +70,13 @@ def kernel_gap(node: ir.Node) -> str | None:
     return f"{label} has no onnxruntime CPU kernel for {shown}"
 
 
-def _opset(node: ir.Node, domain: str) -> int | None:
+def _opset(node: oir.Node, domain: str) -> int | None:
     graph = node.graph
     imports = getattr(graph, "opset_imports", None) or {}
     return imports.get(domain, imports.get("ai.onnx") if domain == "" else None)
 
 
-def _schema_version(node: ir.Node, opset: int, domain: str) -> int:
+def _schema_version(node: oir.Node, opset: int, domain: str) -> int:
     """The version of the op's definition at `opset` (kernels are registered by it)."""
     try:
         return onnx.defs.get_schema(node.op_type, opset, domain).since_version
@@ -80,7 +84,7 @@ def _schema_version(node: ir.Node, opset: int, domain: str) -> int:
         return opset
 
 
-def _bound_types(node: ir.Node, opset: int, domain: str) -> dict[str, set[str]] | None:
+def _bound_types(node: oir.Node, opset: int, domain: str) -> dict[str, set[str]] | None:
     """Type parameter -> the ONNX type strings the node binds it to; None without a schema."""
     try:
         schema = onnx.defs.get_schema(node.op_type, opset, domain)
@@ -91,20 +95,20 @@ def _bound_types(node: ir.Node, opset: int, domain: str) -> dict[str, set[str]] 
         for index, value in enumerate(values):
             if value is None or not params or value.dtype is None:
                 continue
-            if not isinstance(value.type, ir.TensorType):
+            if not isinstance(value.type, oir.TensorType):
                 continue
             param = params[min(index, len(params) - 1)]
             bound.setdefault(param.type_str, set()).add(_type_string(value.dtype))
     return bound
 
 
-def _types_fit(kernel: Kernel, bound: Mapping[str, set[str]]) -> bool:
+def _types_fit(kernel: KernelRegistration, bound: Mapping[str, set[str]]) -> bool:
     return all(
         name not in kernel.types or types <= kernel.types[name] for name, types in bound.items()
     )
 
 
-def _type_string(dtype: ir.DataType) -> str:
+def _type_string(dtype: oir.DataType) -> str:
     """The ONNX type string kernels use: tensor(float), tensor(int64), ..."""
     name = onnx.helper.tensor_dtype_to_string(int(dtype)).removeprefix("TensorProto.").lower()
     return f"tensor({name})"
@@ -123,7 +127,7 @@ def expanded_ops() -> frozenset[tuple[str, str]]:
     return frozenset(ops - set(cpu_kernels()))
 
 
-def _non_scalar(node: ir.Node, index: int) -> bool:
+def _non_scalar(node: oir.Node, index: int) -> bool:
     value = node.inputs[index] if len(node.inputs) > index else None
     return value is not None and value.shape is not None and value.shape.rank() > 0
 
@@ -145,7 +149,7 @@ KNOWN_FAILURES: tuple[FailureRule, ...] = (
     ),
     (
         "ReduceMax",
-        lambda n: n.inputs[0] is not None and n.inputs[0].dtype == ir.DataType.BOOL,
+        lambda n: n.inputs[0] is not None and n.inputs[0].dtype == oir.DataType.BOOL,
         "onnxruntime's ReduceMax fails on bool",
     ),
     (
@@ -173,7 +177,7 @@ KNOWN_FAILURES: tuple[FailureRule, ...] = (
 )
 
 
-def onnxruntime_gap(node: ir.Node) -> str | None:
+def onnxruntime_gap(node: oir.Node) -> str | None:
     """Why an onnxruntime-backed target does not claim `node`, or None."""
     domain = "" if node.domain in ("", "ai.onnx") else node.domain
     failure = known_failure(node, KNOWN_FAILURES)
@@ -222,13 +226,3 @@ def onnxruntime_capabilities() -> Capabilities:
         frozenset(dtypes),
         boundary_dtypes=frozenset(dtypes - _NOT_NUMPY),
     )
-
-
-class OnnxRuntimeClaims:
-    """Mixin for targets that run on onnxruntime's CPU kernels: claims exactly those."""
-
-    def capabilities(self) -> Capabilities:
-        return onnxruntime_capabilities()
-
-    def unsupported_reason(self, node: ir.Node, capabilities: Capabilities) -> str | None:
-        return super().unsupported_reason(node, capabilities) or onnxruntime_gap(node)  # type: ignore[misc]

@@ -16,7 +16,7 @@ from typing import Any
 
 import networkx as nx
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.errors import AsicperfError
 from ir.graph_view import captured_values, to_networkx
@@ -53,7 +53,7 @@ class PartitionPlan:
         return asdict(self)
 
 
-def check_dtypes(model: ir.Model, target: Target, capabilities: Capabilities) -> None:
+def check_dtypes(model: oir.Model, target: Target, capabilities: Capabilities) -> None:
     """Refuse a model whose floating-point computation the target cannot do in that precision.
 
     Falling back would hide it: a bf16 pipeline on a target without bf16 would silently run on
@@ -83,7 +83,7 @@ def check_dtypes(model: ir.Model, target: Target, capabilities: Capabilities) ->
 
 
 def _check_fallback_dtypes(
-    nodes: list[ir.Node], unsupported: dict[str, str], target: Target, capabilities: Capabilities
+    nodes: list[oir.Node], unsupported: dict[str, str], target: Target, capabilities: Capabilities
 ) -> None:
     """A node falls back only if its floating tensors can cross into and out of the target's
     sessions: a bf16 Gemm onnxruntime has no kernel for cannot, as its sessions exchange no
@@ -102,7 +102,7 @@ def _check_fallback_dtypes(
                 )
 
 
-def plan_partition(model: ir.Model, target: Target, capabilities: Capabilities) -> PartitionPlan:
+def plan_partition(model: oir.Model, target: Target, capabilities: Capabilities) -> PartitionPlan:
     graph = model.graph
     nodes = list(graph)
     reasons = {node_id(node): target.unsupported_reason(node, capabilities) for node in nodes}
@@ -110,7 +110,7 @@ def plan_partition(model: ir.Model, target: Target, capabilities: Capabilities) 
     _check_fallback_dtypes(nodes, unsupported, target, capabilities)
     view = to_networkx(graph)
     order = _grouped_order(view, nodes, unsupported)
-    runs: list[list[ir.Node]] = []
+    runs: list[list[oir.Node]] = []
     for node in order:
         on_target = node_id(node) not in unsupported
         if runs and (node_id(runs[-1][0]) not in unsupported) == on_target:
@@ -142,14 +142,14 @@ def _id_number(text: str) -> tuple[int, str]:
 
 
 def _grouped_order(
-    view: nx.MultiDiGraph, nodes: Sequence[ir.Node], unsupported: Mapping[str, str]
-) -> list[ir.Node]:
+    view: nx.MultiDiGraph, nodes: Sequence[oir.Node], unsupported: Mapping[str, str]
+) -> list[oir.Node]:
     """A topological order that stays on one side while it has ready nodes (fewest cuts)."""
     position = {node_id(node): index for index, node in enumerate(nodes)}
     waiting = {key: view.in_degree(key) for key in view.nodes}
     ready = [key for key, count in waiting.items() if count == 0]
     side = None
-    order: list[ir.Node] = []
+    order: list[oir.Node] = []
     while ready:
         same = [key for key in ready if (key not in unsupported) == side]
         pick = min(same or ready, key=position.__getitem__)
@@ -163,7 +163,7 @@ def _grouped_order(
     return order
 
 
-def _segment(index: int, run: list[ir.Node], graph: ir.Graph, on_target: bool) -> Segment:
+def _segment(index: int, run: list[oir.Node], graph: oir.Graph, on_target: bool) -> Segment:
     members = set(run)
     produced = {value for node in run for value in node.outputs}
     inputs: list[str] = []
@@ -183,7 +183,7 @@ def _segment(index: int, run: list[ir.Node], graph: ir.Graph, on_target: bool) -
     return Segment(index, on_target, tuple(node_id(n) for n in run), tuple(inputs), tuple(outputs))
 
 
-def _flop_coverage(nodes: Sequence[ir.Node], unsupported: Mapping[str, str]) -> float | None:
+def _flop_coverage(nodes: Sequence[oir.Node], unsupported: Mapping[str, str]) -> float | None:
     total = on_target = 0
     for node in nodes:
         cost = node_cost(node)
@@ -195,10 +195,10 @@ def _flop_coverage(nodes: Sequence[ir.Node], unsupported: Mapping[str, str]) -> 
     return on_target / total if total else None
 
 
-def segment_model(model: ir.Model, segment: Segment) -> ir.Model:
+def segment_model(model: oir.Model, segment: Segment) -> oir.Model:
     """The segment as a standalone model: its nodes, the initializers they read, its border
     values as graph inputs and outputs (types from the IR)."""
-    proto = ir.to_proto(model)
+    proto = oir.to_proto(model)
     wanted = set(segment.nodes)
     values = {v.name: v for v in _all_values(model)}
     graph = onnx.GraphProto(name=f"{proto.graph.name}_segment{segment.index}")
@@ -217,10 +217,10 @@ def segment_model(model: ir.Model, segment: Segment) -> ir.Model:
     standalone = onnx.ModelProto(ir_version=proto.ir_version, graph=graph)
     standalone.opset_import.extend(proto.opset_import)
     standalone.functions.extend(proto.functions)
-    return ir.serde.deserialize_model(standalone)
+    return oir.serde.deserialize_model(standalone)
 
 
-def _all_values(model: ir.Model) -> list[ir.Value]:
+def _all_values(model: oir.Model) -> list[oir.Value]:
     graph = model.graph
     return [*graph.inputs, *graph.initializers.values(), *(o for n in graph for o in n.outputs)]
 
@@ -237,5 +237,5 @@ def _names_read(node: onnx.NodeProto) -> list[str]:
     return names
 
 
-def _value_info(value: ir.Value) -> onnx.ValueInfoProto:
-    return ir.serde.serialize_value(value)
+def _value_info(value: oir.Value) -> onnx.ValueInfoProto:
+    return oir.serde.serialize_value(value)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
 from passes.base import PassConfig
 from targets.api import CompiledModel, Session
@@ -33,7 +33,7 @@ class SleepyTarget(ReferenceTarget):
     compiled_batches: ClassVar[list[int]] = []  # the batch dim of every compiled model
     loaded_batches: ClassVar[list[int]] = []
 
-    def compile(self, model: ir.Model, config: PassConfig) -> CompiledModel:
+    def compile(self, model: oir.Model, config: PassConfig) -> CompiledModel:
         first = model.graph.inputs[0].shape
         SleepyTarget.compiled_batches.append(first[0] if first else 0)
         return super().compile(model, config)

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 from onnx import TensorProto, helper, numpy_helper
 
 from ir.drift import output_drift
 from ir.model_io import load_model
 from ir.reference import run_reference
+from ir.seeded_inputs import seeded_inputs
 from zoo.builders.bert import build_bert
-from zoo.synthetic_inputs import seeded_inputs
 
 
 def build_bert_like(
@@ -85,14 +85,14 @@ def make_model(
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
 
 
-def load(proto: onnx.ModelProto, folder: Path) -> ir.Model:
+def load(proto: onnx.ModelProto, folder: Path) -> oir.Model:
     """`proto` saved in `folder` and loaded as any file is: inferred shapes, stable ids."""
     path = folder / "model.onnx"
     onnx.save(proto, path)
     return load_model(path)
 
 
-def outputs_of(model: ir.Model, feeds: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
+def outputs_of(model: oir.Model, feeds: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
     """The model's outputs on `feeds` (default: seeded random inputs) with the reference path."""
     return run_reference(model, feeds if feeds is not None else seeded_inputs(model))
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
 from passes.base import PassConfig
 from targets.api import Capabilities, CompiledModel, Session, TargetInfo
@@ -24,7 +24,7 @@ class PartialTarget(OnnxRuntimeTarget):
         ops = {("", "MatMul"), ("", "Add"), ("", "Relu")}
         return Capabilities(frozenset(ops), frozenset({"float32"}))
 
-    def compile(self, model: ir.Model, config: PassConfig) -> CompiledModel:
+    def compile(self, model: oir.Model, config: PassConfig) -> CompiledModel:
         unsupported = [n.op_type for n in model.graph if n.op_type not in ("MatMul", "Add", "Relu")]
         assert not unsupported, f"the partitioner sent {unsupported} to the partial target"
         return super().compile(model, config)

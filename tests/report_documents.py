@@ -1,5 +1,6 @@
 """Small, valid result documents for report tests, with round figures so a test can predict
-every number a report shows. Every builder's output passes the schema check."""
+every number a report shows. Builders give JSON documents, as they sit in files, for a test to
+change before reading them as records (`read`); every one reads."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from ir.drift import HISTOGRAM_BINS
-from runner.report.schema import stamp
+from runner.results.document import SCHEMA
+from runner.results.files import Result, result_from_json
 
 CREATED = "2026-01-02T03:04:05+00:00"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -24,6 +26,21 @@ ROOFLINE = {
         "cache_bytes": 1 << 20,
     }
 }
+
+
+def stamp(
+    kind: str, created: str, environment: Mapping[str, Any], body: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A document of the current version; checked by reading it as a record."""
+    document = {"schema": SCHEMA, "kind": kind, "created": created, "environment": environment}
+    document.update(body)
+    result_from_json(document, "test document")
+    return document
+
+
+def read(document: Mapping[str, Any]) -> Result:
+    """The document as the report reads it (older versions upgraded)."""
+    return result_from_json(json.loads(json.dumps(document)), "test document")
 
 
 def environment(cpu: str = "Test CPU", dirty: bool = False) -> dict[str, Any]:
@@ -59,7 +76,9 @@ def drift_output(
 
 
 def drift(outputs: Sequence[Mapping[str, Any]], batch_size: int | None = None) -> dict[str, Any]:
-    return {"batch_size": batch_size, "bins": list(HISTOGRAM_BINS), "outputs": list(outputs)}
+    """A batch's drift, or with `batch_size` the document's (which says where it checked)."""
+    at = {} if batch_size is None else {"batch_size": batch_size}
+    return {**at, "bins": list(HISTOGRAM_BINS), "outputs": list(outputs)}
 
 
 EXACT = drift_output([10] + [0] * 12)  # every element equal to the reference
@@ -196,13 +215,16 @@ def op_case(
 
 
 def op_document(
-    cases: Sequence[Mapping[str, Any]], suite: str = "tiny-suite", failed: Sequence[Any] = ()
+    cases: Sequence[Mapping[str, Any]],
+    suite: str = "tiny-suite",
+    failed: Sequence[Any] = (),
+    rooflines: Mapping[str, Any] = ROOFLINE,
 ) -> dict[str, Any]:
     body = {
         "suite": suite,
         "seconds": 1.0,
         "policy": {},
-        "rooflines": ROOFLINE,
+        "rooflines": dict(rooflines),
         "cases": list(cases),
         "unsupported": [],
         "failed": list(failed),

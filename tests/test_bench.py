@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from bench_targets import DELAY_S, SleepyTarget
 
-from runner.bench.results import BatchResult, best_batch
-from runner.bench.stats import LatencyStats, latency_stats, percentile
+from runner.bench.results import best_batch
+from runner.bench.stats import latency_stats, percentile
 from runner.cli import main
+from runner.results.model import BatchResult, DriftRecord, LatencyStats
 
 SLEEPY = "bench_targets:SleepyTarget"
 QUICK = ["--min-duration", "0.2", "--min-queries", "10"]
@@ -70,8 +71,15 @@ def test_server_needs_a_rate(relu_path, tmp_path, capsys):
 
 
 def _batch(size: int, qps: float, p99: float, valid: bool = True) -> BatchResult:
-    latency = LatencyStats(p99, p99, p99, p99, p99, p99)
-    return BatchResult(size, qps, latency, valid, "", 0.0, 1, 1.0, {}, None)
+    return BatchResult(
+        batch_size=size,
+        qps=qps,
+        latency_ms=LatencyStats(mean=p99, p50=p99, p90=p99, p99=p99),
+        valid=valid,
+        why="",
+        queries=1,
+        drift=DriftRecord(outputs=()),
+    )
 
 
 def test_best_batch_is_the_fastest_within_the_bound():

@@ -50,7 +50,7 @@ def test_bench_pipeline_resolved_for_target_keeps_work_on_it(gemm_relu_path, tmp
     assert main([*args, *out, *QUICK]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["pipeline"] == "fuse-activation"
-    assert doc["resolved_pipeline"] == "fuse-activation{target=partial}"
+    assert doc["resolved_pipeline"] == f"fuse-activation{{target={PARTIAL}}}"
     (audited,) = doc["audit"]["passes"]
     assert audited["modified"] is False
     coverage = doc["batches"][0]["coverage"]
@@ -58,7 +58,7 @@ def test_bench_pipeline_resolved_for_target_keeps_work_on_it(gemm_relu_path, tmp
     assert coverage["node_coverage"] == 0.5
     assert main(["report", "show", str(tmp_path / "out")]) == 0
     shown = [line.rstrip() for line in capsys.readouterr().out.splitlines()]
-    assert "pipeline  fuse-activation (resolved: fuse-activation{target=partial})" in shown
+    assert f"pipeline  fuse-activation (resolved: fuse-activation{{target={PARTIAL}}})" in shown
 
 
 def test_bench_pipeline_for_another_target_fails_in_one_line(gemm_relu_path, tmp_path, capsys):
@@ -66,7 +66,7 @@ def test_bench_pipeline_for_another_target_fails_in_one_line(gemm_relu_path, tmp
     args = ["bench", "--model", str(gemm_relu_path), "--target", PARTIAL, "--pipeline", pipeline]
     assert main([*args, "--out", str(tmp_path / "out"), *QUICK]) == 2
     err = capsys.readouterr().err
-    assert "runs for target 'partial'" in err and err.strip().count("\n") == 0
+    assert f"runs for target '{PARTIAL}'" in err and err.strip().count("\n") == 0
     assert not (tmp_path / "out").exists()
 
 
@@ -93,5 +93,5 @@ def test_run_pipeline_for_another_target_fails_in_one_line(gemm_relu_path, tmp_p
     pipeline = "fuse-activation{target=onnxruntime}"
     args = ["run", str(gemm_relu_path), "--target", PARTIAL, "--pipeline", pipeline]
     assert main([*args, "--output-dir", str(tmp_path / "out")]) == 2
-    assert "runs for target 'partial'" in capsys.readouterr().err
+    assert f"runs for target '{PARTIAL}'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

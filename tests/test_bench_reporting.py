@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 from bench_models import save_gemm_relu
 from bench_targets import SleepyTarget
-from report_documents import batch, model_document
+from report_documents import batch, model_document, read
 from rich.console import Console
 
-from runner.bench.results import BatchResult, batch_choice
-from runner.bench.stats import LatencyStats
+from runner.bench.results import batch_choice
 from runner.cli import main
 from runner.report.html import render_html
 from runner.report.show import batch_summary
+from runner.results.files import read_result
+from runner.results.model import BatchResult, DriftRecord, LatencyStats
 
 SLEEPY = "bench_targets:SleepyTarget"  # every query takes 5 ms
 PARTIAL = "fake_targets:PartialTarget"  # runs MatMul, Add and Relu only
@@ -69,8 +70,7 @@ def test_fallback_work_is_warned_in_summary_and_html(tmp_path, capsys):
     )
     assert warning in " ".join(out.split())
     assert re.search(r"│ 1 +│ [\d.]+ +│ [\d.]+ +│ [\d.]+ +│ 50% +│ 11.1% +│ VALID", out)
-    document = json.loads((tmp_path / "out" / "result.json").read_text())
-    section = _section(render_html([("out", document)], {}), "batches")
+    section = _section(render_html([("out", read_result(tmp_path / "out"))], {}), "batches")
     assert warning in section and "<td class=num>50%</td><td class=num>11.1%</td>" in section
 
 
@@ -90,18 +90,24 @@ def test_best_batch_none_names_the_bound_and_each_reason(relu_path, tmp_path, ca
     )
     assert re.fullmatch(r"  batch 1: p99 [\d.]+ ms > bound 1 ms", lines[start + 1])
     assert re.fullmatch(r"  batch 2: p99 [\d.]+ ms > bound 1 ms", lines[start + 2])
-    document = json.loads((tmp_path / "o" / "result.json").read_text())
-    assert document["latency_bound_ms"] == 1.0 and document["best_batch"] is None
-    section = _section(render_html([("o", document)], {}), "batches")
+    result = read_result(tmp_path / "o")
+    assert result.latency_bound_ms == 1.0 and result.best_batch is None
+    section = _section(render_html([("o", result)], {}), "batches")
     assert "p99 ≤ 1 ms, the most samples/s): none meets the rules." in section
     assert len(re.findall(r"<td>p99 [\d.]+ ms &gt; bound 1 ms</td>", section)) == 2
 
 
 def test_best_batch_reasons_name_invalid_and_slower_batches():
     def measured(size: int, qps: float, p99: float, valid: bool = True) -> BatchResult:
-        latency = LatencyStats(p99, p99, p99, p99, p99, p99)
-        why = "min queries: 3 < 64" if not valid else "ok"
-        return BatchResult(size, qps, latency, valid, why, 0.0, 1, 1.0, {}, None)
+        return BatchResult(
+            batch_size=size,
+            qps=qps,
+            latency_ms=LatencyStats(mean=p99, p50=p99, p90=p99, p99=p99),
+            valid=valid,
+            why="min queries: 3 < 64" if not valid else "ok",
+            queries=1,
+            drift=DriftRecord(outputs=()),
+        )
 
     batches = [
         measured(1, 100, 2),
@@ -109,7 +115,7 @@ def test_best_batch_reasons_name_invalid_and_slower_batches():
         measured(32, 900, 212),
         measured(64, 1, 1, False),
     ]
-    assert [c["reason"] for c in batch_choice(batches, 100.0)] == [
+    assert [c.reason for c in batch_choice(batches, 100.0)] == [
         "fewer samples/s than batch 8",
         "best: the most samples/s with p99 ≤ 100 ms",
         "p99 212 ms > bound 100 ms",
@@ -127,7 +133,7 @@ def test_summary_stays_readable_at_80_columns():
         "flop_coverage": 0.0045,
     }
     console = Console(width=80, record=True, file=io.StringIO())
-    for renderable in batch_summary(document):
+    for renderable in batch_summary(read(document)):
         console.print(renderable)
     text = console.export_text()
     assert all(len(line) <= 80 for line in text.splitlines())

@@ -4,6 +4,7 @@ and bad values or an unwritable --out fail in one line before anything is measur
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -72,6 +73,17 @@ def test_resume_refuses_other_settings(relu_path, tmp_path, capsys, changed, dif
     assert _bench(relu_path, *out, "--resume", *changed) == 2
     _one_line_error(capsys, f"batch_1.json is from another run ({difference});")
     assert SleepyTarget.compiled_batches == []
+
+
+def test_resume_names_the_field_of_a_damaged_batch_file(relu_path, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _bench(relu_path, "--out", str(out)) == 0
+    stored = json.loads((out / "batch_1.json").read_text())
+    stored["batch"]["latency_ms"]["p99"] = "slow"
+    (out / "batch_1.json").write_text(json.dumps(stored))
+    capsys.readouterr()
+    assert _bench(relu_path, "--out", str(out), "--resume") == 2
+    _one_line_error(capsys, f"--resume: {out / 'batch_1.json'}: batch.latency_ms.p99 must be int")
 
 
 def test_default_folder_differs_by_pipeline_and_scenario(relu_path, tmp_path, monkeypatch):

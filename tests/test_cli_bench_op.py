@@ -11,6 +11,8 @@ import pytest
 
 from ir.files import CACHE_ENV
 from runner.cli import main
+from runner.results.files import read_result
+from runner.results.op import OpResult
 from targets.hardware.cpu_peaks import isa_peaks
 from targets.hardware.host import CACHE_SCHEMA, HostMeasurement, detect_cpu
 
@@ -108,6 +110,31 @@ def test_a_failing_kernel_is_recorded_and_the_exit_status_says_so(tmp_path, caps
     assert "differs from the numpy reference" in failure["reason"]
     assert "runner: 1 case(s) failed their check" in captured.err
     assert json.loads((out / "result.json").read_text())["failed"] == doc["failed"]
+
+
+def test_the_op_result_round_trips_through_its_records(tmp_path, capsys) -> None:
+    """Cases, a failure, an unsupported case and the host's roofline: the JSON `runner bench`
+    wrote reads as the record, which writes the same JSON again."""
+    out = tmp_path / "o"
+    providers = "fake_providers:WrongProvider,fake_providers:DeviceProvider,numpy"
+    args = ["--provider", providers, "--op", "add,softmax", "--shape", "8x8"]
+    assert main(["bench", "--level", "op", "--out", str(out), "--json", *QUICK, *args]) == 1
+    printed = json.loads(capsys.readouterr().out)
+    result = read_result(out)
+    assert isinstance(result, OpResult) and result.to_json() == printed
+    assert [(c.op, c.provider) for c in result.cases] == [
+        ("add", "device"),
+        ("add", "numpy"),
+        ("softmax", "numpy"),
+    ]
+    assert [(f.op, f.provider) for f in result.failed] == [("add", "wrong")]
+    assert [(u.op, u.provider, u.reason) for u in result.unsupported] == [
+        ("softmax", "wrong", "adds only"),
+        ("softmax", "device", "adds only"),
+    ]
+    assert set(result.rooflines) == {"host", "nvidia-h200"}
+    assert result.rooflines["host"].bandwidth_gbs is not None
+    assert result.rooflines["host"].bandwidth_gbs.value == COPY_GBS
 
 
 def test_bench_dtype_no_provider_supports_prints_why_and_fails(tmp_path, capsys) -> None:

@@ -46,10 +46,10 @@ ALL_PASSES = [
 ]
 
 
-def _run_o1(model: str, out: Path) -> tuple[Path, Path]:
+def _run_o1(model: str, out: Path, *options: str) -> tuple[Path, Path]:
     output, audit = out / "model.onnx", out / "audit.jsonl"
     args = ["passes", "run", model, "--pipeline", "O1", "-o", str(output), "--audit", str(audit)]
-    assert main(args) == 0
+    assert main([*args, *options]) == 0
     return output, audit
 
 
@@ -84,6 +84,14 @@ def test_o1_on_resnet50_folds_every_batchnorm_and_keeps_the_numbers(resnet_o1):
         *["fuse-attention", "fuse-activation", "dce"],
     ]
     assert records[4].rule_counts() == {"conv-bn": 53}
+    # bound to the zoo workload's target, as each fusion pass's config records
+    targets = {r.pass_name: r.config["target"] for r in records if "target" in r.config}
+    assert targets == {
+        "recognize-gelu": "onnxruntime",
+        "recognize-layernorm": "onnxruntime",
+        "fuse-attention": "onnxruntime",
+        "fuse-activation": "onnxruntime",
+    }
     assert records[0].node_count == (415, 176) and records[-1].node_count == (90, 90)
     assert (
         records[-1].out_fingerprint
@@ -128,7 +136,7 @@ def test_explain_summarises_changes_and_skips_by_rule(resnet_o1, capsys):
 def test_o1_on_a_bert_style_graph_recognizes_every_pattern(tmp_path):
     source = tmp_path / "bert.onnx"
     onnx.save(build_bert_like(opset=14, layers=2), source)
-    output, audit = _run_o1(str(source), tmp_path / "out")
+    output, audit = _run_o1(str(source), tmp_path / "out", "--target", "onnxruntime")
     model = load_model(output)  # LayerNormalization at opset 14 reloads: onnxruntime runs it
     ops = Counter(
         f"{node.domain}:{node.op_type}" if node.domain else node.op_type for node in model.graph
@@ -147,6 +155,37 @@ def test_o1_on_a_bert_style_graph_recognizes_every_pattern(tmp_path):
     drift = [d for r in records if r.modified for d in r.numeric["vs_input"]]
     assert min(d["cosine"] for d in drift) >= 0.99999
     assert max(d["max_rel"] for d in drift) < 1e-3
+
+
+def test_a_model_file_gets_no_target_unless_given(tmp_path, capsys):
+    """Without --target a model outside the zoo is rewritten into standard ONNX ops only: at
+    opset 14 that is neither Gelu, LayerNormalization nor MultiHeadAttention."""
+    source = tmp_path / "bert.onnx"
+    onnx.save(build_bert_like(opset=14, layers=1, batch=1), source)
+    output, audit = tmp_path / "m.onnx", tmp_path / "audit.jsonl"
+    pipeline = "recognize-gelu,recognize-layernorm,fuse-attention"
+    args = ["passes", "run", str(source), "--pipeline", pipeline, "--no-numeric"]
+    assert main([*args, "-o", str(output), "--audit", str(audit)]) == 0
+    assert "fused ops for no target (standard ONNX ops only)" in capsys.readouterr().out
+    records = read_audit(audit)
+    assert [(r.config["target"], r.modified) for r in records] == [("", False)] * 3
+    assert records[0].skipped[0].reason == (
+        "Div+Erf+Add+Mul+Mul not fused: ONNX defines no Gelu at opset 14 and no target is "
+        "given (target=NAME); com.microsoft.Gelu is not a standard ONNX op and no target is "
+        "given (target=NAME)"
+    )
+
+
+@pytest.mark.parametrize("command", ["run", "sensitivity"])
+def test_unknown_target_fails_before_any_work(tmp_path, capsys, command):
+    args = ["passes", command, "onnx-light-squeezenet", "--pipeline", "cleanup"]
+    if command == "run":
+        args += ["-o", str(tmp_path / "m.onnx"), "--audit", str(tmp_path / "a.jsonl")]
+    assert main([*args, "--target", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("runner: error: unknown target 'nosuch' (known: ")
+    assert len(err.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_same_pipeline_twice_gives_identical_audits_except_times(tmp_path):

@@ -53,8 +53,8 @@ def test_same_for_two_loads(small_model_path: Path) -> None:
 
 def test_same_in_separate_processes(small_model_path: Path) -> None:
     """Two fresh interpreters with different hash seeds agree with this one."""
-    script = "import sys; from ir import fingerprint, load_model; "
-    script += "print(fingerprint(load_model(sys.argv[1])))"
+    script = "import sys; from ir.fingerprint import fingerprint; "
+    script += "from ir.model_io import load_model; print(fingerprint(load_model(sys.argv[1])))"
     seen = set()
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 from onnx import TensorProto, helper
 
 from ir.graph_view import captured_values, to_networkx
@@ -13,13 +13,13 @@ from ir.model_io import load_model
 from ir.node_ids import NODE_ID_KEY
 
 
-def _load(tmp_path: Path, graph: onnx.GraphProto) -> ir.Model:
+def _load(tmp_path: Path, graph: onnx.GraphProto) -> oir.Model:
     path = tmp_path / "model.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return load_model(path)
 
 
-def _diamond(tmp_path: Path) -> ir.Model:
+def _diamond(tmp_path: Path) -> oir.Model:
     """x -> Relu -> {Neg, Exp} -> Add -> y; Mul reads x twice and feeds nothing."""
     graph = helper.make_graph(
         [
@@ -58,8 +58,8 @@ def test_node_and_edge_attributes(tmp_path: Path) -> None:
     assert top["ir_node"] is model.graph[0]
     edge = view.edges["n1", "n3", "b"]
     assert edge["value"] is model.graph[1].outputs[0]
-    assert edge["dtype"] == ir.DataType.FLOAT
-    assert edge["shape"] == ir.Shape([2, 3])
+    assert edge["dtype"] == oir.DataType.FLOAT
+    assert edge["shape"] == oir.Shape([2, 3])
 
 
 def test_graph_inputs_are_not_nodes(tmp_path: Path) -> None:
@@ -86,7 +86,7 @@ def test_duplicate_ids_keep_both_nodes(tmp_path: Path) -> None:
     assert ("#2", "n3", "c") in view.edges(keys=True)
 
 
-def _if_model(tmp_path: Path) -> ir.Model:
+def _if_model(tmp_path: Path) -> oir.Model:
     """An If whose branches read the outer value r (one of them from a nested If)."""
     inner = helper.make_graph(
         [helper.make_node("Neg", ["r"], ["deep"])],

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 
 from ir.reference import run_reference
@@ -56,7 +56,7 @@ def run_onnxruntime(case: BenchCase, inputs: dict[str, np.ndarray]) -> np.ndarra
     numpy, so a bf16 case runs its fp32 twin (MatMul, or Identity for the cast) on the bf16
     values and rounds the output to bf16: the same arithmetic as bf16 with fp32 accumulation."""
     if case.dtype != "bf16":
-        (output,) = run_reference(ir.serde.deserialize_model(case.onnx_model()), inputs)
+        (output,) = run_reference(oir.serde.deserialize_model(case.onnx_model()), inputs)
         return output
     twin = BenchCase("memcpy" if case.op == "cast" else case.op, "fp32", case.shape)
     wide = {name: value.astype(np.float32) for name, value in inputs.items()}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from report_documents import op_case, op_document, read
 
 from microbench.ops import parse_case
 from microbench.roofline import Ceiling, Roofline, compute_dtype, host_roofline, spec_roofline
@@ -133,35 +134,19 @@ def test_host_without_any_clock_has_no_ceilings() -> None:
 def test_old_roofline_documents_without_achievable_still_render() -> None:
     """Results written before the achievable line existed have no "achievable" key."""
     old = {"device": "host: X", "compute_gflops": {"fp32": {"value": 100.0, "source": "m"}}}
-    document = {
-        "suite": "s",
-        "rooflines": {"host": {**old, "bandwidth_gbs": {"value": 10.0, "source": "m"}}},
-        "cases": [
-            {"op": "gemm", "dtype": "fp32", "shape": "8x8x8", "provider": "numpy",
-             "device": "host: X", "flops": 1024, "gflops": 50.0, "intensity": 4.0,
-             "peak_fraction": 0.5, "bound": "compute"}
-        ],
-        "unsupported": [],
-        "failed": [],
-    }  # fmt: skip
-    html = roofline_section([document])
+    roofline = {**old, "bandwidth_gbs": {"value": 10.0, "source": "m"}}
+    case = {**op_case("gemm", "numpy", flops=1024, nbytes=256, gflops=50.0), "device": "host: X"}
+    html = roofline_section([read(op_document([case], rooflines={"host": roofline}))])
     assert "fp32: 100" in html and "roof-achievable" not in html
 
 
 def test_roofline_chart_draws_the_achievable_line_dashed() -> None:
     roofline = host_roofline(_profile(("avx2", "fma", "avx512f")))
-    document = {
-        "suite": "s",
-        "rooflines": {"host": roofline.to_json()},
-        "cases": [
-            {"op": "gemm", "dtype": "fp32", "shape": "8x8x8", "provider": "numpy",
-             "device": roofline.device, "flops": 1024, "gflops": 150.0, "intensity": 40.0,
-             "peak_fraction": 0.8, "bound": "compute"}
-        ],
-        "unsupported": [],
-        "failed": [],
-    }  # fmt: skip
-    html = roofline_section([document])
+    case = op_case("gemm", "numpy", flops=4000, nbytes=100, gflops=150.0)  # intensity 40
+    document = op_document(
+        [{**case, "device": roofline.device}], rooflines={"host": roofline.to_json()}
+    )
+    html = roofline_section([read(document)])
     assert html.count('class="roof-achievable"') == 2  # the GEMM rate and the triad slope
     assert "fp32 achievable: 150" in html and "Dashed: achievable" in html
 

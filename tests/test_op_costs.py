@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 from onnx import TensorProto, helper
 from onnx_ir.passes.common import ShapeInferencePass
@@ -26,22 +26,22 @@ def build(
     outputs: list[str],
     *,
     opset: int = 23,
-) -> ir.Model:
+) -> oir.Model:
     """A hand-built model after ONNX shape inference, as the loader would hand it over."""
     untyped = [onnx.ValueInfoProto(name=name) for name in outputs]  # let inference type them
     graph = helper.make_graph(nodes, "g", inputs, untyped)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model = ir.serde.deserialize_model(proto)
+    model = oir.serde.deserialize_model(proto)
     ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(model)
     return model
 
 
-def only_cost(model: ir.Model, bindings: dict[str, int] | None = None) -> Cost | None:
+def only_cost(model: oir.Model, bindings: dict[str, int] | None = None) -> Cost | None:
     (node,) = list(model.graph)
     return node_cost(node, bindings)
 
 
-def flops_of(model: ir.Model) -> int:
+def flops_of(model: oir.Model) -> int:
     cost = only_cost(model)
     assert cost is not None
     return cost.flops
@@ -50,7 +50,7 @@ def flops_of(model: ir.Model) -> int:
 # ---- convolution --------------------------------------------------------------------------
 
 
-def conv_model(x: list[int], w: list[int], *, bias: bool, **attributes: object) -> ir.Model:
+def conv_model(x: list[int], w: list[int], *, bias: bool, **attributes: object) -> oir.Model:
     inputs = [tensor("x", x), tensor("w", w)]
     if bias:
         inputs.append(tensor("b", [w[0]]))
@@ -114,7 +114,7 @@ def test_grouped_conv_transpose_without_bias() -> None:
 # ---- matmul and gemm ----------------------------------------------------------------------
 
 
-def matmul_model(a: list[int | str], b: list[int | str]) -> ir.Model:
+def matmul_model(a: list[int | str], b: list[int | str]) -> oir.Model:
     node = helper.make_node("MatMul", ["a", "b"], ["y"])
     return build([node], [tensor("a", a), tensor("b", b)], ["y"])
 
@@ -199,8 +199,8 @@ def test_small_mlp_total_is_the_hand_sum() -> None:
     ],
 )
 def test_einsum_index_space(equation: str, shapes: list[list[int]], expected: int) -> None:
-    inputs = [ir.Value(name=f"x{i}", shape=ir.Shape(shape)) for i, shape in enumerate(shapes)]
-    node = ir.Node("", "Einsum", inputs, [ir.AttrString("equation", equation)])
+    inputs = [oir.Value(name=f"x{i}", shape=oir.Shape(shape)) for i, shape in enumerate(shapes)]
+    node = oir.Node("", "Einsum", inputs, [oir.AttrString("equation", equation)])
     entry = lookup("", "Einsum")
     assert entry is not None
     assert entry.flops(NodeShapes(node)) == expected
@@ -336,7 +336,7 @@ def test_shape_op_needs_no_shapes() -> None:
 
 
 def test_unknown_op_and_control_flow_have_no_cost() -> None:
-    node = ir.Node("custom.domain", "Frobnicate", [])
+    node = oir.Node("custom.domain", "Frobnicate", [])
     assert node_cost(node) is None
     branch = helper.make_graph(
         [helper.make_node("Identity", ["x"], ["bx"])], "b", [], [tensor("bx", [1])]

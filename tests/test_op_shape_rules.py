@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 from onnx import TensorProto, helper
 from onnx_ir.passes.common import ShapeInferencePass
@@ -23,17 +23,17 @@ def tensor(name: str, shape: Sequence[int | str] | None, dtype: int = FLOAT) -> 
 
 def build(
     nodes: list[onnx.NodeProto], inputs: list[onnx.ValueInfoProto], outputs: list[str]
-) -> ir.Model:
+) -> oir.Model:
     """A hand-built model after ONNX shape inference (which skips com.microsoft ops)."""
     untyped = [onnx.ValueInfoProto(name=name) for name in outputs]
     graph = helper.make_graph(nodes, "g", inputs, untyped)
     opsets = [helper.make_opsetid("", 21), helper.make_opsetid(MS, 1)]
-    model = ir.serde.deserialize_model(helper.make_model(graph, opset_imports=opsets))
+    model = oir.serde.deserialize_model(helper.make_model(graph, opset_imports=opsets))
     ShapeInferencePass(check_type=False, strict_mode=False, data_prop=True)(model)
     return model
 
 
-def shape_of(value: ir.Value) -> list[int | str | None]:
+def shape_of(value: oir.Value) -> list[int | str | None]:
     assert value.shape is not None
     return [dim if isinstance(dim, int) else dim.value for dim in value.shape.dims]
 
@@ -52,7 +52,7 @@ def test_fused_matmul_add_gelu_chain_is_filled_in_order() -> None:
 
     assert infer_missing_shapes(model) == 3
     for node in (fused, add, gelu):
-        assert node.outputs[0].dtype == ir.DataType.FLOAT
+        assert node.outputs[0].dtype == oir.DataType.FLOAT
         assert shape_of(node.outputs[0]) == ["batch", 4, 6]
     assert infer_missing_shapes(model) == 0  # nothing left, nothing overwritten
 
@@ -78,7 +78,7 @@ def test_fused_matmul_with_batch_transpose_stays_unknown() -> None:
     model = build([node], [tensor("a", [2, 4, 5]), tensor("b", [5, 6])], ["y"])
     infer_missing_shapes(model)
     (fused,) = model.graph
-    assert fused.outputs[0].dtype == ir.DataType.FLOAT
+    assert fused.outputs[0].dtype == oir.DataType.FLOAT
     assert fused.outputs[0].shape is None
     assert node_cost(fused) is None
 
@@ -101,7 +101,7 @@ def test_gelu_family_keeps_input_type_and_shape(
     model = build([node], inputs, ["y"])
     assert infer_missing_shapes(model) == 1
     (gelu,) = model.graph
-    assert gelu.outputs[0].dtype == ir.DataType.FLOAT16
+    assert gelu.outputs[0].dtype == oir.DataType.FLOAT16
     assert shape_of(gelu.outputs[0]) == ["batch", 3, 8]
     cost = node_cost(gelu, {"batch": 2})
     assert cost is not None and cost.flops == flops_per_element * 2 * 3 * 8

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx_ir as ir
+import onnx_ir as oir
 from onnx_text import load_onnx_text
 
 from passes.audit import ChangeKind, PassRecord
@@ -16,7 +16,7 @@ from passes.manager import run_pipeline
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
 
 
-def _cse(model: ir.Model, config: CseConfig | None = None) -> PassRecord:
+def _cse(model: oir.Model, config: CseConfig | None = None) -> PassRecord:
     """Run the pass checked (IR verified, outputs compared with onnxruntime) and assert that
     the numbers did not move and that a second run changes nothing."""
     instruments = [VerifyAfterEachPass(), NumericCheck()]
@@ -27,7 +27,7 @@ def _cse(model: ir.Model, config: CseConfig | None = None) -> PassRecord:
     return record
 
 
-def _ops(graph: ir.Graph) -> list[str]:
+def _ops(graph: oir.Graph) -> list[str]:
     return [node.op_type for node in graph]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx_ir as ir
+import onnx_ir as oir
 from onnx_text import load_onnx_text
 
 from ir.node_ids import NODE_ID_KEY
@@ -17,7 +17,7 @@ from passes.manager import run_pipeline
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
 
 
-def _dce(model: ir.Model, config: DceConfig | None = None) -> PassRecord:
+def _dce(model: oir.Model, config: DceConfig | None = None) -> PassRecord:
     """Run the pass checked (IR verified, outputs compared with onnxruntime) and assert that
     the numbers did not move and that a second run changes nothing."""
     instruments = [VerifyAfterEachPass(), NumericCheck()]
@@ -28,7 +28,7 @@ def _dce(model: ir.Model, config: DceConfig | None = None) -> PassRecord:
     return record
 
 
-def _ops(graph: ir.Graph) -> list[str]:
+def _ops(graph: oir.Graph) -> list[str]:
     return [node.op_type for node in graph]
 
 
@@ -136,7 +136,7 @@ def test_unused_opset_imports_go_unless_turned_off(tmp_path: Path) -> None:
 
 def test_nodes_without_outputs_are_kept(tmp_path: Path) -> None:
     model = load_onnx_text(tmp_path, HEADER + "g (float[2] x) => (float[2] y) { y = Relu(x) }")
-    printer = ir.Node("com.example", "Print", [model.graph.inputs[0]], num_outputs=0, name="p")
+    printer = oir.Node("com.example", "Print", [model.graph.inputs[0]], num_outputs=0, name="p")
     printer.metadata_props[NODE_ID_KEY] = "n1"
     model.graph.append(printer)
     result = Dce()(model)

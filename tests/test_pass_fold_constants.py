@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnx.parser
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 from onnx_text import load_onnx_text
 
@@ -24,7 +24,7 @@ from zoo.catalog import ZOO
 REMOVED = ChangeKind.REMOVED_NODE
 
 
-def _fold(model: ir.Model, config: FoldConstantsConfig | None = None) -> PassRecord:
+def _fold(model: oir.Model, config: FoldConstantsConfig | None = None) -> PassRecord:
     """Run the pass checked (IR verified, outputs compared with onnxruntime) and assert that
     the numbers did not move and that a second run changes nothing."""
     instruments = [VerifyAfterEachPass(), NumericCheck(bindings={"N": 2})]
@@ -35,7 +35,7 @@ def _fold(model: ir.Model, config: FoldConstantsConfig | None = None) -> PassRec
     return record
 
 
-def _ops(graph: ir.Graph) -> list[str]:
+def _ops(graph: oir.Graph) -> list[str]:
     return [node.op_type for node in graph]
 
 
@@ -135,7 +135,7 @@ def test_ir3_initializers_listed_as_inputs_are_constants_by_default(tmp_path: Pa
     )
     assert [value.name for value in model.graph.inputs] == ["x"]
     assert model.ir_version == 4
-    onnx.checker.check_model(ir.to_proto(model))
+    onnx.checker.check_model(oir.to_proto(model))
 
 
 def test_overridable_initializers_are_not_folded(tmp_path: Path) -> None:
@@ -255,9 +255,9 @@ def test_nodes_no_runtime_can_evaluate_are_skipped(tmp_path: Path) -> None:
     assert not result.modified
     (skip,) = result.skipped
     assert skip.reason.startswith(
-        "not folded: node n0 (Gather) could not be evaluated: onnxruntime: "
+        "not folded: node n0 (Gather) could not be evaluated: reference path: "
     )
-    assert "; reference: " in skip.reason
+    assert "; ONNX evaluator: " in skip.reason
 
 
 def test_constant_nodes_no_runtime_can_evaluate_are_skipped(
@@ -272,15 +272,15 @@ def test_constant_nodes_no_runtime_can_evaluate_are_skipped(
         }""",
     )
 
-    def fail(one: ir.Model) -> list[np.ndarray]:
+    def fail(one: oir.Model) -> list[np.ndarray]:
         raise RuntimeError("no kernel")
 
-    monkeypatch.setattr(fold_constants, "_run_onnxruntime", fail)
+    monkeypatch.setattr(fold_constants, "_run_reference_path", fail)
     monkeypatch.setattr(fold_constants, "_run_evaluator", fail)
     result = FoldConstants()(model)
     assert [skip.reason for skip in result.skipped] == [
-        "not lifted: node n0 (Constant) could not be evaluated: onnxruntime: no kernel; "
-        "reference: no kernel"
+        "not lifted: node n0 (Constant) could not be evaluated: reference path: no kernel; "
+        "ONNX evaluator: no kernel"
     ]
 
 

@@ -1,5 +1,6 @@
-"""fuse-activation: Conv/Gemm + activation become onnxruntime's fused ops, which run on its CPU
-provider with the same outputs; pairs the target cannot run are reported."""
+"""fuse-activation: Conv/Gemm + activation become the fused ops onnxruntime declares (the graph
+before and the graph expected after), which run on its CPU provider with the same outputs; pairs
+the target cannot run, and every site without a target, are reported."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from rewrite_cases import check_rewrite, check_skip
 
 from ir.model_io import load_model, save_model
 from ir.node_ids import provenance
 from ir.ops import node_cost
 from ir.reference import run_reference
-from passes.audit import Change, ChangeKind
+from passes.audit import Change, ChangeKind, Skip
 from passes.fusion.fuse_activation import FuseActivation, FuseActivationConfig
 from passes.instruments import NumericCheck, VerifyAfterEachPass
 from passes.manager import run_pipeline
@@ -24,6 +26,7 @@ from passes.pipeline import parse_pipeline
 
 FLOAT = TensorProto.FLOAT
 MS = "com.microsoft"
+ONNXRUNTIME = FuseActivationConfig(target="onnxruntime")
 _INPUT_SHAPES = {"Conv": (1, 3, 6, 6), "Gemm": (2, 3)}
 
 
@@ -33,16 +36,11 @@ def _model(
     activation: str,
     attributes: Mapping[str, object] | None = None,
     *,
-    bounds: Mapping[str, np.ndarray | None] | None = None,
-    domain: str = "",
-    dtype: type[np.floating] = np.float32,
+    bounds: Mapping[str, np.ndarray] | None = None,
     opset: int = 17,
-    after: tuple[onnx.NodeProto, ...] = (),
-    outputs: tuple[str, ...] = ("y",),
-) -> ir.Model:
+) -> oir.Model:
     """x -> Conv (pads 1) or Gemm (transB, alpha 0.5, beta 2) as n0 -> the activation (n1) -> y,
-    then the nodes `after`. `bounds` are extra activation inputs (Clip's min and max): an array
-    is an initializer, None a graph input."""
+    with random weights. `bounds` are extra activation inputs (Clip's min and max)."""
     rng = np.random.default_rng(0)
     if anchor == "Conv":
         weights = {"w": rng.standard_normal((4, 3, 3, 3)), "b": rng.standard_normal(4)}
@@ -52,57 +50,42 @@ def _model(
         anchor_node = helper.make_node(
             "Gemm", ["x", "w", "b"], ["c"], name="gemm", transB=1, alpha=0.5, beta=2.0
         )
-    weights = {name: array.astype(dtype) for name, array in weights.items()}
-    bounds = bounds or {}
-    weights.update({name: array for name, array in bounds.items() if array is not None})
-    elem_type = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-    inputs = [helper.make_tensor_value_info("x", elem_type, _INPUT_SHAPES[anchor])]
-    inputs += [
-        helper.make_tensor_value_info(name, elem_type, [])
-        for name, array in bounds.items()
-        if array is None
-    ]
+    weights = {name: array.astype(np.float32) for name, array in weights.items()}
+    weights.update(bounds or {})
     act = helper.make_node(
-        activation, ["c", *bounds], ["y"], name="act", domain=domain, **(attributes or {})
+        activation, ["c", *(bounds or {})], ["y"], name="act", **(attributes or {})
     )
     graph = helper.make_graph(
-        [anchor_node, act, *after],
+        [anchor_node, act],
         "anchor_activation",
-        inputs,
-        [helper.make_tensor_value_info(name, elem_type, None) for name in outputs],
+        [helper.make_tensor_value_info("x", FLOAT, _INPUT_SHAPES[anchor])],
+        [helper.make_tensor_value_info("y", FLOAT, None)],
         [numpy_helper.from_array(array, name) for name, array in weights.items()],
     )
-    opsets = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(MS, 1)] if domain else [])
     path = tmp_path / "anchor_activation.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=opsets), path)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), path)
     return load_model(path)
 
 
-def _ops(model: ir.Model) -> list[tuple[str, str]]:
-    return [(node.op_type, node.domain) for node in model.graph]
-
-
-def _fuse_and_compare(model: ir.Model) -> ir.Node:
+def _fuse_and_compare(model: oir.Model) -> oir.Node:
     """Fuse the one pair, check that onnxruntime gives the same outputs, return the fused node."""
     x = model.graph.inputs[0]
     feeds = {x.name: np.random.default_rng(1).standard_normal(x.shape.dims).astype(np.float32)}
     before = run_reference(model, feeds)
-    assert FuseActivation()(model).modified
+    assert FuseActivation(ONNXRUNTIME)(model).modified
     for expected, got in zip(before, run_reference(model, feeds), strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     (fused,) = model.graph
     return fused
 
 
-def test_conv_relu_becomes_fused_conv(tmp_path: Path) -> None:
+def test_the_audit_records_the_fused_conv_replacing_both_nodes(tmp_path: Path) -> None:
     model = _model(tmp_path, "Conv", "Relu")
-    assert MS not in model.opset_imports
-    result = FuseActivation()(model)
-    assert _ops(model) == [("FusedConv", MS)]
-    assert model.opset_imports[MS] == 1
+    result = FuseActivation(ONNXRUNTIME)(model)
     reason = "Relu runs as the epilogue of onnxruntime's FusedConv"
     rule = "conv-activation"
     assert result.changes == (
+        Change(ChangeKind.GRAPH_IO, (), rule, "imported opset com.microsoft 1"),
         Change(ChangeKind.ADDED_NODE, ("n2",), rule, reason, replaces=("n0", "n1")),
         Change(ChangeKind.REMOVED_NODE, ("n0",), rule, reason),
         Change(ChangeKind.REMOVED_NODE, ("n1",), rule, reason),
@@ -110,10 +93,6 @@ def test_conv_relu_becomes_fused_conv(tmp_path: Path) -> None:
     (fused,) = model.graph
     assert provenance(fused)["replaces"] == ["n0", "n1"]
     assert fused.name == "conv" and fused.outputs[0].name == "y"
-    assert [value.name for value in fused.inputs] == ["x", "w", "b"]
-    assert fused.attributes["activation"].as_string() == "Relu"
-    assert fused.attributes["pads"].as_ints() == (1, 1, 1, 1)
-    assert "activation_params" not in fused.attributes
 
 
 _F32 = np.float32
@@ -183,8 +162,8 @@ def test_gemm_epilogues_run_on_onnxruntime(
 
 def test_second_run_changes_nothing(tmp_path: Path) -> None:
     model = _model(tmp_path, "Gemm", "Relu")
-    FuseActivation()(model)
-    again = FuseActivation()(model)
+    FuseActivation(ONNXRUNTIME)(model)
+    again = FuseActivation(ONNXRUNTIME)(model)
     assert (again.modified, again.changes, again.skipped) == (False, (), ())
 
 
@@ -201,78 +180,143 @@ def test_pipeline_records_numeric_drift(tmp_path: Path) -> None:
 def test_fused_gemm_survives_saving_and_has_a_cost(tmp_path: Path) -> None:
     """ONNX cannot shape-infer com.microsoft ops; the op table fills FusedGemm's output."""
     model = _model(tmp_path, "Gemm", "Relu")
-    FuseActivation()(model)
+    FuseActivation(ONNXRUNTIME)(model)
     reloaded = load_model(save_model(model, tmp_path / "fused.onnx"))
     (fused,) = reloaded.graph
-    assert fused.outputs[0].shape == ir.Shape([2, 5])
+    assert fused.outputs[0].shape == oir.Shape([2, 5])
     cost = node_cost(fused)
     # Gemm: 2*M*N*K + M*N for C, then Relu: 1 per output element
     assert cost is not None and cost.flops == 2 * 2 * 5 * 3 + 2 * 5 + 2 * 5
 
 
-def _skip_reason(model: ir.Model, target: str = "onnxruntime") -> str:
-    """The one skip of a pass that must not change the model."""
-    ops = _ops(model)
-    result = FuseActivation(FuseActivationConfig(target=target))(model)
-    assert not result.modified and _ops(model) == ops
-    (skip,) = result.skipped
+def _text(
+    anchor: str = "c = Conv(x, w, b)",
+    activation: str = "y = Relu(c)",
+    *,
+    inputs: str = "float[1,1,2,2] x",
+    weights: str = "float[2,1,1,1] w = {1, -1}, float[2] b = {0.5, -0.5}",
+    outputs: str = "float[1,2,2,2] y",
+    opsets: str = '"" : 17',
+) -> str:
+    """ONNX text of x -> the anchor (n0, a 1x1 Conv) -> the activation (n1) -> y."""
+    return f"""
+        <ir_version: 8, opset_import: [{opsets}]>
+        g ({inputs}) => ({outputs}) <{weights}>
+        {{
+            {anchor}
+            {activation}
+        }}
+    """
+
+
+def _gemm_text(anchor: str, activation: str, **kwargs: str) -> str:
+    """ONNX text of x[2,3] -> the anchor (n0, a Gemm by w[2,3] transposed) -> the activation."""
+    weights = "float[2,3] w = {1, 2, 3, 4, 5, 6}, float[2] b = {0.5, -0.5}"
+    return _text(
+        anchor, activation, inputs="float[2,3] x", weights=weights, outputs="float[2,2] y", **kwargs
+    )
+
+
+WITH_MS = '"" : 17, "com.microsoft" : 1'
+GEMM = "c = Gemm <transB = 1, alpha = 0.5> (x, w, b)"
+CLIP_BOUNDS = "float lo = {0.0}, float hi = {6.0}"
+
+
+def test_conv_relu_becomes_fused_conv(tmp_path: Path) -> None:
+    expected = _text(
+        'y = com.microsoft.FusedConv <activation = "Relu"> (x, w, b)', "", opsets=WITH_MS
+    )
+    check_rewrite(tmp_path, FuseActivation(ONNXRUNTIME), _text(), expected)
+
+
+def test_conv_clip_takes_its_bounds_as_activation_params(tmp_path: Path) -> None:
+    weights = f"float[2,1,1,1] w = {{1, -1}}, float[2] b = {{0.5, -0.5}}, {CLIP_BOUNDS}"
+    before = _text(activation="y = Clip(c, lo, hi)", weights=weights)
+    fused = (
+        'y = com.microsoft.FusedConv <activation = "Clip", activation_params = [0.0, 6.0]> '
+        "(x, w, b)"
+    )
+    check_rewrite(tmp_path, FuseActivation(ONNXRUNTIME), before, _text(fused, "", opsets=WITH_MS))
+
+
+def test_gemm_leaky_relu_becomes_fused_gemm_with_its_alpha(tmp_path: Path) -> None:
+    before = _gemm_text(GEMM, "y = LeakyRelu <alpha = 0.25> (c)")
+    fused = (
+        'y = com.microsoft.FusedGemm <transB = 1, alpha = 0.5, activation = "LeakyRelu", '
+        "activation_alpha = 0.25> (x, w, b)"
+    )
+    check_rewrite(
+        tmp_path, FuseActivation(ONNXRUNTIME), before, _gemm_text(fused, "", opsets=WITH_MS)
+    )
+
+
+def _skip(tmp_path: Path, before: str, target: str = "onnxruntime") -> Skip:
+    """The one skip of a pass that must leave `before` as it is."""
+    (skip,) = check_skip(tmp_path, FuseActivation(FuseActivationConfig(target=target)), before)
     assert skip.nodes == ("n0", "n1")
-    assert skip.rule == f"{ops[0][0].lower()}-activation"
-    return skip.reason
+    return skip
+
+
+def test_without_a_target_nothing_is_fused_and_the_skip_says_why(tmp_path: Path) -> None:
+    (skip,) = check_skip(tmp_path, FuseActivation(), _text())
+    assert (skip.rule, skip.nodes) == ("conv-activation", ("n0", "n1"))
+    assert skip.reason == (
+        "Conv+Relu not fused: com.microsoft.FusedConv is not a standard ONNX op and no target "
+        "is given (target=NAME)"
+    )
+
+
+def test_a_target_declaring_no_fused_op_is_a_skip(tmp_path: Path) -> None:
+    assert _skip(tmp_path, _gemm_text(GEMM, "y = Relu(c)"), target="reference").reason == (
+        "Gemm+Relu not fused: target 'reference' declares no com.microsoft.FusedGemm at opset 17"
+    )
 
 
 @pytest.mark.parametrize(
-    ("anchor", "activation", "domain", "opset", "fused"),
+    ("before", "site", "fused"),
     [
-        ("Conv", "Gelu", "", 20, "FusedConv"),
-        ("Gemm", "Gelu", "", 20, "FusedGemm"),
-        ("Gemm", "Gelu", MS, 17, "FusedGemm"),
-        ("Gemm", "Clip", "", 17, "FusedGemm"),
-        ("Gemm", "HardSwish", "", 17, "FusedGemm"),
-        ("Conv", "Elu", "", 17, "FusedConv"),
+        (_text(activation="y = Gelu(c)", opsets='"" : 20'), "Conv+Gelu", "FusedConv"),
+        (_gemm_text(GEMM, "y = Gelu(c)", opsets='"" : 20'), "Gemm+Gelu", "FusedGemm"),
+        (_gemm_text(GEMM, "y = com.microsoft.Gelu(c)", opsets=WITH_MS), "Gemm+Gelu", "FusedGemm"),
+        (_gemm_text(GEMM, "y = Clip(c)"), "Gemm+Clip", "FusedGemm"),
+        (_gemm_text(GEMM, "y = HardSwish(c)"), "Gemm+HardSwish", "FusedGemm"),
+        (_text(activation="y = Elu(c)"), "Conv+Elu", "FusedConv"),
     ],
 )
 def test_skips_activations_the_fused_op_lacks(
-    tmp_path: Path, anchor: str, activation: str, domain: str, opset: int, fused: str
+    tmp_path: Path, before: str, site: str, fused: str
 ) -> None:
-    model = _model(tmp_path, anchor, activation, domain=domain, opset=opset)
-    assert _skip_reason(model) == (
-        f"{anchor}+{activation} not fused: onnxruntime's {fused} has no {activation} epilogue"
-    )
-
-
-def test_skips_everything_for_a_target_without_epilogues(tmp_path: Path) -> None:
-    model = _model(tmp_path, "Conv", "Relu")
-    assert _skip_reason(model, target="tvm") == (
-        "Conv+Relu not fused: target 'tvm' declares no fused epilogues"
-    )
+    anchor, activation = site.split("+")
+    skip = _skip(tmp_path, before)
+    assert skip.rule == f"{anchor.lower()}-activation"
+    assert skip.reason == f"{site} not fused: onnxruntime's {fused} has no {activation} epilogue"
 
 
 def test_skips_an_anchor_output_with_another_reader(tmp_path: Path) -> None:
-    tanh = helper.make_node("Tanh", ["c"], ["t"])
-    model = _model(tmp_path, "Conv", "Relu", after=(tanh,), outputs=("y", "t"))
-    result = FuseActivation()(model)
-    assert _ops(model) == [("Conv", ""), ("Relu", ""), ("Tanh", "")]
+    before = _text(
+        activation="y = Relu(c)\n t = Tanh(c)", outputs="float[1,2,2,2] y, float[1,2,2,2] t"
+    )
+    skips = check_skip(tmp_path, FuseActivation(ONNXRUNTIME), before)
     reason = "Conv+{} not fused: Conv output has 2 consumers"
-    assert [(skip.nodes, skip.reason) for skip in result.skipped] == [
+    assert [(skip.nodes, skip.reason) for skip in skips] == [
         (("n0", "n1"), reason.format("Relu")),
         (("n0", "n2"), reason.format("Tanh")),
     ]
 
 
 def test_skips_an_anchor_output_that_is_a_graph_output(tmp_path: Path) -> None:
-    model = _model(tmp_path, "Gemm", "Relu", outputs=("y", "c"))
-    assert _skip_reason(model) == "Gemm+Relu not fused: Gemm output is a graph output"
+    before = _gemm_text(GEMM, "y = Relu(c)").replace("float[2,2] y", "float[2,2] y, float[2,2] c")
+    assert _skip(tmp_path, before).reason == "Gemm+Relu not fused: Gemm output is a graph output"
 
 
 def test_skips_types_other_than_float32(tmp_path: Path) -> None:
-    model = _model(tmp_path, "Gemm", "Relu", dtype=np.float64)
-    assert _skip_reason(model) == (
+    before = _gemm_text(GEMM, "y = Relu(c)").replace("float", "double")
+    assert _skip(tmp_path, before).reason == (
         "Gemm+Relu not fused: onnxruntime's FusedGemm is only known to run float32; "
         "Gemm output is DOUBLE"
     )
 
 
 def test_skips_clip_with_bounds_known_only_at_run_time(tmp_path: Path) -> None:
-    model = _model(tmp_path, "Conv", "Clip", bounds={"lo": None, "hi": _F32(6.0)})
-    assert _skip_reason(model) == "Conv+Clip not fused: Clip min 'lo' is a graph input"
+    before = _text(activation="y = Clip(c, lo)", inputs="float[1,1,2,2] x, float lo")
+    assert _skip(tmp_path, before).reason == "Conv+Clip not fused: Clip min 'lo' is a graph input"

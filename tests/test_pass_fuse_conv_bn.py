@@ -6,14 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from rewrite_cases import check_rewrite, check_skip
 
 from ir.model_io import load_model
 from ir.node_ids import provenance
 from ir.reference import run_reference
-from passes.audit import Change, ChangeKind
+from passes.audit import Change, ChangeKind, Skip
 from passes.fusion.fuse_conv_bn import FuseConvBn
 from passes.instruments import NumericCheck, VerifyAfterEachPass
 from passes.manager import run_pipeline
@@ -33,67 +34,39 @@ def _bn_params(rng: np.random.Generator, shape: tuple[int, ...]) -> dict[str, np
     }
 
 
-def _model(
-    tmp_path: Path,
-    *,
-    op: str = "Conv",
-    group: int = 1,
-    bias: bool = True,
-    bn_attributes: dict | None = None,
-    bn_outputs: tuple[str, ...] = ("y",),
-    before: tuple[onnx.NodeProto, ...] = (),
-    after: tuple[onnx.NodeProto, ...] = (),
-    outputs: tuple[str, ...] = ("y",),
-    opset: int = 17,
-    param_shape: tuple[int, ...] = (CHANNELS,),
-    not_initializers: tuple[str, ...] = (),
-) -> ir.Model:
+def _model(tmp_path: Path, *, op: str = "Conv", group: int = 1, bias: bool = True) -> oir.Model:
     """x[1,4,5,5] -> Conv or ConvTranspose (3x3, 6 output channels) -> BatchNormalization -> y,
-    between the nodes `before` and `after`. A weight named in `not_initializers` is a graph input
-    unless a node in `before` computes it."""
+    with random weights."""
     rng = np.random.default_rng(0)
     weight_shape = (CHANNELS, 4 // group, 3, 3) if op == "Conv" else (4, CHANNELS // group, 3, 3)
     weights = {"w": rng.standard_normal(weight_shape).astype(np.float32)}
     if bias:
         weights["b"] = rng.standard_normal(CHANNELS).astype(np.float32)
-    weights.update(_bn_params(rng, param_shape))
+    weights.update(_bn_params(rng, (CHANNELS,)))
     conv_inputs = ["x", "w", "b"] if bias else ["x", "w"]
     nodes = [
-        *before,
         helper.make_node(op, conv_inputs, ["c"], name="conv", pads=[1, 1, 1, 1], group=group),
         helper.make_node(
             "BatchNormalization",
             ["c", "scale", "beta", "mean", "var"],
-            list(bn_outputs),
+            ["y"],
             name="bn",
-            **(bn_attributes or {"epsilon": 1e-3}),
+            epsilon=1e-3,
         ),
-        *after,
-    ]
-    computed = {name for node in before for name in node.output}
-    inputs = [helper.make_tensor_value_info("x", FLOAT, [1, 4, 5, 5])]
-    inputs += [
-        helper.make_tensor_value_info(name, FLOAT, list(weights[name].shape))
-        for name in not_initializers
-        if name not in computed
     ]
     graph = helper.make_graph(
         nodes,
         "conv_bn",
-        inputs,
-        [helper.make_tensor_value_info(name, FLOAT, None) for name in outputs],
-        [
-            numpy_helper.from_array(array, name)
-            for name, array in weights.items()
-            if name not in not_initializers
-        ],
+        [helper.make_tensor_value_info("x", FLOAT, [1, 4, 5, 5])],
+        [helper.make_tensor_value_info("y", FLOAT, None)],
+        [numpy_helper.from_array(array, name) for name, array in weights.items()],
     )
     path = tmp_path / "conv_bn.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), path)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return load_model(path)
 
 
-def _ops(model: ir.Model) -> list[str]:
+def _ops(model: oir.Model) -> list[str]:
     return [node.op_type for node in model.graph]
 
 
@@ -101,7 +74,7 @@ def _feeds() -> dict[str, np.ndarray]:
     return {"x": np.random.default_rng(1).standard_normal((1, 4, 5, 5)).astype(np.float32)}
 
 
-def _assert_same_outputs(model: ir.Model, before: list[np.ndarray]) -> None:
+def _assert_same_outputs(model: oir.Model, before: list[np.ndarray]) -> None:
     for expected, got in zip(before, run_reference(model, _feeds()), strict=True):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
@@ -156,90 +129,139 @@ def test_pipeline_records_numeric_drift(tmp_path: Path) -> None:
     assert drift["shape_match"] and drift["cosine"] >= 0.99999 and drift["max_rel"] < 1e-4
 
 
+def _text(
+    *,
+    conv: str = "c = Conv(x, w, b)",
+    bn: str = "y = BatchNormalization <epsilon = 1.0> (c, scale, beta, mean, var)",
+    body: str = "",
+    weights: str = "float[2,2,1,1] w = {1, 2, 3, 4}, float[2] b = {1, 2}",
+    statistics: str = (
+        "float[2] scale = {2, 0.5}, float[2] beta = {0, 1}, float[2] mean = {0.5, 1}, "
+        "float[2] var = {3, 0}"
+    ),
+    inputs: str = "float[1,2,1,1] x",
+    outputs: str = "float[1,2,1,1] y",
+    opset: int = 17,
+) -> str:
+    """ONNX text of x -> 1x1 Conv (n0) -> BatchNormalization (n1) -> y (then `body`). With
+    epsilon 1 the BN's per-channel factor scale / sqrt(var + eps) is [1, 0.5]."""
+    initializers = ", ".join(text for text in (weights, statistics) if text)
+    return f"""
+        <ir_version: 8, opset_import: ["" : {opset}]>
+        g ({inputs}) => ({outputs}) <{initializers}>
+        {{
+            {conv}
+            {bn}
+            {body}
+        }}
+    """
+
+
+# W' = W * factor per output channel, b' = (b - mean) * factor + beta.
+FOLDED = "float[2,2,1,1] w2 = {1, 2, 1.5, 2}, float[2] b2 = {0.5, 1.5}"
+
+
+def test_conv_bn_becomes_one_conv_with_folded_weights(tmp_path: Path) -> None:
+    expected = _text(conv="y = Conv(x, w2, b2)", bn="", weights=FOLDED, statistics="")
+    check_rewrite(tmp_path, FuseConvBn(), _text(), expected)
+
+
+def test_a_conv_without_bias_gets_one(tmp_path: Path) -> None:
+    before = _text(conv="c = Conv(x, w)")
+    folded = "float[2,2,1,1] w2 = {1, 2, 1.5, 2}, float[2] b2 = {-0.5, 0.5}"
+    expected = _text(conv="y = Conv(x, w2, b2)", bn="", weights=folded, statistics="")
+    check_rewrite(tmp_path, FuseConvBn(), before, expected)
+
+
+def test_conv_transpose_scales_its_second_weight_axis(tmp_path: Path) -> None:
+    """ConvTranspose weights are [Cin, Cout, ...]: the factor runs along axis 1."""
+    before = _text(conv="c = ConvTranspose(x, w, b)")
+    folded = "float[2,2,1,1] w2 = {1, 1, 3, 2}, float[2] b2 = {0.5, 1.5}"
+    expected = _text(conv="y = ConvTranspose(x, w2, b2)", bn="", weights=folded, statistics="")
+    check_rewrite(tmp_path, FuseConvBn(), before, expected)
+
+
 def test_batch_norm_after_another_op_is_not_a_site(tmp_path: Path) -> None:
-    relu = helper.make_node("Relu", ["y"], ["r"])
-    bn = helper.make_node("BatchNormalization", ["r", "scale", "beta", "mean", "var"], ["z"])
-    model = _model(tmp_path, after=(relu, bn), outputs=("z",))
-    result = FuseConvBn()(model)
-    assert _ops(model) == ["Conv", "Relu", "BatchNormalization"]
-    assert [change.replaces for change in result.changes if change.replaces] == [("n0", "n1")]
+    second = "z = BatchNormalization(r, scale, beta, mean, var)"
+    before = _text(body=f"r = Relu(y)\n {second}", outputs="float[1,2,1,1] z")
+    expected = _text(
+        conv="y = Conv(x, w2, b2)",
+        bn="",
+        body=f"r = Relu(y)\n {second}",
+        weights=FOLDED,
+        outputs="float[1,2,1,1] z",
+    )
+    result = check_rewrite(tmp_path, FuseConvBn(), before, expected)
     assert result.skipped == ()
 
 
-def _skip_reason(model: ir.Model) -> str:
-    """The one skip of a pass that must not change the model."""
-    ops = _ops(model)
-    result = FuseConvBn()(model)
-    assert not result.modified and _ops(model) == ops
-    (skip,) = result.skipped
-    assert skip.rule == "conv-bn" and skip.nodes == ("n0", "n1")
-    return skip.reason
+def _skip(tmp_path: Path, before: str) -> Skip:
+    """The one skip of a pass that must leave `before` as it is."""
+    (skip,) = check_skip(tmp_path, FuseConvBn(), before)
+    assert skip.rule == "conv-bn"
+    return skip
 
 
-def test_skips_when_the_conv_output_has_another_reader(tmp_path: Path) -> None:
-    relu = helper.make_node("Relu", ["c"], ["r"])
-    model = _model(tmp_path, after=(relu,), outputs=("y", "r"))
-    assert _skip_reason(model) == (
-        "Conv+BatchNormalization not folded: Conv output has 2 consumers"
-    )
+TRAINING_BN = "y = BatchNormalization <training_mode = 1> (c, scale, beta, mean, var)"
+BN_STATISTICS = "y, rm, rv, sm, sv = BatchNormalization <epsilon = 1.0> (c, scale, beta, mean, var)"
+ONE_PER_POSITION = (
+    "float[2,1,1] scale = {2, 0.5}, float[2,1,1] beta = {0, 1}, float[2,1,1] mean = {0.5, 1}, "
+    "float[2,1,1] var = {3, 0}"
+)
+SKIPS = {
+    "a conv output with another reader": (
+        _text(body="r = Relu(c)", outputs="float[1,2,1,1] y, float[1,2,1,1] r"),
+        "Conv output has 2 consumers",
+    ),
+    "a conv output that is a graph output": (
+        _text(outputs="float[1,2,1,1] y, float[1,2,1,1] c"),
+        "Conv output is a graph output",
+    ),
+    "batch norm in training mode": (
+        _text(bn=TRAINING_BN, opset=15),
+        "BatchNormalization is in training mode",
+    ),
+    "batch norm statistics in use": (
+        _text(bn=BN_STATISTICS, outputs="float[1,2,1,1] y, float[2] rm", opset=9),
+        "BatchNormalization's running mean and variance outputs are used",
+    ),
+    "a parameter that is a graph input": (
+        _text(
+            inputs="float[1,2,1,1] x, float[2] mean",
+            statistics="float[2] scale = {2, 0.5}, float[2] beta = {0, 1}, float[2] var = {3, 0}",
+        ),
+        "BatchNormalization mean 'mean' is a graph input",
+    ),
+    "statistics per position": (
+        _text(
+            bn="y = BatchNormalization <spatial = 0> (c, scale, beta, mean, var)",
+            statistics=ONE_PER_POSITION,
+            opset=7,
+        ),
+        "BatchNormalization scale has shape [2, 1, 1], expected [2]",
+    ),
+}
 
 
-def test_skips_when_the_conv_output_is_a_graph_output(tmp_path: Path) -> None:
-    model = _model(tmp_path, outputs=("y", "c"))
-    assert _skip_reason(model) == (
-        "Conv+BatchNormalization not folded: Conv output is a graph output"
-    )
-
-
-def test_skips_batch_norm_in_training_mode(tmp_path: Path) -> None:
-    model = _model(tmp_path, bn_attributes={"training_mode": 1}, opset=15)
-    assert _skip_reason(model) == (
-        "Conv+BatchNormalization not folded: BatchNormalization is in training mode"
-    )
-
-
-def test_skips_batch_norm_whose_statistics_outputs_are_used(tmp_path: Path) -> None:
-    statistics = ("running_mean", "running_var", "saved_mean", "saved_var")
-    model = _model(tmp_path, bn_outputs=("y", *statistics), outputs=("y", "running_mean"), opset=9)
-    assert _skip_reason(model) == (
-        "Conv+BatchNormalization not folded: "
-        "BatchNormalization's running mean and variance outputs are used"
-    )
+@pytest.mark.parametrize("case", SKIPS)
+def test_skips(tmp_path: Path, case: str) -> None:
+    before, reason = SKIPS[case]
+    skip = _skip(tmp_path, before)
+    assert skip.nodes == ("n0", "n1")
+    assert skip.reason == f"Conv+BatchNormalization not fused: {reason}"
 
 
 def test_skips_weights_built_at_run_time_and_says_to_fold_constants(tmp_path: Path) -> None:
-    shape = helper.make_node(
-        "Constant",
-        [],
-        ["w_shape"],
-        value=numpy_helper.from_array(np.array([CHANNELS, 4, 3, 3], np.int64)),
+    fill = (
+        "dims = Constant <value = int64[4] {2, 2, 1, 1}> ()\n"
+        "w = ConstantOfShape <value = float[1] {0.5}> (dims)\n"
     )
-    fill = helper.make_node(
-        "ConstantOfShape", ["w_shape"], ["w"], value=helper.make_tensor("v", FLOAT, [1], [0.5])
-    )
-    model = _model(tmp_path, before=(shape, fill), not_initializers=("w",))
-    result = FuseConvBn()(model)
-    assert not result.modified
-    (skip,) = result.skipped
+    before = _text(conv=fill + "c = Conv(x, w, b)", weights="float[2] b = {1, 2}")
+    skip = _skip(tmp_path, before)
     assert skip.nodes == ("n2", "n3")
     assert skip.reason == (
-        "Conv+BatchNormalization not folded: Conv weight 'w' is computed by a ConstantOfShape "
+        "Conv+BatchNormalization not fused: Conv weight 'w' is computed by a ConstantOfShape "
         "node (run fold-constants first)"
-    )
-
-
-def test_skips_parameters_that_are_graph_inputs(tmp_path: Path) -> None:
-    model = _model(tmp_path, not_initializers=("mean",))
-    assert _skip_reason(model) == (
-        "Conv+BatchNormalization not folded: BatchNormalization mean 'mean' is a graph input"
-    )
-
-
-def test_skips_per_position_statistics(tmp_path: Path) -> None:
-    model = _model(tmp_path, bn_attributes={"spatial": 0}, opset=7, param_shape=(CHANNELS, 5, 5))
-    assert _skip_reason(model) == (
-        "Conv+BatchNormalization not folded: "
-        "BatchNormalization scale has shape [6, 5, 5], expected [6]"
     )
 
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 from onnx import TensorProto, helper
 
@@ -24,7 +24,7 @@ from passes.pipeline import PipelineError, make_config, parse_pipeline, split_op
 from passes.rewrite import replace_nodes
 
 
-def _neg_neg_relu(tmp_path: Path) -> ir.Model:
+def _neg_neg_relu(tmp_path: Path) -> oir.Model:
     """x -> Neg (n0) -> Neg (n1) -> Relu (n2) -> y."""
     graph = helper.make_graph(
         [
@@ -47,14 +47,14 @@ class CancelDoubleNeg(Pass):
     name = "cancel-double-neg"
     summary = "test pass"
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         for node in list(model.graph):
             if node.op_type != "Neg":
                 continue
             inner = node.inputs[0].producer()
             if inner is None or inner.op_type != "Neg":
                 continue
-            identity = ir.Node("", "Identity", [inner.inputs[0]])
+            identity = oir.Node("", "Identity", [inner.inputs[0]])
             replace_nodes(
                 log,
                 [inner, node],
@@ -71,10 +71,10 @@ class ReluToSigmoid(Pass):
     name = "relu-to-sigmoid"
     summary = "test pass"
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         for node in list(model.graph):
             if node.op_type == "Relu":
-                sigmoid = ir.Node("", "Sigmoid", [node.inputs[0]])
+                sigmoid = oir.Node("", "Sigmoid", [node.inputs[0]])
                 replace_nodes(
                     log,
                     [node],
@@ -89,7 +89,7 @@ class SilentEdit(Pass):
     name = "silent-edit"
     summary = "edits without recording"
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         next(iter(model.graph)).name = "renamed"
 
 
@@ -97,7 +97,7 @@ class ClaimsEdit(Pass):
     name = "claims-edit"
     summary = "records an edit it did not make"
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         log.changed(ChangeKind.ATTRIBUTE, [next(iter(model.graph))], rule="r", reason="none")
 
 
@@ -105,7 +105,7 @@ class BreakGraph(Pass):
     name = "break-graph"
     summary = "removes a node whose output is still read"
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         first = next(iter(model.graph))
         log.removed([first], rule="oops", reason="removed a used node")
         model.graph.remove(first)
@@ -253,7 +253,7 @@ class _Configurable(Pass):
     summary = "test"
     config_type = _Options
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         raise AssertionError("not run")
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 
 from ir.low_precision import emulate_low_precision, needs_emulation
@@ -18,11 +18,11 @@ from passes.pipeline import PipelineError, parse_pipeline
 from passes.precision.mixed_precision import MixedPrecision, MixedPrecisionConfig
 from tests.onnx_text import load_onnx_text
 
-BF16, F32, F16 = ir.DataType.BFLOAT16, ir.DataType.FLOAT, ir.DataType.FLOAT16
+BF16, F32, F16 = oir.DataType.BFLOAT16, oir.DataType.FLOAT, oir.DataType.FLOAT16
 ACCUMULATION = "ONNX leaves its accumulation to the runtime and gives its output that type"
 
 
-def _listing(model: ir.Model) -> list[tuple[str, list[tuple[str, str]], list[tuple[str, str]]]]:
+def _listing(model: oir.Model) -> list[tuple[str, list[tuple[str, str]], list[tuple[str, str]]]]:
     """(op, [(input, dtype)], [(output, dtype)]) per node, in graph order."""
     return [
         (
@@ -39,7 +39,7 @@ def _bf16(array: np.ndarray) -> np.ndarray:
     return array.astype(ml_dtypes.bfloat16).astype(np.float32)
 
 
-def _matmul_add_softmax(tmp_path: Path, opset: int = 21) -> ir.Model:
+def _matmul_add_softmax(tmp_path: Path, opset: int = 21) -> oir.Model:
     return load_onnx_text(
         tmp_path,
         f"""<ir_version: 10, opset_import: ["" : {opset}]>
@@ -129,7 +129,7 @@ def test_second_run_changes_nothing(tmp_path: Path) -> None:
     assert [skip.rule for skip in again.skipped] == ["deny"]
 
 
-def _two_matmuls(tmp_path: Path) -> ir.Model:
+def _two_matmuls(tmp_path: Path) -> oir.Model:
     rng = np.random.default_rng(0)
     w1, w2 = (", ".join(f"{v:.6f}" for v in rng.standard_normal(n)) for n in (32, 32))
     return load_onnx_text(
@@ -197,10 +197,10 @@ def test_redundant_casts_are_removed(tmp_path: Path) -> None:
     np.testing.assert_array_equal(z, -x)
 
 
-def _widen_first_output(model: ir.Model) -> ir.Model:
+def _widen_first_output(model: oir.Model) -> oir.Model:
     """The emulation refuses bfloat16 graph outputs; this test's y is one, so widen it."""
     (y, _) = model.graph.outputs
-    cast = ir.node("Cast", [y], {"to": int(F32)})
+    cast = oir.node("Cast", [y], {"to": int(F32)})
     cast.outputs[0].name, cast.outputs[0].dtype = "y32", F32
     model.graph.append(cast)
     model.graph.outputs[0] = cast.outputs[0]
@@ -294,7 +294,7 @@ def test_float16_runs_on_onnxruntime_with_small_drift(tmp_path: Path) -> None:
     assert 0 < drift["max_abs"] < 1e-3 and drift["mean_rel"] < 2e-3 and drift["cosine"] > 0.99999
 
 
-def _mlp(tmp_path: Path) -> tuple[ir.Model, dict[str, np.ndarray]]:
+def _mlp(tmp_path: Path) -> tuple[oir.Model, dict[str, np.ndarray]]:
     rng = np.random.default_rng(2)
     weights = {
         "w1": rng.standard_normal((16, 32)).astype(np.float32),
@@ -411,7 +411,7 @@ def test_float16_keeps_weights_beyond_its_range_fp32(tmp_path: Path) -> None:
     )
 
 
-def _fused_conv(tmp_path: Path) -> ir.Model:
+def _fused_conv(tmp_path: Path) -> oir.Model:
     weights = ", ".join(str(v) for v in np.linspace(-1, 1, 54))
     return load_onnx_text(
         tmp_path,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
@@ -16,12 +16,12 @@ from ir.drift import output_drift
 from ir.errors import AsicperfError
 from ir.model_io import load_model
 from ir.reference import run_reference
+from ir.seeded_inputs import seeded_inputs
 from passes.audit import Change, ChangeKind
 from passes.instruments import NumericCheck, VerifyAfterEachPass
 from passes.manager import run_pipeline
 from passes.pipeline import PipelineError, parse_pipeline
 from passes.precision.quantize_int8 import QuantizeInt8, QuantizeInt8Config
-from zoo.synthetic_inputs import seeded_inputs
 
 FLOAT = TensorProto.FLOAT
 
@@ -33,7 +33,7 @@ def _model(
     weights: dict[str, np.ndarray],
     outputs: tuple[str, ...] = ("y",),
     opset: int = 17,
-) -> ir.Model:
+) -> oir.Model:
     graph = helper.make_graph(
         nodes,
         "q",
@@ -51,21 +51,21 @@ def _weights(*shapes: tuple[int, ...]) -> list[np.ndarray]:
     return [rng.standard_normal(shape).astype(np.float32) for shape in shapes]
 
 
-def _matmul(tmp_path: Path, opset: int = 17) -> ir.Model:
+def _matmul(tmp_path: Path, opset: int = 17) -> oir.Model:
     """x[2,4] @ w[4,3] -> y."""
     (w,) = _weights((4, 3))
     node = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
     return _model(tmp_path, [node], {"x": [2, 4]}, {"w": w}, opset=opset)
 
 
-def _conv(tmp_path: Path) -> ir.Model:
+def _conv(tmp_path: Path) -> oir.Model:
     """x[1,2,5,5] -> Conv(w[3,2,3,3], b[3], pads 1) -> y."""
     w, b = _weights((3, 2, 3, 3), (3,))
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", pads=[1, 1, 1, 1])
     return _model(tmp_path, [node], {"x": [1, 2, 5, 5]}, {"w": w, "b": b})
 
 
-def _mlp(tmp_path: Path) -> ir.Model:
+def _mlp(tmp_path: Path) -> oir.Model:
     """x[batch,4,16] -> MatMul -> Add -> Relu -> MatMul -> y, a transformer's FFN. (With a
     static batch onnxruntime first rewrites MatMul+Add into Reshape+Gemm+Reshape, and its QDQ
     selectors then leave that Gemm in float when an activation follows.)"""
@@ -79,7 +79,7 @@ def _mlp(tmp_path: Path) -> ir.Model:
     return _model(tmp_path, nodes, {"x": ["batch", 4, 16]}, {"w1": w1, "b1": b1, "w2": w2})
 
 
-def _cnn(tmp_path: Path) -> ir.Model:
+def _cnn(tmp_path: Path) -> oir.Model:
     """x[2,3,8,8] -> Conv -> Relu -> Conv(stride 2) -> Relu -> Flatten -> Gemm -> y[2,10]."""
     w1, b1, w2, g, gb = _weights((8, 3, 3, 3), (8,), (16, 8, 3, 3), (10, 256), (10,))
     nodes = [
@@ -94,15 +94,15 @@ def _cnn(tmp_path: Path) -> ir.Model:
     return _model(tmp_path, nodes, {"x": [2, 3, 8, 8]}, weights)
 
 
-def _ops(model: ir.Model) -> list[str]:
+def _ops(model: oir.Model) -> list[str]:
     return [node.op_type for node in model.graph]
 
 
-def _initializer(model: ir.Model, name: str) -> np.ndarray:
+def _initializer(model: oir.Model, name: str) -> np.ndarray:
     return model.graph.initializers[name].const_value.numpy()
 
 
-def _quantize(model: ir.Model, **options: object):
+def _quantize(model: oir.Model, **options: object):
     return QuantizeInt8(QuantizeInt8Config(**options))(model)
 
 
@@ -237,12 +237,12 @@ def test_second_run_changes_nothing_and_says_why(tmp_path: Path) -> None:
     )
 
 
-def _ort_outputs(model: ir.Model, feeds: dict[str, np.ndarray], optimized: Path) -> np.ndarray:
+def _ort_outputs(model: oir.Model, feeds: dict[str, np.ndarray], optimized: Path) -> np.ndarray:
     """Outputs with onnxruntime's default (full) optimizations; saves the optimized model."""
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(optimized)
     options.log_severity_level = 3
-    data = ir.to_proto(model).SerializeToString()
+    data = oir.to_proto(model).SerializeToString()
     session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     return session.run(None, feeds)[0]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 from onnx_text import load_onnx_text
 
@@ -18,7 +18,7 @@ from passes.manager import run_pipeline
 HEADER = '<ir_version: 8, opset_import: ["" : 17]>'
 
 
-def _remove(model: ir.Model) -> PassRecord:
+def _remove(model: oir.Model) -> PassRecord:
     """Run the pass checked (IR verified, outputs compared with onnxruntime) and assert that
     the numbers did not move and that a second run changes nothing."""
     (record,) = run_pipeline(
@@ -30,7 +30,7 @@ def _remove(model: ir.Model) -> PassRecord:
     return record
 
 
-def _ops(graph: ir.Graph) -> list[str]:
+def _ops(graph: oir.Graph) -> list[str]:
     return [node.op_type for node in graph]
 
 

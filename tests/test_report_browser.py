@@ -17,10 +17,10 @@ from report_documents import (
     model_document,
     op_case,
     op_document,
+    read,
 )
 
 from runner.report.html import render_html
-from runner.report.schema import upgrade
 
 ARTIFACTS_ENV = "ASICPERF_TEST_ARTIFACTS"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +93,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     documents = [
         model_document("tiny", "onnxruntime", None, {1: 100.0, 8: 400.0, 32: 900.0}),
         model_document("tiny", "onnxruntime", "int8", audit=audit, outputs=[moved]),
-        upgrade(legacy_model_document("old"), "old"),
+        legacy_model_document("old"),
         op_document(
             [
                 op_case("gemm", "numpy", 2000, 100, 50.0),
@@ -103,7 +103,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ),
     ]
     path = tmp_path_factory.mktemp("report") / "report.html"
-    path.write_text(render_html([(f"r{i}", d) for i, d in enumerate(documents)], {}), "utf-8")
+    path.write_text(render_html([(f"r{i}", read(d)) for i, d in enumerate(documents)], {}), "utf-8")
     return path
 
 

@@ -16,6 +16,7 @@ from report_documents import (
     model_document,
     op_case,
     op_document,
+    read,
     write,
 )
 
@@ -23,7 +24,6 @@ import runner.report_commands as report_commands
 from runner.cli import main
 from runner.report.costs import CostOverride
 from runner.report.html import render_html
-from runner.report.schema import upgrade
 from runner.report.svg import Frame
 from targets.hardware.database import all_specs
 
@@ -35,7 +35,7 @@ COPY = op_case("memcpy", "numpy", flops=0, nbytes=1000, gflops=5.0)  # 5 GB/s of
 
 
 def _page(*documents: dict, overrides: dict | None = None) -> str:
-    named = [(f"results/{i}", d) for i, d in enumerate(documents)]
+    named = [(f"results/{i}", read(d)) for i, d in enumerate(documents)]
     return render_html(named, overrides or {})
 
 
@@ -109,7 +109,7 @@ def test_latency_boxes_from_raw_samples_and_from_summary_statistics() -> None:
         "gemm · numpy: min 10, p10 10, p25 10, median 20, p75 30, p90 40, p99 40, max 40 µs "
         "(4 samples)",
     ]
-    legacy = _section(_page(upgrade(legacy_model_document(), "old")), "latency")
+    legacy = _section(_page(legacy_model_document()), "latency")
     assert "Raw latencies were not recorded" in legacy
     assert re.findall(r'<g class="box"><title>(.*?)</title>', legacy) == [
         "batch 1: min 1, median 2, p90 4, p99 4, max 4 ms (summary statistics only)"

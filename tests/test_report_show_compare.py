@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_documents import environment
+from report_documents import environment, read, stamp
 
 from runner.bench.stats import latency_stats
 from runner.cli import main
 from runner.report.compare import compare_results
-from runner.report.schema import stamp
 from runner.report.significance import Significance, mann_whitney_p
 
 FINGERPRINT = "sha256:" + "ab" * 32
@@ -323,7 +322,7 @@ def test_compare_model_ratios_and_significance(tmp_path, capsys) -> None:
 def test_compare_without_raw_samples_says_significance_unknown() -> None:
     old = _model([_batch(1, 50.0, None)])
     new = _model([_batch(1, 100.0, [1.0, 2.0])], fingerprint="sha256:" + "ef" * 32)
-    comparison = compare_results(old, new, "old", "new")
+    comparison = compare_results(read(old), read(new), "old", "new")
     qps = comparison.rows[0]
     assert (qps.metric, qps.ratio, qps.p_value, qps.overlap) == ("samples/s", 2.0, None, None)
     assert qps.note == "no raw samples: significance unknown"
@@ -336,7 +335,7 @@ def test_compare_without_raw_samples_says_significance_unknown() -> None:
 def test_compare_op_cases_by_op_dtype_shape_provider() -> None:
     a = _op([_case("numpy", [4.0, 5.0, 6.0], 4.0, 6.0), _case("tvm", [9.0], 9.0, 9.0)])
     b = _op([_case("numpy", [1.0, 2.0, 2.5], 1.0, 2.5), _case("numba", [3.0], 3.0, 3.0)])
-    comparison = compare_results(a, b, "a", "b").to_json()
+    comparison = compare_results(read(a), read(b), "a", "b").to_json()
     key = "gemm fp32 64x64x64 on numpy"
     median, gflops, gbps = comparison["rows"]
     assert (median["key"], median["metric"], median["ratio"]) == (key, "median µs", 0.4)

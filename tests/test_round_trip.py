@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
@@ -130,12 +130,12 @@ def test_round_trip_is_exact(model_path: Path, tmp_path: Path) -> None:
     assert fingerprint(reloaded) == fingerprint(load_model(model_path))
 
 
-def _external_values(model: ir.Model) -> list[str]:
+def _external_values(model: oir.Model) -> list[str]:
     return [
         value.name
         for graph in model.graphs()
         for value in graph.initializers.values()
-        if isinstance(value.const_value, ir.ExternalTensor)
+        if isinstance(value.const_value, oir.ExternalTensor)
     ]
 
 
@@ -182,11 +182,11 @@ def test_resaving_over_own_external_data_keeps_model_valid(
     gemm_w = load_model(path).graph.initializers["gemm_w"].const_value.numpy().copy()
     model = load_model(path)
     conv = model.graph.node(0)
-    conv.attributes["pads"] = ir.AttrInt64s("pads", [2, 2, 2, 2])
+    conv.attributes["pads"] = oir.AttrInt64s("pads", [2, 2, 2, 2])
     bigger_kernel = np.random.default_rng(2).standard_normal((8, 3, 5, 5), dtype=np.float32)
     conv_w = model.graph.initializers["conv_w"]
-    conv_w.const_value = ir.tensor(bigger_kernel, name="conv_w")
-    conv_w.shape = ir.Shape(bigger_kernel.shape)
+    conv_w.const_value = oir.tensor(bigger_kernel, name="conv_w")
+    conv_w.shape = oir.Shape(bigger_kernel.shape)
     save_model(model, path, external_data=True)
     assert np.array_equal(model.graph.initializers["gemm_w"].const_value.numpy(), gemm_w)
     assert fingerprint(load_model(path)) == fingerprint(model)

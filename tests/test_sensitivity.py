@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 
 from ir.errors import AsicperfError
@@ -31,7 +31,7 @@ class NoisyWeights(Pass):
     summary = "perturbs MatMul weights (a stand-in for quantization error)"
     config_type = NoisyConfig
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         assert isinstance(self.config, NoisyConfig)
         rng = np.random.default_rng(0)
         for node in model.graph:
@@ -41,11 +41,11 @@ class NoisyWeights(Pass):
             assert weight is not None and weight.const_value is not None
             values = weight.const_value.numpy()
             noise = rng.standard_normal(values.shape).astype(np.float32) * _NOISE[weight.name]
-            weight.const_value = ir.Tensor(values * (1 + noise), name=weight.name)
+            weight.const_value = oir.Tensor(values * (1 + noise), name=weight.name)
             log.changed(ChangeKind.WEIGHTS, [node], rule="noise", reason=weight.name)
 
 
-def _mlp(tmp_path: Path) -> ir.Model:
+def _mlp(tmp_path: Path) -> oir.Model:
     rng = np.random.default_rng(1)
 
     def weight(name: str, rows: int, cols: int) -> str:
@@ -64,7 +64,7 @@ g (float[4, 16] x) => (float[4, 10] y)
     return load_onnx_text(tmp_path, text)
 
 
-def _ids(model: ir.Model) -> dict[str, str]:
+def _ids(model: oir.Model) -> dict[str, str]:
     """MatMul node id by the weight it reads."""
     return {
         node.inputs[1].name: node.metadata_props["asicperf.id"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 from bert_like import assert_close, bert_like_feeds, build_bert_like, load
 from onnx import TensorProto, helper, numpy_helper
@@ -18,12 +18,13 @@ from onnx import TensorProto, helper, numpy_helper
 from ir.errors import AsicperfError
 from ir.fingerprint import fingerprint
 from ir.model_io import load_model
+from ir.seeded_inputs import seeded_inputs
 from targets.api import CompiledModel
 from targets.reference_target import ReferenceTarget
 from targets.registry import get_target
-from targets.tvm_target import TvmConfig, TvmTarget, _build, cache_dir
+from targets.tvm_compiler import _build, cache_dir
+from targets.tvm_target import TvmConfig, TvmTarget
 from zoo.catalog import ZOO
-from zoo.synthetic_inputs import seeded_inputs
 
 tvm = pytest.importorskip("tvm", reason="apache-tvm is not installed")
 
@@ -114,7 +115,7 @@ def _small_resnet() -> onnx.ModelProto:
     return _model(nodes, {"x": (TensorProto.FLOAT, [1, 3, 32, 32])}, ["probs"], weights)
 
 
-def _reference(model: ir.Model, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+def _reference(model: oir.Model, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
     target = ReferenceTarget()
     return target.load(target.compile(model, target.config_type()), 1).run(feeds)
 
@@ -123,7 +124,7 @@ def _tvm_run(compiled: CompiledModel, feeds: Mapping[str, np.ndarray]) -> list[n
     return TvmTarget().load(compiled, 1).run(feeds)
 
 
-def _check_against_reference(model: ir.Model, feeds: Mapping[str, np.ndarray]) -> None:
+def _check_against_reference(model: oir.Model, feeds: Mapping[str, np.ndarray]) -> None:
     compiled = TvmTarget().compile(model, TvmConfig())
     assert_close(_reference(model, feeds), _tvm_run(compiled, feeds))
 
@@ -209,7 +210,7 @@ def _shape_chain(batch: int | str) -> onnx.ModelProto:
 def test_torch_style_shape_chain_compiles_once_folded(tmp_path: Path) -> None:
     model = load(_shape_chain(2), tmp_path)
     with pytest.raises(AsicperfError, match="cannot handle ShapeExpr"):  # as TVM gets it
-        _build(tvm, ir.to_proto(model), tvm.target.Target({"kind": "llvm"}), TvmConfig())
+        _build(tvm, oir.to_proto(model), tvm.target.Target({"kind": "llvm"}), TvmConfig())
     compiled = TvmTarget().compile(model, TvmConfig())
     assert compiled.record.node_count == (9, 1)
     feeds = {"ids": np.arange(32).reshape(2, 16)}
@@ -287,7 +288,7 @@ def test_cache_hit_is_fast_and_a_new_weight_misses(tmp_path: Path) -> None:
     assert_close(_reference(model, feeds), _tvm_run(second, feeds))  # the library from disk
 
     weight = model.graph.initializers["fc_b"]
-    weight.const_value = ir.Tensor(weight.const_value.numpy() + 1.0, name="fc_b")
+    weight.const_value = oir.Tensor(weight.const_value.numpy() + 1.0, name="fc_b")
     third = target.compile(model, TvmConfig())
     assert not third.cache_hit
     assert third.record.out_fingerprint != first.record.out_fingerprint
@@ -397,7 +398,7 @@ def test_cuda_path_schedules_and_builds_without_a_gpu(tmp_path: Path) -> None:
     library builds and exports; running it needs a GPU (test_cuda_matches_reference)."""
     from tvm.relax.frontend.onnx import from_onnx
 
-    proto = ir.to_proto(load(_small_resnet(), tmp_path))
+    proto = oir.to_proto(load(_small_resnet(), tmp_path))
     target = tvm.target.Target({"kind": "cuda", "arch": "sm_90", "host": {"kind": "llvm"}})
     with target:
         lowered = tvm.relax.get_default_pipeline(target)(from_onnx(proto))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 from bench_models import save_matmul
 from bert_like import bert_like_feeds, build_bert_like
@@ -18,6 +18,7 @@ from ir.errors import AsicperfError
 from ir.low_precision import needs_emulation
 from ir.model_io import load_model
 from ir.reference import run_reference
+from ir.seeded_inputs import seeded_inputs
 from passes.manager import run_pipeline
 from passes.pipeline import parse_pipeline
 from runner.cli import main
@@ -27,7 +28,6 @@ from targets.onnxruntime_target import OnnxRuntimeTarget
 from targets.reference_target import ReferenceTarget
 from targets.registry import UnknownTargetError, describe, discover, get_target
 from zoo.catalog import ZOO
-from zoo.synthetic_inputs import seeded_inputs
 
 
 def _chain(tmp_path: Path, dtype: int = TensorProto.FLOAT) -> Path:
@@ -252,7 +252,7 @@ def test_run_bad_arguments_are_one_line_errors(tmp_path, capsys, extra, message)
     assert not (tmp_path / "o").exists()
 
 
-def _bf16_matmul(tmp_path: Path, w: np.ndarray) -> ir.Model:
+def _bf16_matmul(tmp_path: Path, w: np.ndarray) -> oir.Model:
     """x @ w through the bf16 pipeline: a bfloat16 MatMul between two Casts."""
     model = load_model(save_matmul(tmp_path / "matmul.onnx", 4, w))
     run_pipeline(model, parse_pipeline("bf16"))

@@ -289,10 +289,10 @@ def test_loop_nests_the_rules_do_not_handle_are_declined_cleanly(
 
     from ir.files import CACHE_ENV
     from ir.model_io import load_model
+    from ir.seeded_inputs import seeded_inputs
     from targets.executable import compile_model
     from targets.reference_target import ReferenceTarget
     from targets.tvm_target import TvmTarget
-    from zoo.synthetic_inputs import seeded_inputs
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     text = f'<ir_version: 8, opset_import: ["" : 17]>\ng {graph}'

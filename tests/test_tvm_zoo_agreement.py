@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from ir.model_io import load_model
+from ir.seeded_inputs import seeded_inputs
 from targets.executable import compile_model
 from targets.reference_target import ReferenceTarget
 from targets.tvm_target import TvmConfig, TvmTarget
 from tests.zoo_small import BUILT, small_build
 from zoo.cache import model_file
 from zoo.catalog import ZOO
-from zoo.synthetic_inputs import seeded_inputs
 
 tvm = pytest.importorskip("tvm", reason="apache-tvm is not installed")
 

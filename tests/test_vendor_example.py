@@ -14,13 +14,16 @@ from types import ModuleType
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from ir.errors import AsicperfError
 from ir.model_io import load_model
+from passes.audit import read_audit
+from passes.pipeline import parse_pipeline
+from runner.cli import main
 from targets.executable import compile_model
 from targets.reference_target import ReferenceTarget
 from targets.registry import get_target
@@ -32,6 +35,7 @@ OPS = [
     "Add",
     "Conv",
     "Flatten",
+    "Gelu",
     "Gemm",
     "Identity",
     "MatMul",
@@ -85,7 +89,7 @@ def kernels(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return _from_source(monkeypatch, "kernels")
 
 
-def _save(tmp_path: Path, nodes, inputs, outputs, weights, opset: int = 17) -> ir.Model:
+def _save(tmp_path: Path, nodes, inputs, outputs, weights, opset: int = 17) -> oir.Model:
     graph = helper.make_graph(
         nodes, "g", inputs, outputs, [numpy_helper.from_array(a, n) for n, a in weights.items()]
     )
@@ -98,7 +102,7 @@ def _float(*shape: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
-def _mlp(tmp_path: Path) -> ir.Model:
+def _mlp(tmp_path: Path) -> oir.Model:
     """x[2,8] -> MatMul -> Add -> Relu -> Gemm(transB, alpha, beta) -> Softmax -> y[2,4]."""
     nodes = [
         helper.make_node("MatMul", ["x", "w1"], ["h"]),
@@ -117,7 +121,7 @@ def _mlp(tmp_path: Path) -> ir.Model:
     )
 
 
-def _cnn(tmp_path: Path) -> ir.Model:
+def _cnn(tmp_path: Path) -> oir.Model:
     """x[2,3,8,8] -> Conv(stride 2, pad 1) -> Relu -> Flatten -> Gemm -> y[2,5]."""
     nodes = [
         helper.make_node("Conv", ["x", "cw", "cb"], ["c"], strides=[2, 2], pads=[1, 1, 1, 1]),
@@ -135,7 +139,7 @@ def _cnn(tmp_path: Path) -> ir.Model:
     )
 
 
-def _chain(tmp_path: Path, op: str, **attributes: object) -> ir.Model:
+def _chain(tmp_path: Path, op: str, **attributes: object) -> oir.Model:
     """x[2,3] -> Relu (n0) -> `op` (n1) -> y."""
     nodes = [
         helper.make_node("Relu", ["x"], ["r"]),
@@ -145,7 +149,7 @@ def _chain(tmp_path: Path, op: str, **attributes: object) -> ir.Model:
     return _save(tmp_path, nodes, io[:1], io[1:], {})
 
 
-def _reference(model: ir.Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+def _reference(model: oir.Model, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     reference = ReferenceTarget()
     return reference.load(reference.compile(model, reference.config_type()), 2).run(feeds)
 
@@ -203,6 +207,115 @@ def test_unsupported_nodes_fall_back_to_the_reference_path(installed, tmp_path):
     np.testing.assert_allclose(
         executable.session().run(feeds)[0], _reference(model, feeds)[0], rtol=1e-5, atol=1e-6
     )
+
+
+def _decomposed_gelu(tmp_path: Path, form: str) -> oir.Model:
+    """x[2,8] -> GELU as exporters write it at opset 14 -> y: Div, Erf, Add, Mul, Mul (erf) or
+    Pow, Mul, Add, Mul, Tanh, Add, Mul, Mul (tanh); Div, Erf and Pow are not in the op list."""
+    if form == "erf":
+        nodes = [
+            helper.make_node("Div", ["x", "root2"], ["s"]),
+            helper.make_node("Erf", ["s"], ["e"]),
+            helper.make_node("Add", ["e", "one"], ["a"]),
+            helper.make_node("Mul", ["x", "a"], ["m"]),
+            helper.make_node("Mul", ["m", "half"], ["y"]),
+        ]
+    else:
+        nodes = [
+            helper.make_node("Pow", ["x", "three"], ["p"]),
+            helper.make_node("Mul", ["p", "cubic"], ["c"]),
+            helper.make_node("Add", ["x", "c"], ["i"]),
+            helper.make_node("Mul", ["i", "k"], ["s"]),
+            helper.make_node("Tanh", ["s"], ["t"]),
+            helper.make_node("Add", ["t", "one"], ["a"]),
+            helper.make_node("Mul", ["half", "x"], ["h"]),
+            helper.make_node("Mul", ["h", "a"], ["y"]),
+        ]
+    constants = {
+        "root2": np.sqrt(2.0),
+        "one": 1.0,
+        "half": 0.5,
+        "three": 3.0,
+        "cubic": 0.044715,
+        "k": np.sqrt(2.0 / np.pi),
+    }
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 8]) for n in ("x", "y")]
+    weights = {name: np.array(value, np.float32) for name, value in constants.items()}
+    return _save(tmp_path, nodes, io[:1], io[1:], weights, opset=14)
+
+
+@pytest.mark.parametrize(("form", "approximate"), [("erf", "none"), ("tanh", "tanh")])
+def test_recognize_gelu_emits_the_declared_gelu(installed, tmp_path, form, approximate):
+    """The target declares FusedOp("Gelu") in its capabilities, and recognize-gelu, asked for
+    it by name, fuses a GELU into one Gelu below opset 20, where ONNX has none; nothing in the
+    core knows the target. The model it could run only in part it now runs whole."""
+    model = _decomposed_gelu(tmp_path, form)
+    feeds = {"x": 3 * _float(2, 8, seed=2)}
+    (want,) = _reference(model, feeds)
+    target = get_target("example-numpy")
+    assert compile_model(target, model).plan.node_coverage < 1
+    (gelu,) = parse_pipeline("recognize-gelu{target=example-numpy}")
+    result = gelu(model)
+    assert result.skipped == ()
+    assert [(node.domain, node.op_type) for node in model.graph] == [("", "Gelu")]
+    assert model.graph.node(0).attributes.get_string("approximate") == approximate
+    assert model.opset_imports == {"": 14}
+    compiled = target.compile(model, target.config_type())
+    (got,) = target.load(compiled, batch_size=2).run(feeds)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _passes_run(tmp_path: Path, *options: str) -> tuple[int, Path, Path]:
+    """`runner passes run` on the model `_save` wrote: (exit status, output, audit)."""
+    output, audit = tmp_path / "out.onnx", tmp_path / "audit.jsonl"
+    model = str(tmp_path / "model.onnx")
+    args = ["passes", "run", model, "-o", str(output), "--audit", str(audit), *options]
+    return main(args), output, audit
+
+
+def test_passes_run_checks_the_received_gelu_on_the_target(installed, tmp_path, capsys):
+    """The reference path has no Gelu at opset 14, so the numeric check runs the pass's output
+    on the target it was emitted for, and says so."""
+    _decomposed_gelu(tmp_path, "erf")
+    options = ("--target", "example-numpy", "--pipeline", "recognize-gelu")
+    status, output, audit = _passes_run(tmp_path, *options)
+    assert status == 0 and output.exists()
+    (record,) = read_audit(audit)
+    where = "checked on target 'example-numpy': the reference path has no Gelu at opset 14"
+    assert record.numeric["where"] == where
+    (drift,) = record.numeric["vs_input"]
+    assert drift["max_abs"] < 1e-6 and drift["cosine"] > 1 - 1e-9
+    assert f"numeric check of #1 recognize-gelu: {where}" in capsys.readouterr().out
+
+
+def test_passes_run_without_a_target_records_the_gelu_as_not_checked(installed, tmp_path):
+    """The pass is told to emit for the target, the run names none: nothing checks the Gelu,
+    and the record says why rather than the run failing."""
+    _decomposed_gelu(tmp_path, "erf")
+    status, output, audit = _passes_run(
+        tmp_path, "--pipeline", "recognize-gelu{target=example-numpy}"
+    )
+    assert status == 0 and output.exists()
+    (record,) = read_audit(audit)
+    assert record.numeric == {
+        "seed": 0,
+        "where": "not checked: the reference path has no Gelu at opset 14, and no target is "
+        "given to run it on",
+    }
+
+
+def test_a_drift_bound_refuses_an_output_nothing_can_check(installed, tmp_path, capsys):
+    _decomposed_gelu(tmp_path, "erf")
+    pipeline = "recognize-gelu{target=example-numpy},sparsify"
+    status, output, audit = _passes_run(
+        tmp_path, "--pipeline", pipeline, "--max-drift", "cosine=0.99"
+    )
+    assert status == 2
+    assert capsys.readouterr().err == (
+        "runner: error: cannot measure the drift of the pipeline's output: the reference path "
+        "has no Gelu at opset 14, and no target is given to run it on\n"
+    )
+    assert not output.exists() and not audit.exists()
 
 
 def test_grouped_conv_is_refused_at_compile(source, tmp_path):
@@ -264,6 +377,8 @@ def _onnxruntime(op: str, inputs: dict[str, np.ndarray], attrs: dict, opset: int
         pytest.param("Softmax", {"x": _float(2, 3, 4)}, {"axis": 1}, 17, id="softmax-axis1"),
         pytest.param("Softmax", {"x": _float(2, 3, 4)}, {"axis": 1}, 11, id="softmax-opset11"),
         pytest.param("Sigmoid", {"x": 60 * _float(3, 4)}, {}, 17, id="sigmoid-large"),
+        pytest.param("Gelu", {"x": 3 * _float(3, 4)}, {}, 20, id="gelu-erf"),
+        pytest.param("Gelu", {"x": 3 * _float(3, 4)}, {"approximate": "tanh"}, 20, id="gelu-tanh"),
         pytest.param("Flatten", {"x": _float(2, 3, 4, 5)}, {"axis": -2}, 17, id="flatten-neg"),
         pytest.param(
             "Reshape",

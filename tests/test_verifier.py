@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
@@ -20,14 +20,14 @@ from ir.verifier import RULES, Violation, check, verify
 FLOAT = TensorProto.FLOAT
 
 
-def _load(tmp_path: Path, graph: onnx.GraphProto, name: str = "model.onnx") -> ir.Model:
+def _load(tmp_path: Path, graph: onnx.GraphProto, name: str = "model.onnx") -> oir.Model:
     path = tmp_path / name
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     return load_model(path)
 
 
 @pytest.fixture
-def model(tmp_path: Path) -> ir.Model:
+def model(tmp_path: Path) -> oir.Model:
     """n0 Add, n1 Relu, n2 Clip (min only), n3 Split (2 outputs), n4 Concat (3 inputs), n5 Sigmoid.
 
     It covers optional inputs, variadic outputs and variadic inputs of the type rule.
@@ -53,29 +53,29 @@ def model(tmp_path: Path) -> ir.Model:
     return _load(tmp_path, graph)
 
 
-def _node(model: ir.Model, ident: str) -> ir.Node:
+def _node(model: oir.Model, ident: str) -> oir.Node:
     node = find_node(model, ident)
     assert node is not None
     return node
 
 
-def _found(model: ir.Model) -> list[tuple[str, str | None]]:
+def _found(model: oir.Model) -> list[tuple[str, str | None]]:
     return [(violation.rule, violation.node) for violation in verify(model)]
 
 
-def _assert_check_names(model: ir.Model, ident: str) -> None:
+def _assert_check_names(model: oir.Model, ident: str) -> None:
     with pytest.raises(VerificationError) as raised:
         check(model)
     assert ident in str(raised.value)
     assert "\n" not in str(raised.value)
 
 
-def test_clean_model_has_no_violations(model: ir.Model) -> None:
+def test_clean_model_has_no_violations(model: oir.Model) -> None:
     assert verify(model) == []
     check(model)
 
 
-def test_ssa_duplicate_name(model: ir.Model) -> None:
+def test_ssa_duplicate_name(model: oir.Model) -> None:
     _node(model, "n1").outputs[0].name = "a"  # Relu's output now has Add's output name
     assert _found(model) == [("ssa", "n1")]
     [violation] = verify(model)
@@ -83,7 +83,7 @@ def test_ssa_duplicate_name(model: ir.Model) -> None:
     _assert_check_names(model, "n1")
 
 
-def test_ssa_output_with_another_producer(model: ir.Model) -> None:
+def test_ssa_output_with_another_producer(model: oir.Model) -> None:
     # The public API refuses to build this (Node() rejects outputs that already have a
     # producer), so only a bug or private access can cause it; the verifier still notices.
     relu, add = _node(model, "n1"), _node(model, "n0")
@@ -115,7 +115,7 @@ def test_ssa_subgraph_output_shadowing_outer_name(tmp_path: Path) -> None:
     assert _found(model) == [("ssa", "n2"), ("ssa", "n3")]  # Neg in else, then Neg in then
 
 
-def test_dangling_use_of_removed_node(model: ir.Model) -> None:
+def test_dangling_use_of_removed_node(model: oir.Model) -> None:
     model.graph.remove(_node(model, "n1"))  # Clip still reads the Relu's output
     assert _found(model) == [("dangling-use", "n2")]
     [violation] = verify(model)
@@ -123,7 +123,7 @@ def test_dangling_use_of_removed_node(model: ir.Model) -> None:
     _assert_check_names(model, "n2")
 
 
-def test_dangling_graph_output(model: ir.Model) -> None:
+def test_dangling_graph_output(model: oir.Model) -> None:
     model.graph.remove(_node(model, "n5"))
     assert _found(model) == [("dangling-use", None)]
     assert "'y'" in verify(model)[0].message
@@ -135,7 +135,7 @@ def test_dangling_use_inside_subgraph(tmp_path: Path) -> None:
     assert _found(model) == [("dangling-use", "n3"), ("dangling-use", "n4")]
 
 
-def test_cycle(model: ir.Model) -> None:
+def test_cycle(model: oir.Model) -> None:
     add, relu = _node(model, "n0"), _node(model, "n1")
     add.replace_input_with(0, relu.outputs[0])  # Add reads Relu, Relu reads Add
     assert _found(model) == [("cycle", "n0")]
@@ -143,14 +143,14 @@ def test_cycle(model: ir.Model) -> None:
     _assert_check_names(model, "n0")
 
 
-def test_self_loop(model: ir.Model) -> None:
+def test_self_loop(model: oir.Model) -> None:
     relu = _node(model, "n1")
     relu.replace_input_with(0, relu.outputs[0])
     assert _found(model) == [("cycle", "n1")]
     assert "n1 -> n1" in verify(model)[0].message
 
 
-def test_topological_order(model: ir.Model) -> None:
+def test_topological_order(model: oir.Model) -> None:
     sigmoid, concat = _node(model, "n5"), _node(model, "n4")
     model.graph.remove(sigmoid)
     model.graph.insert_before(concat, sigmoid)  # Sigmoid now runs before its input exists
@@ -168,54 +168,54 @@ def test_topological_order_through_subgraph(tmp_path: Path) -> None:
     assert "inside its subgraph" in verify(model)[0].message
 
 
-def test_type_mismatch_between_inputs(model: ir.Model) -> None:
+def test_type_mismatch_between_inputs(model: oir.Model) -> None:
     add = _node(model, "n0")
-    add.inputs[0].dtype = ir.DataType.INT64  # x: INT64 against w: FLOAT
+    add.inputs[0].dtype = oir.DataType.INT64  # x: INT64 against w: FLOAT
     assert _found(model) == [("type-mismatch", "n0")]
     message = verify(model)[0].message
     assert "'x'" in message and "tensor(int64)" in message and "tensor(float)" in message
     _assert_check_names(model, "n0")
 
 
-def test_type_not_allowed_and_variadic_input(model: ir.Model) -> None:
-    _node(model, "n4").outputs[0].dtype = ir.DataType.STRING
+def test_type_not_allowed_and_variadic_input(model: oir.Model) -> None:
+    _node(model, "n4").outputs[0].dtype = oir.DataType.STRING
     # Concat allows strings but its output no longer matches its inputs; Sigmoid forbids them
     assert _found(model) == [("type-mismatch", "n4"), ("type-mismatch", "n5")]
     assert "does not allow" in verify(model)[1].message
 
 
-def test_type_mismatch_in_variadic_outputs(model: ir.Model) -> None:
-    _node(model, "n3").outputs[1].dtype = ir.DataType.DOUBLE
+def test_type_mismatch_in_variadic_outputs(model: oir.Model) -> None:
+    _node(model, "n3").outputs[1].dtype = oir.DataType.DOUBLE
     assert _found(model) == [("type-mismatch", "n3"), ("type-mismatch", "n4")]
 
 
-def test_type_mismatch_on_optional_input_and_initializer(model: ir.Model) -> None:
-    model.graph.initializers["lo"].dtype = ir.DataType.DOUBLE
+def test_type_mismatch_on_optional_input_and_initializer(model: oir.Model) -> None:
+    model.graph.initializers["lo"].dtype = oir.DataType.DOUBLE
     assert _found(model) == [("type-mismatch", None), ("type-mismatch", "n2")]
     assert "initializer 'lo'" in verify(model)[0].message
 
 
-def test_initializer_shape_mismatch(model: ir.Model) -> None:
-    model.graph.initializers["w"].shape = ir.Shape([4, 2])
+def test_initializer_shape_mismatch(model: oir.Model) -> None:
+    model.graph.initializers["w"].shape = oir.Shape([4, 2])
     assert _found(model) == [("type-mismatch", None)]
 
 
-def test_unknown_dtypes_are_skipped(model: ir.Model) -> None:
+def test_unknown_dtypes_are_skipped(model: oir.Model) -> None:
     for node in model.graph:
         for value in node.outputs:
             value.type = None
     assert verify(model) == []
 
 
-def test_duplicate_id(model: ir.Model) -> None:
+def test_duplicate_id(model: oir.Model) -> None:
     _node(model, "n5").metadata_props[NODE_ID_KEY] = "n1"
     assert _found(model) == [("duplicate-id", "n1")]
     assert "'sigmoid'" in verify(model)[0].message
     _assert_check_names(model, "n1")
 
 
-def test_violations_are_ordered_by_rule_and_check_counts_the_rest(model: ir.Model) -> None:
-    _node(model, "n0").inputs[0].dtype = ir.DataType.INT64
+def test_violations_are_ordered_by_rule_and_check_counts_the_rest(model: oir.Model) -> None:
+    _node(model, "n0").inputs[0].dtype = oir.DataType.INT64
     _node(model, "n5").metadata_props[NODE_ID_KEY] = "n1"
     assert [rule for rule, _ in _found(model)] == ["duplicate-id", "type-mismatch"]
     with pytest.raises(VerificationError, match=r"^duplicate-id: .*n1.* \(and 1 more\)$"):
@@ -232,7 +232,7 @@ def test_violation_to_json() -> None:
     assert RULES[0] == "duplicate-id"
 
 
-def _if_model(tmp_path: Path) -> ir.Model:
+def _if_model(tmp_path: Path) -> oir.Model:
     """n0 Relu -> r; n1 If whose branches n3 (else) and n4 (then) read r from the outer graph."""
     branches = {
         name: helper.make_graph(
@@ -279,9 +279,9 @@ def test_sequence_typed_as_tensor(tmp_path: Path) -> None:
     )
     model = _load(tmp_path, graph)
     sequence = model.graph[0].outputs[0]
-    assert isinstance(sequence.type, ir.SequenceType)
+    assert isinstance(sequence.type, oir.SequenceType)
     assert verify(model) == []
-    sequence.type = ir.TensorType(ir.DataType.FLOAT)
+    sequence.type = oir.TensorType(oir.DataType.FLOAT)
     assert _found(model) == [("type-mismatch", "n0"), ("type-mismatch", "n1")]
     assert (
         "tensor(float), which SequenceLength (opset 17) does not allow" in verify(model)[1].message

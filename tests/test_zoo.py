@@ -10,6 +10,7 @@ import pytest
 import zoo.resolve
 from ir.model_io import load_model
 from ir.reference import run_reference
+from ir.seeded_inputs import seeded_inputs
 from ir.verifier import verify
 from runner import zoo_commands
 from runner.cli import main
@@ -17,7 +18,6 @@ from tests.zoo_small import BUILT, small_build
 from zoo.cache import cached_path, model_file
 from zoo.catalog import ZOO
 from zoo.model import Requirement, ZooModel
-from zoo.synthetic_inputs import seeded_inputs
 
 
 @pytest.mark.parametrize("name", BUILT)

@@ -13,12 +13,13 @@ import pytest
 
 from ir.model_io import load_model
 from ir.reference import run_reference
+from ir.seeded_inputs import seeded_inputs
 from ir.verifier import verify
 from zoo.builders import conformer, wide_deep
+from zoo.catalog import ZOO
 from zoo.model import ZooModel
-from zoo.synthetic_inputs import seeded_inputs
 
-ENTRIES = [*wide_deep.MODELS, *conformer.MODELS]
+ENTRIES = [ZOO["wide-deep"], ZOO["conformer"]]
 
 
 def _built(entry: ZooModel) -> onnx.ModelProto:
@@ -41,8 +42,8 @@ def _parameter_count(model: onnx.ModelProto) -> int:
 @pytest.mark.parametrize(
     ("entry", "shape"),
     [
-        pytest.param(wide_deep.MODELS[0], (3, 1), id="wide-deep"),
-        pytest.param(conformer.MODELS[0], (3, 32 // 4, 32), id="conformer"),  # frames 32, hidden 32
+        pytest.param(ZOO["wide-deep"], (3, 1), id="wide-deep"),
+        pytest.param(ZOO["conformer"], (3, 32 // 4, 32), id="conformer"),  # frames 32, hidden 32
     ],
 )
 def test_builds_a_valid_runnable_model(
@@ -64,7 +65,7 @@ def test_build_is_deterministic(entry: ZooModel) -> None:
 
 def test_wide_deep_probabilities_lie_in_0_1(tmp_path: Path) -> None:
     path = tmp_path / "wide-deep.onnx"
-    onnx.save(_built(wide_deep.MODELS[0]), path)
+    onnx.save(_built(ZOO["wide-deep"]), path)
     model = load_model(path)
     (output,) = run_reference(model, seeded_inputs(model, bindings={"batch": 8}))
     assert ((output > 0) & (output < 1)).all()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 import pytest
 
 from ir.reference import run_reference
@@ -21,7 +21,7 @@ def test_digits_cnn_classifies_the_held_out_digits() -> None:
     entry = ZOO["digits-cnn"]
     assert entry.builder is not None
     images, labels = test_split()
-    (logits,) = run_reference(ir.from_proto(entry.builder(**entry.options)), {"pixels": images})
+    (logits,) = run_reference(oir.from_proto(entry.builder(**entry.options)), {"pixels": images})
     top1 = float((logits.argmax(axis=1) == labels).mean())
     assert top1 >= 0.95, f"top-1 {top1:.3f} on {len(labels)} test digits"
 
@@ -43,7 +43,7 @@ def minilm() -> tuple[np.ndarray, np.ndarray]:
     from zoo.datasets.sentences import tokenize
 
     feeds = tokenize(seq=128)
-    (onnx_out,) = run_reference(ir.from_proto(build_minilm(seq=128)), feeds)
+    (onnx_out,) = run_reference(oir.from_proto(build_minilm(seq=128)), feeds)
     weights = {name: value.astype(np.float64) for name, value in load_weights().items()}
     lengths = feeds["attention_mask"].sum(axis=1)
     expected = np.stack(

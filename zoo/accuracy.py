@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.drift import (
     HISTOGRAM_BINS,
@@ -72,7 +72,7 @@ def _minilm_reference() -> np.ndarray:
     """The FP32 embeddings of every sentence by the unoptimized model: computed once a process,
     the truth any optimized or ported run of MiniLM is compared with."""
     path = model_file(ZOO["all-minilm-l6-v2"])
-    (embeddings,) = run_reference(ir.load(path), _minilm_feeds())
+    (embeddings,) = run_reference(oir.load(path), _minilm_feeds())
     return embeddings
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import onnx
+if TYPE_CHECKING:
+    import onnx
 
 # ByteMLPerf's grouping: regular (classic CV/NLP), business (recommenders, speech in
 # production), SOTA (recent large architectures).
@@ -36,6 +38,18 @@ def install_command(requirements: Sequence[Requirement]) -> str:
     commands = [f"pip install {plain}"] if plain else []
     commands += [f"pip install --no-deps {bare}"] if bare else []
     return " && ".join(commands)
+
+
+@dataclass(frozen=True)
+class Builder:
+    """A zoo builder named by its module and function, imported when a model is built: the
+    builders import onnx and numpy, and listing the zoo must not wait for them."""
+
+    module: str
+    function: str
+
+    def __call__(self, **options: Any) -> onnx.ModelProto:
+        return getattr(importlib.import_module(self.module), self.function)(**options)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ir.files import write_text_atomically
-from runner.report.schema import read_result
+from runner.results.files import read_result
 
 OUT = Path(__file__).with_name("op-level.md")
 RESULTS = Path("bench-results/op-cpu-headline")
@@ -225,7 +225,7 @@ def main() -> int:
     after = os.getloadavg()[0]
     if completed.returncode != 0:
         print(f"op_level: {shlex.join(COMMAND)} exited {completed.returncode}", file=sys.stderr)
-    doc = read_result(RESULTS)
+    doc = read_result(RESULTS).to_json()
     write_text_atomically(OUT, page(doc, (before, after)))
     print(f"wrote {OUT}")
     return completed.returncode

@@ -33,11 +33,12 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 from onnx import TensorProto, helper
 
 from ir.files import CACHE_ENV, cache_root, write_text_atomically
 from ir.model_io import load_model
+from ir.seeded_inputs import seeded_inputs
 from targets.device import host_device
 from targets.executable import compile_model
 from targets.hardware.host import detect_cpu, host_profile
@@ -46,7 +47,6 @@ from targets.tvm_schedules.profile import leading_op
 from targets.tvm_target import TvmConfig
 from zoo.cache import model_file
 from zoo.catalog import ZOO
-from zoo.synthetic_inputs import seeded_inputs
 
 MODELS = ("resnet50", "bert-base")
 BATCHES = (1, 8)
@@ -72,7 +72,7 @@ def wait_for_quiet() -> float:
         time.sleep(QUIET_POLL_S)
 
 
-def matmul_model(size: int) -> ir.Model:
+def matmul_model(size: int) -> oir.Model:
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["a", "b"], ["c"])],
         f"matmul{size}",

@@ -7,7 +7,7 @@ Variadic Sum/Max/Min cost (inputs - 1) per element, Mean one more for the divide
 
 from __future__ import annotations
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.ops.shapes import broadcast_inputs, same_as_input
 from ir.ops.table import NodeShapes, define, per_output_element
@@ -28,7 +28,7 @@ define(
     _UNARY_TO_BOOL,
     "elementwise",
     _ONE_PER_ELEMENT,
-    shapes=same_as_input(dtype=ir.DataType.BOOL),
+    shapes=same_as_input(dtype=oir.DataType.BOOL),
     formula=_ONE,
 )
 define(_BINARY, "elementwise", _ONE_PER_ELEMENT, shapes=broadcast_inputs(), formula=_ONE)
@@ -36,7 +36,7 @@ define(
     _COMPARISONS,
     "elementwise",
     _ONE_PER_ELEMENT,
-    shapes=broadcast_inputs(dtype=ir.DataType.BOOL),
+    shapes=broadcast_inputs(dtype=oir.DataType.BOOL),
     formula=_ONE,
 )
 define(

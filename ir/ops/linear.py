@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.ops.shapes import (
     Dim,
@@ -39,10 +39,10 @@ def _matmul_rule(a: int, b: int) -> FlopsRule:
     return flops
 
 
-def matmul_shapes(a: int = 0, b: int = 1, dtype: ir.DataType | None = None) -> ShapeRule:
+def matmul_shapes(a: int = 0, b: int = 1, dtype: oir.DataType | None = None) -> ShapeRule:
     """Output 0 of a numpy.matmul of inputs a and b; dtype from input a unless fixed."""
 
-    def rule(node: ir.Node) -> list[InferredOutput | None]:
+    def rule(node: oir.Node) -> list[InferredOutput | None]:
         left, right = node.inputs[a], node.inputs[b]
         if left is None or right is None:
             return []
@@ -60,7 +60,7 @@ define(
     "MatMulInteger",
     "matmul",
     _matmul_rule(0, 1),
-    shapes=matmul_shapes(dtype=ir.DataType.INT32),
+    shapes=matmul_shapes(dtype=oir.DataType.INT32),
     formula=_MATMUL_FORMULA + " integer ops",
 )
 define(
@@ -115,10 +115,10 @@ def _conv_rule(x: int, w: int, bias: int | None) -> FlopsRule:
     return flops
 
 
-def conv_shapes(x: int = 0, w: int = 1, dtype: ir.DataType | None = None) -> ShapeRule:
+def conv_shapes(x: int = 0, w: int = 1, dtype: oir.DataType | None = None) -> ShapeRule:
     """Output 0 of a Conv-like node: [N, Cout, *window output] from X, W and the attributes."""
 
-    def rule(node: ir.Node) -> list[InferredOutput | None]:
+    def rule(node: oir.Node) -> list[InferredOutput | None]:
         data, weight = node.inputs[x], node.inputs[w]
         if data is None or weight is None:
             return []
@@ -134,7 +134,7 @@ def conv_shapes(x: int = 0, w: int = 1, dtype: ir.DataType | None = None) -> Sha
             return [(out_dtype, None)]
         spatial = window_output_spatial(node, list(data.shape.dims[2:]), kernel)
         dims: list[Dim] = [data.shape.dims[0], weight.shape.dims[0], *spatial]
-        return [(out_dtype, ir.Shape(dims))]
+        return [(out_dtype, oir.Shape(dims))]
 
     return rule
 
@@ -152,7 +152,7 @@ define(
     "ConvInteger",
     "conv",
     _conv_rule(0, 1, bias=None),
-    shapes=conv_shapes(dtype=ir.DataType.INT32),
+    shapes=conv_shapes(dtype=oir.DataType.INT32),
     formula=_CONV_FORMULA + " integer ops",
 )
 define(

@@ -10,7 +10,7 @@ the optional sum input Z); FusedGemm is Gemm + its activation.
 
 from __future__ import annotations
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.ops.activation import ACTIVATION_FLOPS, GELU_ERF_FLOPS, GELU_TANH_FLOPS, SIGMOID_FLOPS
 from ir.ops.linear import ATTENTION_FLOPS_PER_SCORE, conv_flops, conv_shapes
@@ -74,7 +74,7 @@ def _skip_norm_rule(norm_flops: int) -> FlopsRule:
     return flops
 
 
-def _skip_norm_shapes(node: ir.Node) -> list[InferredOutput | None]:
+def _skip_norm_shapes(node: oir.Node) -> list[InferredOutput | None]:
     """Output 0 (normalized) and output 3 (input + skip + bias) have the input's shape."""
     like = list(_like_input0(node))
     return [like[0], None, None, like[0]] if like else []
@@ -94,7 +94,7 @@ for _op_type, _norm in (
     )
 
 
-def _batch_transposed(node: ir.Node) -> bool:
+def _batch_transposed(node: oir.Node) -> bool:
     attributes = node.attributes
     return bool(attributes.get_int("transBatchA", 0) or attributes.get_int("transBatchB", 0))
 
@@ -110,7 +110,7 @@ def _fused_matmul_flops(view: NodeShapes) -> int:
     return matmul_int_flops(a, b)
 
 
-def _fused_matmul_shapes(node: ir.Node) -> list[InferredOutput | None]:
+def _fused_matmul_shapes(node: oir.Node) -> list[InferredOutput | None]:
     """MatMul broadcasting after applying transA/transB to the last two axes."""
     a, b = node.inputs[0], node.inputs[1]
     if a is None or b is None:
@@ -165,7 +165,7 @@ def _fused_gemm_flops(view: NodeShapes) -> int:
     return _GEMM.flops(view) + _epilogue_flops(view) * view.output_numel(0)
 
 
-def _fused_gemm_shapes(node: ir.Node) -> list[InferredOutput | None]:
+def _fused_gemm_shapes(node: oir.Node) -> list[InferredOutput | None]:
     """[M, N] after transA/transB, like Gemm."""
     a, b = node.inputs[0], node.inputs[1]
     if a is None or b is None:
@@ -174,7 +174,7 @@ def _fused_gemm_shapes(node: ir.Node) -> list[InferredOutput | None]:
         return [(a.dtype, None)]
     rows = a.shape.dims[1 if node.attributes.get_int("transA", 0) else 0]
     columns = b.shape.dims[0 if node.attributes.get_int("transB", 0) else 1]
-    return [(a.dtype, ir.Shape([rows, columns]))]
+    return [(a.dtype, oir.Shape([rows, columns]))]
 
 
 define(
@@ -205,7 +205,7 @@ def _multi_head_attention_flops(view: NodeShapes) -> int:
     return scores * (2 * (hidden // heads) + 2 * v_head_size + ATTENTION_FLOPS_PER_SCORE)
 
 
-def _multi_head_attention_shapes(node: ir.Node) -> list[InferredOutput | None]:
+def _multi_head_attention_shapes(node: oir.Node) -> list[InferredOutput | None]:
     """Output 0 is [B, S, N*Hv]: Q's batch and length, V's total head width."""
     query, value = node.inputs[0], node.inputs[2] if len(node.inputs) > 2 else None
     if query is None or query.shape is None or query.shape.rank() != 3:
@@ -216,7 +216,7 @@ def _multi_head_attention_shapes(node: ir.Node) -> list[InferredOutput | None]:
             width = value.shape[2]
         elif value.shape.rank() == 4 and isinstance(value.shape[3], int):
             width = node.attributes.get_int("num_heads", 0) * value.shape[3] or width
-    return [(query.dtype, ir.Shape([query.shape[0], query.shape[1], width]))]
+    return [(query.dtype, oir.Shape([query.shape[0], query.shape[1], width]))]
 
 
 define(

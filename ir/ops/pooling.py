@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.ops.shapes import Dim, window_output_spatial
 from ir.ops.table import CostUnknown, InferredOutput, NodeShapes, define
@@ -31,7 +31,7 @@ def _window_flops(view: NodeShapes) -> int:
     return math.prod(_kernel(view)) * _pool_output_numel(view)
 
 
-def _pool_shapes(node: ir.Node) -> list[InferredOutput | None]:
+def _pool_shapes(node: oir.Node) -> list[InferredOutput | None]:
     x = node.inputs[0]
     kernel = node.attributes.get_ints("kernel_shape", None)
     if x is None:
@@ -39,16 +39,16 @@ def _pool_shapes(node: ir.Node) -> list[InferredOutput | None]:
     if x.shape is None or not kernel or len(kernel) != len(x.shape) - 2:
         return [(x.dtype, None)]
     dims: list[Dim] = [*x.shape.dims[:2], *window_output_spatial(node, x.shape.dims[2:], kernel)]
-    return [(x.dtype, ir.Shape(dims))]
+    return [(x.dtype, oir.Shape(dims))]
 
 
-def _global_pool_shapes(node: ir.Node) -> list[InferredOutput | None]:
+def _global_pool_shapes(node: oir.Node) -> list[InferredOutput | None]:
     x = node.inputs[0]
     if x is None:
         return []
     if x.shape is None:
         return [(x.dtype, None)]
-    return [(x.dtype, ir.Shape([*x.shape.dims[:2], *[1] * (len(x.shape) - 2)]))]
+    return [(x.dtype, oir.Shape([*x.shape.dims[:2], *[1] * (len(x.shape) - 2)]))]
 
 
 define(

@@ -10,15 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.ops.table import CostUnknown, InferredOutput, ShapeRule
 
-Dim = int | ir.SymbolicDim
+Dim = int | oir.SymbolicDim
 
 
-def unknown_dim() -> ir.SymbolicDim:
-    return ir.SymbolicDim(None)
+def unknown_dim() -> oir.SymbolicDim:
+    return oir.SymbolicDim(None)
 
 
 def _broadcast_dim(a: Dim, b: Dim) -> Dim:
@@ -37,14 +37,14 @@ def _broadcast_dim(a: Dim, b: Dim) -> Dim:
     return unknown_dim()
 
 
-def broadcast_shapes(shapes: Sequence[ir.Shape]) -> ir.Shape:
+def broadcast_shapes(shapes: Sequence[oir.Shape]) -> oir.Shape:
     """Numpy-style multidirectional broadcast of possibly symbolic shapes."""
     rank = max((len(shape) for shape in shapes), default=0)
     result: list[Dim] = [1] * rank
     for shape in shapes:
         dims = [1] * (rank - len(shape)) + list(shape.dims)
         result = [_broadcast_dim(a, b) for a, b in zip(result, dims, strict=True)]
-    return ir.Shape(result)
+    return oir.Shape(result)
 
 
 def broadcast_int_shapes(shapes: Sequence[Sequence[int]]) -> tuple[int, ...]:
@@ -60,19 +60,19 @@ def broadcast_int_shapes(shapes: Sequence[Sequence[int]]) -> tuple[int, ...]:
     return tuple(result)
 
 
-def matmul_shape(a: ir.Shape, b: ir.Shape) -> ir.Shape | None:
+def matmul_shape(a: oir.Shape, b: oir.Shape) -> oir.Shape | None:
     """numpy.matmul output shape, with 1-D operands promoted and the promoted axis dropped."""
     if len(a) == 0 or len(b) == 0:
         return None
     a_dims = list(a.dims) if len(a) > 1 else [1, a.dims[0]]
     b_dims = list(b.dims) if len(b) > 1 else [b.dims[0], 1]
-    batch = broadcast_shapes([ir.Shape(a_dims[:-2]), ir.Shape(b_dims[:-2])])
+    batch = broadcast_shapes([oir.Shape(a_dims[:-2]), oir.Shape(b_dims[:-2])])
     dims = list(batch.dims)
     if len(a) > 1:
         dims.append(a_dims[-2])
     if len(b) > 1:
         dims.append(b_dims[-1])
-    return ir.Shape(dims)
+    return oir.Shape(dims)
 
 
 def matmul_int_flops(a: Sequence[int], b: Sequence[int]) -> int:
@@ -87,15 +87,15 @@ def matmul_int_flops(a: Sequence[int], b: Sequence[int]) -> int:
     return 2 * math.prod(batch) * m * n * k
 
 
-def swap_last_two(shape: ir.Shape) -> ir.Shape:
+def swap_last_two(shape: oir.Shape) -> oir.Shape:
     dims = list(shape.dims)
     if len(dims) >= 2:
         dims[-2], dims[-1] = dims[-1], dims[-2]
-    return ir.Shape(dims)
+    return oir.Shape(dims)
 
 
-def copy_shape(shape: ir.Shape | None) -> ir.Shape | None:
-    return None if shape is None else ir.Shape(list(shape.dims))
+def copy_shape(shape: oir.Shape | None) -> oir.Shape | None:
+    return None if shape is None else oir.Shape(list(shape.dims))
 
 
 def window_output_size(
@@ -122,7 +122,7 @@ def window_output_size(
 
 
 def window_output_spatial(
-    node: ir.Node, spatial: Sequence[Dim], kernel: Sequence[int]
+    node: oir.Node, spatial: Sequence[Dim], kernel: Sequence[int]
 ) -> list[Dim]:
     """Spatial output dims of a Conv/pool node from its attributes; symbolic in, unknown out.
 
@@ -161,10 +161,10 @@ def window_output_spatial(
 # ---- shape rules -------------------------------------------------------------------------
 
 
-def same_as_input(index: int = 0, dtype: ir.DataType | None = None) -> ShapeRule:
+def same_as_input(index: int = 0, dtype: oir.DataType | None = None) -> ShapeRule:
     """Output 0 has input `index`'s shape and dtype (or the fixed `dtype`)."""
 
-    def rule(node: ir.Node) -> list[InferredOutput | None]:
+    def rule(node: oir.Node) -> list[InferredOutput | None]:
         source = node.inputs[index] if index < len(node.inputs) else None
         if source is None:
             return []
@@ -173,10 +173,10 @@ def same_as_input(index: int = 0, dtype: ir.DataType | None = None) -> ShapeRule
     return rule
 
 
-def broadcast_inputs(dtype: ir.DataType | None = None, dtype_from: int = 0) -> ShapeRule:
+def broadcast_inputs(dtype: oir.DataType | None = None, dtype_from: int = 0) -> ShapeRule:
     """Output 0 is the broadcast of all present inputs; dtype fixed or taken from an input."""
 
-    def rule(node: ir.Node) -> list[InferredOutput | None]:
+    def rule(node: oir.Node) -> list[InferredOutput | None]:
         present = [value for value in node.inputs if value is not None]
         source = node.inputs[dtype_from] if dtype_from < len(node.inputs) else None
         out_dtype = dtype or (source.dtype if source is not None else None)

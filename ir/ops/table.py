@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 DEFAULT_DOMAIN = ""
 # Spellings of the default ONNX domain; entries are stored under DEFAULT_DOMAIN.
@@ -41,24 +41,24 @@ class Cost:
 
 
 # What a shape rule proposes for one output: its dtype and shape, either possibly unknown.
-InferredOutput = tuple[ir.DataType | None, ir.Shape | None]
+InferredOutput = tuple[oir.DataType | None, oir.Shape | None]
 
 
 @dataclass(frozen=True)
 class NodeShapes:
     """A node seen through concrete shapes; every accessor raises CostUnknown rather than guess."""
 
-    node: ir.Node
+    node: oir.Node
     bindings: Mapping[str, int] = field(default_factory=dict)
 
-    def _input(self, index: int) -> ir.Value:
+    def _input(self, index: int) -> oir.Value:
         inputs = self.node.inputs
         value = inputs[index] if 0 <= index < len(inputs) else None
         if value is None:
             raise CostUnknown(f"input {index} is absent")
         return value
 
-    def _output(self, index: int) -> ir.Value:
+    def _output(self, index: int) -> oir.Value:
         outputs = self.node.outputs
         if not 0 <= index < len(outputs) or not _is_present(outputs[index]):
             raise CostUnknown(f"output {index} is absent")
@@ -104,12 +104,12 @@ class NodeShapes:
         return None if values is None else tuple(values)
 
 
-def _is_present(value: ir.Value | None) -> bool:
+def _is_present(value: oir.Value | None) -> bool:
     """An output named "" is an optional output the node does not produce."""
     return value is not None and value.name != ""
 
 
-def concrete_shape(value: ir.Value, bindings: Mapping[str, int]) -> tuple[int, ...]:
+def concrete_shape(value: oir.Value, bindings: Mapping[str, int]) -> tuple[int, ...]:
     """The value's shape as ints, resolving symbolic dims through bindings, or CostUnknown."""
     shape = value.shape
     if shape is None:
@@ -125,7 +125,7 @@ def concrete_shape(value: ir.Value, bindings: Mapping[str, int]) -> tuple[int, .
     return tuple(dims)
 
 
-def tensor_bytes(value: ir.Value, bindings: Mapping[str, int]) -> int:
+def tensor_bytes(value: oir.Value, bindings: Mapping[str, int]) -> int:
     """Bytes of a dense tensor value, rounded up for sub-byte types; CostUnknown for strings."""
     dtype = value.dtype
     if dtype is None:
@@ -139,7 +139,7 @@ def tensor_bytes(value: ir.Value, bindings: Mapping[str, int]) -> int:
 
 FlopsRule = Callable[[NodeShapes], int]
 BytesRule = Callable[[NodeShapes], int]
-ShapeRule = Callable[[ir.Node], Sequence[InferredOutput | None]]
+ShapeRule = Callable[[oir.Node], Sequence[InferredOutput | None]]
 
 
 def io_bytes(view: NodeShapes) -> int:
@@ -201,7 +201,7 @@ class OpSemantics:
     infer_output_shapes: ShapeRule | None = None
     formula: str = ""
 
-    def cost(self, node: ir.Node, bindings: Mapping[str, int] | None = None) -> Cost | None:
+    def cost(self, node: oir.Node, bindings: Mapping[str, int] | None = None) -> Cost | None:
         view = NodeShapes(node, bindings or {})
         try:
             return Cost(int(self.flops(view)), int(self.bytes_moved(view)))
@@ -261,13 +261,13 @@ def registered_ops() -> list[OpSemantics]:
     return [_REGISTRY[key] for key in sorted(_REGISTRY)]
 
 
-def node_cost(node: ir.Node, bindings: Mapping[str, int] | None = None) -> Cost | None:
+def node_cost(node: oir.Node, bindings: Mapping[str, int] | None = None) -> Cost | None:
     """FLOPs and bytes of one node, or None when the op is unknown or a needed shape is not."""
     entry = lookup(node.domain, node.op_type)
     return None if entry is None else entry.cost(node, bindings)
 
 
-def infer_missing_shapes(model: ir.Model) -> int:
+def infer_missing_shapes(model: oir.Model) -> int:
     """Fill dtype/shape that ONNX inference left empty, using the table's shape rules.
 
     Runs in graph order over every graph, so a filled output feeds the rules of its consumers
@@ -295,7 +295,7 @@ def infer_missing_shapes(model: ir.Model) -> int:
     return filled
 
 
-def _apply(value: ir.Value, dtype: ir.DataType | None, shape: ir.Shape | None) -> bool:
+def _apply(value: oir.Value, dtype: oir.DataType | None, shape: oir.Shape | None) -> bool:
     changed = False
     if value.dtype is None and dtype is not None:
         value.dtype = dtype

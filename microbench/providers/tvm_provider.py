@@ -27,7 +27,8 @@ class TvmProvider(Provider):
 
     @cached_property
     def _unavailable(self) -> str | None:
-        """Why the target cannot run here (TVM missing, or built without LLVM), asked once."""
+        """Why the target cannot run here (TVM missing), asked once; a build without LLVM
+        fails each compile with that reason."""
         info = TvmTarget().info()
         return None if info.available else info.why_not
 

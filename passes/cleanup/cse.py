@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.graph_view import subgraphs_of
 from ir.node_ids import describe_node
@@ -33,14 +33,14 @@ class Cse(Pass):
     summary = "merge nodes (and small initializers) that compute the same value"
     config_type = CseConfig
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         for graph in model.graphs():
             if self.config.max_initializer_elements > 0:
                 self._merge_initializers(graph, log)
             _merge_nodes(graph, log)
 
-    def _merge_initializers(self, graph: ir.Graph, log: PassLog) -> None:
-        kept: dict[Hashable, ir.Value] = {}
+    def _merge_initializers(self, graph: oir.Graph, log: PassLog) -> None:
+        kept: dict[Hashable, oir.Value] = {}
         for value in list(graph.initializers.values()):
             tensor = value.const_value
             if (
@@ -68,9 +68,9 @@ class Cse(Pass):
             )
 
 
-def _merge_nodes(graph: ir.Graph, log: PassLog) -> None:
+def _merge_nodes(graph: oir.Graph, log: PassLog) -> None:
     """Graph order is topological, so the first node with a key can stand for later ones."""
-    first_with: dict[Hashable, ir.Node] = {}
+    first_with: dict[Hashable, oir.Node] = {}
     for node in list(graph):
         if not node.outputs:
             continue
@@ -93,7 +93,7 @@ def _merge_nodes(graph: ir.Graph, log: PassLog) -> None:
         graph.remove(node, safe=True)
 
 
-def _blocker(node: ir.Node, first: ir.Node) -> str | None:
+def _blocker(node: oir.Node, first: oir.Node) -> str | None:
     if is_nondeterministic(node):
         return f"{describe_node(node)} is nondeterministic, so it may differ from its twin"
     if any(subgraphs_of(node)):
@@ -105,7 +105,7 @@ def _blocker(node: ir.Node, first: ir.Node) -> str | None:
     return None
 
 
-def _node_key(node: ir.Node) -> Hashable:
+def _node_key(node: oir.Node) -> Hashable:
     """What makes two nodes compute the same: op, inputs by identity and attribute values
     (subgraphs by position only; `_blocker` keeps such nodes apart)."""
     attributes = tuple(
@@ -122,18 +122,18 @@ def _node_key(node: ir.Node) -> Hashable:
     )
 
 
-def _attribute_key(attribute: ir.Attr) -> Hashable:
+def _attribute_key(attribute: oir.Attr) -> Hashable:
     """Exact: tensors by dtype, shape and bytes (not by name), floats by bit pattern."""
-    if attribute.type == ir.AttributeType.TENSOR:
+    if attribute.type == oir.AttributeType.TENSOR:
         return _tensor_key(attribute.as_tensor())
-    if attribute.type == ir.AttributeType.TENSORS:
+    if attribute.type == oir.AttributeType.TENSORS:
         return tuple(_tensor_key(tensor) for tensor in attribute.as_tensors())
-    if attribute.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS):
+    if attribute.type in (oir.AttributeType.GRAPH, oir.AttributeType.GRAPHS):
         return "subgraph"
-    proto = ir.serde.serialize_attribute(attribute)
+    proto = oir.serde.serialize_attribute(attribute)
     return proto.SerializeToString(deterministic=True)
 
 
-def _tensor_key(tensor: ir.TensorProtocol) -> Hashable:
-    data = tuple(tensor.string_data()) if tensor.dtype == ir.DataType.STRING else tensor.tobytes()
+def _tensor_key(tensor: oir.TensorProtocol) -> Hashable:
+    data = tuple(tensor.string_data()) if tensor.dtype == oir.DataType.STRING else tensor.tobytes()
     return (tensor.dtype, tuple(tensor.shape), data)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.graph_view import subgraphs_of
 from ir.node_ids import describe_node
@@ -30,13 +30,13 @@ class Dce(Pass):
     summary = "remove nodes and initializers that no graph output depends on"
     config_type = DceConfig
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         _sweep(model.graph, log)
         if self.config.opset_imports:
             _drop_unused_imports(model, log)
 
 
-def _sweep(graph: ir.Graph, log: PassLog) -> None:
+def _sweep(graph: oir.Graph, log: PassLog) -> None:
     """Readers come after what they read, so one backward walk reaches the fixed point. A live
     node's subgraphs are swept when it is reached, before the nodes their reads keep alive."""
     for node in reversed(list(graph)):
@@ -71,7 +71,7 @@ def _sweep(graph: ir.Graph, log: PassLog) -> None:
         )
 
 
-def _remove_dead_node(graph: ir.Graph, node: ir.Node, log: PassLog) -> None:
+def _remove_dead_node(graph: oir.Graph, node: oir.Node, log: PassLog) -> None:
     inner = [n for subgraph in subgraphs_of(node) for n in subgraph.all_nodes()]
     # Inner nodes may read values of this graph; release those reads so they can die too.
     for inner_node in inner:
@@ -87,7 +87,7 @@ def _remove_dead_node(graph: ir.Graph, node: ir.Node, log: PassLog) -> None:
     graph.remove(node, safe=True)
 
 
-def _drop_unused_imports(model: ir.Model, log: PassLog) -> None:
+def _drop_unused_imports(model: oir.Model, log: PassLog) -> None:
     used = {node.domain for node in model.graph.all_nodes()}
     for function in model.functions.values():
         used.add(function.domain)
@@ -103,6 +103,6 @@ def _drop_unused_imports(model: ir.Model, log: PassLog) -> None:
         )
 
 
-def _tensor_text(value: ir.Value) -> str:
+def _tensor_text(value: oir.Value) -> str:
     tensor = value.const_value
     return "no data" if tensor is None else f"{tensor.dtype.name}{tensor.shape}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 from onnx.reference import ReferenceEvaluator
 
 from ir.errors import first_line
@@ -23,12 +23,9 @@ from ir.ops import infer_missing_shapes
 from ir.reference import run_reference
 from ir.shape_inference import infer_value_types
 from passes.base import Pass, PassConfig, PassLog
+from passes.contracts import CONSTANT_INITIALIZERS_IR_VERSION, CONSTANT_WEIGHTS
 from passes.option_range import bounded
 from passes.rewrite import add_initializer, is_nondeterministic
-
-# The first IR version in which an initializer need not also be a graph input.
-_CONSTANT_INITIALIZERS_IR_VERSION = 4
-
 
 _MAX_ROUNDS = 64  # a bound, not a target: rounds stop when one folds nothing
 
@@ -51,8 +48,9 @@ class FoldConstants(Pass):
     name = "fold-constants"
     summary = "evaluate nodes whose inputs are all constant and store their outputs as weights"
     config_type = FoldConstantsConfig
+    provides = (CONSTANT_WEIGHTS,)
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         if not self.config.overridable_initializers:
             _make_initializer_inputs_constant(model, log)
         # Folding a shape chain can make more shapes static (a Reshape's target becomes known),
@@ -64,10 +62,10 @@ class FoldConstants(Pass):
             if len(log.changes) == changes:
                 break
             del log.skipped[skips:]
-            infer_value_types(model, ir.to_proto(model), Path("<fold-constants>"))
+            infer_value_types(model, oir.to_proto(model), Path("<fold-constants>"))
             infer_missing_shapes(model)
 
-    def _fold_round(self, model: ir.Model, log: PassLog) -> None:
+    def _fold_round(self, model: oir.Model, log: PassLog) -> None:
         # Graph order is topological, so a node's constant inputs are folded before it is seen.
         for node in list(model.graph.all_nodes()):
             standard = node.domain in ("", "ai.onnx")
@@ -78,9 +76,9 @@ class FoldConstants(Pass):
             else:
                 self._fold(node, model, log)
 
-    def _fold(self, node: ir.Node, model: ir.Model, log: PassLog) -> None:
-        tensors: list[ir.TensorProtocol | None] = []
-        overridable: list[ir.Value] = []
+    def _fold(self, node: oir.Node, model: oir.Model, log: PassLog) -> None:
+        tensors: list[oir.TensorProtocol | None] = []
+        overridable: list[oir.Value] = []
         for value in node.inputs:
             tensor = None if value is None else _constant(value)
             if value is not None and tensor is None:
@@ -119,7 +117,7 @@ class FoldConstants(Pass):
             reason=f"{describe_node(node)} reads only constants; folded into initializer {names}",
         )
 
-    def _blocker(self, node: ir.Node, tensors: Sequence[ir.TensorProtocol | None]) -> str | None:
+    def _blocker(self, node: oir.Node, tensors: Sequence[oir.TensorProtocol | None]) -> str | None:
         """Why `node` must not be evaluated, judged before evaluating it."""
         if is_nondeterministic(node):
             return f"{describe_node(node)} is nondeterministic"
@@ -127,7 +125,7 @@ class FoldConstants(Pass):
             return f"{describe_node(node)} has subgraphs"
         return self._oversized(node, _expected_sizes(node, tensors))
 
-    def _oversized(self, node: ir.Node, sizes: Sequence[int | None]) -> str | None:
+    def _oversized(self, node: oir.Node, sizes: Sequence[int | None]) -> str | None:
         for value, size in zip(node.outputs, sizes, strict=True):
             if size is not None and size > self.config.max_elements:
                 return (
@@ -137,10 +135,10 @@ class FoldConstants(Pass):
         return None
 
 
-def _make_initializer_inputs_constant(model: ir.Model, log: PassLog) -> None:
+def _make_initializer_inputs_constant(model: oir.Model, log: PassLog) -> None:
     """IR<4 requires every initializer to be listed as a graph input too, which made weights
     look overridable; treat them as the constants they almost always are."""
-    if model.ir_version >= _CONSTANT_INITIALIZERS_IR_VERSION:
+    if model.ir_version >= CONSTANT_INITIALIZERS_IR_VERSION:
         return
     graph = model.graph
     defaults = [value for value in graph.inputs if value.is_initializer()]
@@ -149,17 +147,17 @@ def _make_initializer_inputs_constant(model: ir.Model, log: PassLog) -> None:
     for value in defaults:
         graph.inputs.remove(value)
     old_version = model.ir_version
-    model.ir_version = _CONSTANT_INITIALIZERS_IR_VERSION
+    model.ir_version = CONSTANT_INITIALIZERS_IR_VERSION
     log.changed_graph(
         rule="initializer-inputs",
         reason=f"IR version {old_version} lists every initializer as a graph input; removed "
         f"{len(defaults)} initializers ({_name_list(defaults)}) from the graph inputs so they are "
-        f"constants, and raised ir_version to {_CONSTANT_INITIALIZERS_IR_VERSION}, the first "
+        f"constants, and raised ir_version to {CONSTANT_INITIALIZERS_IR_VERSION}, the first "
         "that allows that (overridable_initializers=false)",
     )
 
 
-def _lift_constant(node: ir.Node, model: ir.Model, log: PassLog) -> None:
+def _lift_constant(node: oir.Node, model: oir.Model, log: PassLog) -> None:
     """A Constant becomes an initializer whatever its size: its data is in the model already."""
     try:
         arrays = _evaluate(node, [], model)
@@ -178,7 +176,7 @@ def _lift_constant(node: ir.Node, model: ir.Model, log: PassLog) -> None:
     )
 
 
-def _fold_static_shape(node: ir.Node, log: PassLog) -> None:
+def _fold_static_shape(node: oir.Node, log: PassLog) -> None:
     """Shape and Size read only the static part of a shape, not the data."""
     value = node.inputs[0]
     dims = None if value.shape is None else list(value.shape)
@@ -203,7 +201,7 @@ def _fold_static_shape(node: ir.Node, log: PassLog) -> None:
     )
 
 
-def _constant(value: ir.Value) -> ir.TensorProtocol | None:
+def _constant(value: oir.Value) -> oir.TensorProtocol | None:
     """The value's tensor if it is fixed: an initializer, of this graph or an enclosing one, that
     is not a graph input. (Constant nodes are lifted before their readers are visited.)"""
     if value.is_initializer() and not value.is_graph_input():
@@ -211,12 +209,14 @@ def _constant(value: ir.Value) -> ir.TensorProtocol | None:
     return None
 
 
-def _is_omitted(value: ir.Value) -> bool:
+def _is_omitted(value: oir.Value) -> bool:
     """An optional output the model does not ask for."""
     return not value.name and not value.uses() and not value.is_graph_output()
 
 
-def _expected_sizes(node: ir.Node, tensors: Sequence[ir.TensorProtocol | None]) -> list[int | None]:
+def _expected_sizes(
+    node: oir.Node, tensors: Sequence[oir.TensorProtocol | None]
+) -> list[int | None]:
     """Output element counts known before evaluating: static inferred shapes, and the shape
     operand of ConstantOfShape (IR<4 models often leave those outputs without a shape)."""
     sizes: list[int | None] = []
@@ -232,15 +232,18 @@ def _expected_sizes(node: ir.Node, tensors: Sequence[ir.TensorProtocol | None]) 
 
 
 def _evaluate(
-    node: ir.Node, tensors: Sequence[ir.TensorProtocol | None], model: ir.Model
+    node: oir.Node, tensors: Sequence[oir.TensorProtocol | None], model: oir.Model
 ) -> list[np.ndarray | None]:
-    """The node's outputs (None for omitted optional ones), computed by running it alone:
-    onnxruntime first, being the reference path's runtime, then the ONNX reference evaluator,
-    which also knows the opsets onnxruntime dropped."""
+    """The node's outputs (None for omitted optional ones), computed by running it alone: on
+    the reference path first (`ir.reference`, which drift measurements also run on), then with
+    the ONNX evaluator (`onnx.reference`), which also knows the opsets that path dropped."""
     one = _one_node_model(node, tensors, model)
     wanted = [value for value in node.outputs if not _is_omitted(value)]
     errors = []
-    for runtime, run in (("onnxruntime", _run_onnxruntime), ("reference", _run_evaluator)):
+    for runtime, run in (
+        ("reference path", _run_reference_path),
+        ("ONNX evaluator", _run_evaluator),
+    ):
         try:
             arrays = run(one)
             _check_dtypes(wanted, arrays)
@@ -253,24 +256,24 @@ def _evaluate(
 
 
 def _one_node_model(
-    node: ir.Node, tensors: Sequence[ir.TensorProtocol | None], model: ir.Model
-) -> ir.Model:
+    node: oir.Node, tensors: Sequence[oir.TensorProtocol | None], model: oir.Model
+) -> oir.Model:
     """A model of just `node`, its constant inputs as initializers under their own names."""
-    initializers: dict[str, ir.Value] = {}
-    inputs: list[ir.Value | None] = []
+    initializers: dict[str, oir.Value] = {}
+    inputs: list[oir.Value | None] = []
     for value, tensor in zip(node.inputs, tensors, strict=True):
         if value is None or tensor is None:
             inputs.append(None)
             continue
         if value.name not in initializers:
-            initializers[value.name] = ir.Value(
+            initializers[value.name] = oir.Value(
                 name=value.name,
-                type=ir.TensorType(tensor.dtype),
-                shape=ir.Shape(tensor.shape),
+                type=oir.TensorType(tensor.dtype),
+                shape=oir.Shape(tensor.shape),
                 const_value=tensor,
             )
         inputs.append(initializers[value.name])
-    copy = ir.Node(
+    copy = oir.Node(
         node.domain,
         node.op_type,
         inputs,
@@ -281,7 +284,7 @@ def _one_node_model(
     )
     for new, old in zip(copy.outputs, node.outputs, strict=True):
         new.name = "" if _is_omitted(old) else old.name
-    graph = ir.Graph(
+    graph = oir.Graph(
         [],
         [value for value in copy.outputs if value.name],
         nodes=[copy],
@@ -289,29 +292,29 @@ def _one_node_model(
         opset_imports=dict(model.opset_imports),
     )
     calls_function = (node.domain, node.op_type, node.overload) in model.functions
-    return ir.Model(
+    return oir.Model(
         graph,
-        ir_version=max(model.ir_version, _CONSTANT_INITIALIZERS_IR_VERSION),
+        ir_version=max(model.ir_version, CONSTANT_INITIALIZERS_IR_VERSION),
         functions=list(model.functions.values()) if calls_function else [],
     )
 
 
-def _run_onnxruntime(one: ir.Model) -> list[np.ndarray]:
+def _run_reference_path(one: oir.Model) -> list[np.ndarray]:
     return run_reference(one, {})
 
 
-def _run_evaluator(one: ir.Model) -> list[np.ndarray]:
-    return list(ReferenceEvaluator(ir.to_proto(one)).run(None, {}))
+def _run_evaluator(one: oir.Model) -> list[np.ndarray]:
+    return list(ReferenceEvaluator(oir.to_proto(one)).run(None, {}))
 
 
-def _check_dtypes(values: Sequence[ir.Value], arrays: Sequence[np.ndarray]) -> None:
+def _check_dtypes(values: Sequence[oir.Value], arrays: Sequence[np.ndarray]) -> None:
     for value, array in zip(values, arrays, strict=True):
-        got = ir.DataType.from_numpy(array.dtype)
+        got = oir.DataType.from_numpy(array.dtype)
         if value.dtype is not None and got != value.dtype:
             raise TypeError(f"gave {got.name} for '{value.name}', which is {value.dtype.name}")
 
 
-def _replace_with_initializers(node: ir.Node, arrays: Sequence[np.ndarray | None]) -> str:
+def _replace_with_initializers(node: oir.Node, arrays: Sequence[np.ndarray | None]) -> str:
     """Swap the node's outputs for initializers of the same names, drop the node, and name the
     new initializers for the log."""
     graph = node.graph
@@ -329,6 +332,6 @@ def _replace_with_initializers(node: ir.Node, arrays: Sequence[np.ndarray | None
     return ", ".join(described)
 
 
-def _name_list(values: Sequence[ir.Value], limit: int = 3) -> str:
+def _name_list(values: Sequence[oir.Value], limit: int = 3) -> str:
     names = ", ".join(f"'{value.name}'" for value in values[:limit])
     return names + (f" and {len(values) - limit} more" if len(values) > limit else "")

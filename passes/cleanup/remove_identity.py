@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.node_ids import describe_node
 from passes.base import Pass, PassConfig, PassLog
@@ -31,7 +31,7 @@ _INT64_MAX = 2**63 - 1
 class NoOp:
     """The node's first output equals `source`; `why` says so in words."""
 
-    source: ir.Value
+    source: oir.Value
     why: str
 
 
@@ -50,7 +50,7 @@ class RemoveIdentity(Pass):
     summary = "remove Identity, inference Dropout and other nodes that pass a value through"
     config_type = PassConfig
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         opset = default_opset(model)
         for graph in model.graphs():
             for node in list(graph):
@@ -64,7 +64,7 @@ class RemoveIdentity(Pass):
                     _remove(graph, node, verdict, rule, log)
 
 
-def _remove(graph: ir.Graph, node: ir.Node, verdict: NoOp, rule: str, log: PassLog) -> None:
+def _remove(graph: oir.Graph, node: oir.Node, verdict: NoOp, rule: str, log: PassLog) -> None:
     output, source = node.outputs[0], verdict.source
     blocker = output_handover_blocker(output, source)
     if blocker is not None:
@@ -84,12 +84,12 @@ def _remove(graph: ir.Graph, node: ir.Node, verdict: NoOp, rule: str, log: PassL
     graph.remove(node, safe=True)
 
 
-def _is_read(value: ir.Value) -> bool:
+def _is_read(value: oir.Value) -> bool:
     return bool(value.uses()) or value.is_graph_output()
 
 
 def _operand(
-    node: ir.Node, attribute: str, index: int, default: list[int] | None = None
+    node: oir.Node, attribute: str, index: int, default: list[int] | None = None
 ) -> list[int] | None:
     """An int list given as an attribute (older opsets) or as constant input `index` (newer
     ones); `default` when the node has neither, None when it is computed at run time."""
@@ -101,11 +101,11 @@ def _operand(
     return default
 
 
-def _identity(node: ir.Node, opset: int) -> Verdict:
+def _identity(node: oir.Node, opset: int) -> Verdict:
     return NoOp(node.inputs[0], "passes its input through")
 
 
-def _dropout(node: ir.Node, opset: int) -> Verdict:
+def _dropout(node: oir.Node, opset: int) -> Verdict:
     if len(node.outputs) > 1 and _is_read(node.outputs[1]):
         return Blocked(f"its mask output '{node.outputs[1].name}' is read")
     if opset < 7 and not node.attributes.get_int("is_test", 0):
@@ -115,11 +115,11 @@ def _dropout(node: ir.Node, opset: int) -> Verdict:
     return NoOp(node.inputs[0], "runs in inference mode")
 
 
-def _cast(node: ir.Node, opset: int) -> Verdict:
+def _cast(node: oir.Node, opset: int) -> Verdict:
     source = node.inputs[0]
     if node.op_type == "Cast":
         to = node.attributes.get_int("to")
-        target = None if to is None else ir.DataType(to)
+        target = None if to is None else oir.DataType(to)
     else:  # CastLike
         target = node.inputs[1].dtype
     if source.dtype is None or target != source.dtype:
@@ -127,7 +127,7 @@ def _cast(node: ir.Node, opset: int) -> Verdict:
     return NoOp(source, f"casts to {target.name}, which '{source.name}' already is")
 
 
-def _reshape(node: ir.Node, opset: int) -> Verdict:
+def _reshape(node: oir.Node, opset: int) -> Verdict:
     source, target = node.inputs[0], _operand(node, "shape", 1)
     if source.shape is None or target is None:
         return None
@@ -143,7 +143,7 @@ def _reshape(node: ir.Node, opset: int) -> Verdict:
     return None
 
 
-def _expand(node: ir.Node, opset: int) -> Verdict:
+def _expand(node: oir.Node, opset: int) -> Verdict:
     source, target = node.inputs[0], _operand(node, "shape", 1)
     if (
         source.shape is None
@@ -151,10 +151,10 @@ def _expand(node: ir.Node, opset: int) -> Verdict:
         or not broadcast_keeps_shape(source.shape, tuple(target))
     ):
         return None
-    return NoOp(source, f"expands '{source.name}' {source.shape} by {ir.Shape(target)}")
+    return NoOp(source, f"expands '{source.name}' {source.shape} by {oir.Shape(target)}")
 
 
-def _transpose(node: ir.Node, opset: int) -> Verdict:
+def _transpose(node: oir.Node, opset: int) -> Verdict:
     source, perm = node.inputs[0], node.attributes.get_ints("perm")
     if perm is None:  # the default reverses the axes
         identity = source.shape is not None and len(source.shape) <= 1
@@ -163,14 +163,14 @@ def _transpose(node: ir.Node, opset: int) -> Verdict:
     return NoOp(source, "transposes with the identity permutation") if identity else None
 
 
-def _pad(node: ir.Node, opset: int) -> Verdict:
+def _pad(node: oir.Node, opset: int) -> Verdict:
     pads = _operand(node, "pads", 1) or _operand(node, "paddings", 1)
     if pads is None or any(pads):
         return None
     return NoOp(node.inputs[0], "pads by zero on every side")
 
 
-def _slice(node: ir.Node, opset: int) -> Verdict:
+def _slice(node: oir.Node, opset: int) -> Verdict:
     source = node.inputs[0]
     starts, ends = _operand(node, "starts", 1), _operand(node, "ends", 2)
     if source.shape is None or starts is None or ends is None:
@@ -202,7 +202,7 @@ _NEUTRAL = {
 }
 
 
-def _arithmetic(node: ir.Node, opset: int) -> Verdict:
+def _arithmetic(node: oir.Node, opset: int) -> Verdict:
     neutral, what, commutative = _NEUTRAL[node.op_type]
     for source_index, constant_index in ((0, 1), (1, 0))[: 2 if commutative else 1]:
         source, constant = node.inputs[source_index], constant_array(node.inputs[constant_index])
@@ -215,14 +215,14 @@ def _arithmetic(node: ir.Node, opset: int) -> Verdict:
             )
         if not broadcast_keeps_shape(source.shape, constant.shape):
             return Blocked(
-                f"it {what}, but broadcasting with the {ir.Shape(constant.shape)} constant "
+                f"it {what}, but broadcasting with the {oir.Shape(constant.shape)} constant "
                 f"changes the shape of '{source.name}' {source.shape}"
             )
         return NoOp(source, what)
     return None
 
 
-_CHECKS: dict[str, tuple[str, Callable[[ir.Node, int], Verdict]]] = {
+_CHECKS: dict[str, tuple[str, Callable[[oir.Node, int], Verdict]]] = {
     "Identity": ("identity", _identity),
     "Dropout": ("dropout", _dropout),
     "Cast": ("cast", _cast),

@@ -1,35 +1,31 @@
 """fuse-activation: an activation right after a Conv or Gemm becomes the epilogue of the fused op
 the target runs, so the activation costs no extra pass over memory.
 
-Which pairs fuse is a property of the target's kernels, not of ONNX, so each target declares its
-fused ops and the activations they apply; a pair is listed only once it has been seen to run and
-match the unfused result. onnxruntime (CPU, float32, checked with 1.32): com.microsoft FusedConv
-applies Relu, Sigmoid, Tanh, LeakyRelu, Clip, HardSigmoid and HardSwish; FusedGemm applies Relu,
-Sigmoid, Tanh, LeakyRelu, HardSigmoid, Elu and Softplus (not Clip or HardSwish); neither has a
-Gelu epilogue. Both also ran float16 on the checking machine, but whether a float16 kernel
-exists depends on the build and the CPU, so it is not relied on.
+Which pairs fuse is a property of the target's kernels, not of ONNX: a target declares its fused
+convolution and matrix product (`FusedOp` "FusedConv" and "FusedGemm" of com.microsoft) with the
+activations their epilogues apply and how they take an activation's parameters as attributes
+("activation_params": one list; "alpha_beta": activation_alpha and activation_beta). Without a
+target (the default) nothing is fused and each site says why. Activations no declaration lists
+are still looked at, so that the pairs a target lacks are reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.ops.activation import ACTIVATION_FLOPS
-from passes.base import Pass, PassConfig, PassLog
-from passes.rewrite import (
-    constant_array,
-    non_constant_reason,
-    produced_by,
-    replace_nodes,
-    shared_output_reason,
-)
+from passes.base import PassConfig
+from passes.contracts import CONSTANT_WEIGHTS
+from passes.engine.match import Match
+from passes.engine.patterns import Op
+from passes.engine.rule_set_pass import RuleSetPass
+from passes.engine.rules import Emits, Rewrite, RewriteContext, Rule
+from passes.rewrite import NoMatch, constant_array, non_constant_reason
 
 MICROSOFT = "com.microsoft"
-_ANCHORS = ("Conv", "Gemm")
 # Activations a fusion is looked for after, so that the ones a target lacks are reported.
 _ACTIVATIONS = frozenset({*ACTIVATION_FLOPS, "Gelu", "FastGelu", "QuickGelu"})
 # Attributes of the activations that take parameters, in the order fused ops expect them.
@@ -42,62 +38,32 @@ _FLOAT32_RANGE = np.finfo(np.float32)
 
 
 @dataclass(frozen=True)
-class Epilogue:
-    """A fused op of a target: the activations its kernel applies and how it takes their
-    parameters as attributes."""
-
-    op_type: str
-    activations: frozenset[str]
-    parameter_attributes: Callable[[list[float]], dict[str, object]]
-
-
-def _fused_conv_parameters(parameters: list[float]) -> dict[str, object]:
-    return {"activation_params": parameters} if parameters else {}
-
-
-def _fused_gemm_parameters(parameters: list[float]) -> dict[str, object]:
-    return dict(zip(("activation_alpha", "activation_beta"), parameters, strict=False))
-
-
-# target -> anchor op -> the fused op it becomes.
-EPILOGUES: dict[str, dict[str, Epilogue]] = {
-    "onnxruntime": {
-        "Conv": Epilogue(
-            "FusedConv",
-            frozenset({"Relu", "Sigmoid", "Tanh", "LeakyRelu", "Clip", "HardSigmoid", "HardSwish"}),
-            _fused_conv_parameters,
-        ),
-        "Gemm": Epilogue(
-            "FusedGemm",
-            frozenset({"Relu", "Sigmoid", "Tanh", "LeakyRelu", "HardSigmoid", "Elu", "Softplus"}),
-            _fused_gemm_parameters,
-        ),
-    },
-}
-
-
-@dataclass(frozen=True)
 class FuseActivationConfig(PassConfig):
-    """`target`: whose fused ops to emit (a key of EPILOGUES)."""
+    """`target`: the registered target whose declared fused ops to emit ("" for none, which
+    fuses nothing)."""
 
-    target: str = "onnxruntime"
+    target: str = ""
 
 
-def _clip_bound_inputs(clip: ir.Node) -> list[tuple[int, str, ir.Value]]:
+def _clip_bound_inputs(clip: oir.Node) -> list[tuple[int, str, oir.Value]]:
     """Clip's min and max inputs that are given (since opset 11; before, they are attributes)."""
     named = zip(("min", "max"), clip.inputs[1:3], strict=False)
     return [(index, name, value) for index, (name, value) in enumerate(named) if value is not None]
 
 
-def _parameters(activation: ir.Node) -> list[float]:
-    """The activation's parameters, in the order fused ops take them."""
+def _parameters(activation: oir.Node) -> list[float]:
+    """The activation's parameters, in the order fused ops take them; NoMatch for Clip bounds
+    known only at run time."""
     if activation.op_type == "Clip":
         bounds = [
             activation.attributes.get_float("min", float(_FLOAT32_RANGE.min)),
             activation.attributes.get_float("max", float(_FLOAT32_RANGE.max)),
         ]
-        for index, _, value in _clip_bound_inputs(activation):
-            bounds[index] = float(constant_array(value))
+        for index, name, value in _clip_bound_inputs(activation):
+            bound = constant_array(value)
+            if bound is None:
+                raise NoMatch(f"Clip {name} '{value.name}' {non_constant_reason(value)}")
+            bounds[index] = float(bound)
         return bounds
     return [
         activation.attributes.get_float(name, default)
@@ -105,69 +71,66 @@ def _parameters(activation: ir.Node) -> list[float]:
     ]
 
 
-class FuseActivation(Pass):
+def _parameter_attributes(convention: str, parameters: list[float]) -> dict[str, object] | None:
+    """`parameters` as the attributes of a fused op following `convention` (see
+    `FusedOp.attributes`); None when the convention cannot carry them."""
+    if not parameters:
+        return {}
+    if convention == "activation_params":
+        return {"activation_params": parameters}
+    if convention == "alpha_beta" and len(parameters) <= 2:
+        return dict(zip(("activation_alpha", "activation_beta"), parameters, strict=False))
+    return None
+
+
+def _dtype_name(dtype: oir.DataType | None) -> str | None:
+    """numpy's name for `dtype` ("float32"), as capabilities spell element types."""
+    return None if dtype is None else np.dtype(dtype.numpy()).name
+
+
+def _epilogue(match: Match, context: RewriteContext) -> Rewrite:
+    """The target's fused op computing the anchor with the activation as its epilogue."""
+    anchor, activation = match.node("anchor"), match.root
+    fused = context.declaration
+    assert fused is not None, "a com.microsoft op is emitted only as a target declares it"
+    owner = f"{context.target}'s {fused.op_type}"
+    if activation.domain != "" or activation.op_type not in fused.epilogues:
+        raise NoMatch(f"{owner} has no {activation.op_type} epilogue")
+    dtype = anchor.outputs[0].dtype
+    if _dtype_name(dtype) not in fused.dtypes:
+        raise NoMatch(
+            f"{owner} is only known to run {', '.join(sorted(fused.dtypes))}; "
+            f"{anchor.op_type} output is {dtype or 'of unknown type'}"
+        )
+    parameters = _parameter_attributes(fused.attributes, _parameters(activation))
+    if parameters is None:
+        raise NoMatch(f"{owner} declares no attributes for {activation.op_type}'s parameters")
+    attributes = {**anchor.attributes, "activation": activation.op_type, **parameters}
+    node = oir.node(fused.op_type, anchor.inputs, attributes, domain=fused.domain, name=anchor.name)
+    return Rewrite(
+        (node,),
+        {activation.outputs[0]: node.outputs[0]},
+        f"{activation.op_type} runs as the epilogue of {owner}",
+    )
+
+
+def _rule(anchor: str, fused: str) -> Rule:
+    """`anchor` -> activation becomes the target's `fused` op, rule "{anchor}-activation"."""
+    pattern = Op(
+        _ACTIVATIONS,
+        inputs=(Op(anchor, capture="anchor"),),
+        domain=frozenset({"", MICROSOFT}),
+    )
+    return Rule(
+        f"{anchor.lower()}-activation", pattern, _epilogue, requires=Emits(fused, MICROSOFT)
+    )
+
+
+class FuseActivation(RuleSetPass):
     """Conv/Gemm -> activation becomes the target's fused op with that activation."""
 
     name = "fuse-activation"
     summary = "fold an activation after Conv or Gemm into the target's fused op"
     config_type = FuseActivationConfig
-
-    def run(self, model: ir.Model, log: PassLog) -> None:
-        for activation in list(model.graph):
-            if activation.op_type not in _ACTIVATIONS or activation.domain not in ("", MICROSOFT):
-                continue
-            anchor = next(
-                (node for op in _ANCHORS if (node := produced_by(activation.inputs[0], op))), None
-            )
-            if anchor is None:
-                continue
-            rule = f"{anchor.op_type.lower()}-activation"
-            reason = self._reason_not_to_fuse(anchor, activation)
-            if reason is not None:
-                log.skip(
-                    [anchor, activation],
-                    rule=rule,
-                    reason=f"{anchor.op_type}+{activation.op_type} not fused: {reason}",
-                )
-                continue
-            epilogue = EPILOGUES[self.config.target][anchor.op_type]
-            attributes = {
-                **anchor.attributes,
-                "activation": activation.op_type,
-                **epilogue.parameter_attributes(_parameters(activation)),
-            }
-            fused = ir.node(
-                epilogue.op_type, anchor.inputs, attributes, domain=MICROSOFT, name=anchor.name
-            )
-            model.opset_imports.setdefault(MICROSOFT, 1)
-            replace_nodes(
-                log,
-                [anchor, activation],
-                [fused],
-                {activation.outputs[0]: fused.outputs[0]},
-                rule=rule,
-                reason=f"{activation.op_type} runs as the epilogue of {self.config.target}'s "
-                f"{epilogue.op_type}",
-            )
-
-    def _reason_not_to_fuse(self, anchor: ir.Node, activation: ir.Node) -> str | None:
-        target = self.config.target
-        if target not in EPILOGUES:
-            return f"target '{target}' declares no fused epilogues"
-        reason = shared_output_reason(anchor)
-        if reason is not None:
-            return reason
-        epilogue = EPILOGUES[target][anchor.op_type]
-        if activation.domain != "" or activation.op_type not in epilogue.activations:
-            return f"{target}'s {epilogue.op_type} has no {activation.op_type} epilogue"
-        dtype = anchor.outputs[0].dtype
-        if dtype != ir.DataType.FLOAT:
-            return (
-                f"{target}'s {epilogue.op_type} is only known to run float32; "
-                f"{anchor.op_type} output is {dtype or 'of unknown type'}"
-            )
-        if activation.op_type == "Clip":
-            for _, name, value in _clip_bound_inputs(activation):
-                if constant_array(value) is None:
-                    return f"Clip {name} '{value.name}' {non_constant_reason(value)}"
-        return None
+    requires = (CONSTANT_WEIGHTS,)  # Clip's bounds are read as constants
+    rules = (_rule("Conv", "FusedConv"), _rule("Gemm", "FusedGemm"))

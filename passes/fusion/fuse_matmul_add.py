@@ -14,21 +14,15 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
-from passes.base import Pass, PassConfig, PassLog
-from passes.rewrite import (
-    add_initializer,
-    broadcast_keeps_shape,
-    constant_array,
-    non_constant_reason,
-    produced_by,
-    replace_nodes,
-    shared_output_reason,
-)
-
-RULE = "matmul-add-gemm"
-RULE_ND = "matmul-add-reshape-gemm"
+from passes.base import PassConfig
+from passes.contracts import CONSTANT_WEIGHTS
+from passes.engine.match import Match
+from passes.engine.patterns import AnyValue, Const, Op
+from passes.engine.rule_set_pass import RuleSetPass
+from passes.engine.rules import Emits, Rewrite, RewriteContext, Rule
+from passes.rewrite import NoMatch, add_initializer, broadcast_keeps_shape
 
 
 @dataclass(frozen=True)
@@ -39,109 +33,104 @@ class FuseMatMulAddConfig(PassConfig):
     reshape_nd: bool = False
 
 
-def _shape_text(dims: list[int | ir.SymbolicDim] | tuple[int, ...]) -> str:
-    return str(ir.Shape(list(dims)))
+def _matrix(weight: np.ndarray) -> str | None:
+    return None if weight.ndim == 2 else f"has rank {weight.ndim}; Gemm needs 2-D"
 
 
-class FuseMatMulAdd(Pass):
+MATMUL_PLUS_BIAS = Op(
+    "Add",
+    inputs=(
+        Op(
+            "MatMul",
+            inputs=(AnyValue("data"), Const("weight", role="weight", check=_matrix)),
+            capture="matmul",
+        ),
+        Const("bias"),
+    ),
+)
+
+
+def _shape_text(dims: list[int | oir.SymbolicDim] | tuple[int, ...]) -> str:
+    return str(oir.Shape(list(dims)))
+
+
+def _check_shapes(shape: oir.Shape | None, width: int, bias: np.ndarray, reshape_nd: bool) -> None:
+    """NoMatch unless Gemm can compute the product of an input of `shape` and a [K, `width`]
+    weight, plus `bias`: a 2-D input, or (with reshape_nd) a static one whose rows fold."""
+    if shape is None:
+        raise NoMatch("MatMul input has unknown rank; Gemm needs 2-D")
+    if len(shape) < 2 or (len(shape) > 2 and not reshape_nd):
+        hint = " (reshape_nd=true would fuse it through Reshapes)" if len(shape) > 2 else ""
+        raise NoMatch(f"MatMul input has rank {len(shape)}; Gemm needs 2-D{hint}")
+    if len(shape) > 2 and not shape.is_static():
+        raise NoMatch(f"MatMul input shape {shape} is not static; reshape_nd needs static shapes")
+    output = [*shape.dims[:-1], width]
+    if not broadcast_keeps_shape(output, bias.shape):
+        raise NoMatch(
+            f"bias shape {_shape_text(bias.shape)} does not broadcast to the MatMul output "
+            f"{_shape_text(output)}"
+        )
+    if len(shape) > 2 and any(dim != 1 for dim in bias.shape[:-1]):
+        raise NoMatch(
+            f"bias shape {_shape_text(bias.shape)} varies along the leading axes that "
+            "reshape_nd folds into Gemm's rows"
+        )
+
+
+def _gemm(match: Match, context: RewriteContext) -> Rewrite:
+    """Gemm(A, B, bias) for a 2-D A; for a higher rank (with reshape_nd) the same on A's rows
+    flattened, between two Reshapes."""
+    assert isinstance(context.config, FuseMatMulAddConfig)
+    data = match.value("data")
+    assert data is not None
+    width = match.constant("weight").shape[1]
+    _check_shapes(data.shape, width, match.constant("bias"), context.config.reshape_nd)
+    if len(data.shape) > 2:
+        return _flattened_gemm(match, context.graph, data)
+    gemm = _gemm_node(match, data, match.value("bias"))
+    return Rewrite(
+        (gemm,),
+        {match.root.outputs[0]: gemm.outputs[0]},
+        "MatMul by a constant weight plus a constant bias is one Gemm",
+    )
+
+
+def _gemm_node(match: Match, rows: oir.Value, bias: oir.Value | None) -> oir.Node:
+    """Gemm(rows, weight, bias), under the MatMul's name."""
+    weight = match.value("weight")
+    return oir.node("Gemm", [rows, weight, bias], name=match.node("matmul").name)
+
+
+def _flattened_gemm(match: Match, graph: oir.Graph, data: oir.Value) -> Rewrite:
+    """Reshape A to [rows, K], Gemm, Reshape back: Gemm on A's leading axes folded into rows."""
+    *leading, depth = data.shape.dims
+    width = match.constant("weight").shape[1]
+    rows = math.prod(leading)
+    bias_value, bias = match.value("bias"), match.constant("bias")
+    if bias.ndim > 1:
+        bias_value = add_initializer(graph, f"{bias_value.name}_row", bias.reshape(-1))
+    base = match.root.outputs[0].name or "matmul_add"
+    rows_shape = add_initializer(graph, f"{base}_rows", np.array([rows, depth], np.int64))
+    out_shape = add_initializer(graph, f"{base}_shape", np.array([*leading, width], np.int64))
+    flatten = oir.node("Reshape", [data, rows_shape])
+    gemm = _gemm_node(match, flatten.outputs[0], bias_value)
+    unflatten = oir.node("Reshape", [gemm.outputs[0], out_shape])
+    for value, dims in ((flatten.outputs[0], [rows, depth]), (gemm.outputs[0], [rows, width])):
+        value.type = data.type
+        value.shape = oir.Shape(dims)
+    return Rewrite(
+        (flatten, gemm, unflatten),
+        {match.root.outputs[0]: unflatten.outputs[0]},
+        f"MatMul of rank {len(leading) + 1} plus a constant bias is one Gemm on the flattened rows",
+        variant="matmul-add-reshape-gemm",
+    )
+
+
+class FuseMatMulAdd(RuleSetPass):
     """MatMul(A, B const [K, N]) + Add(bias const) -> Gemm(A, B, bias)."""
 
     name = "fuse-matmul-add"
     summary = "MatMul by a constant weight plus a constant bias becomes Gemm"
     config_type = FuseMatMulAddConfig
-
-    def run(self, model: ir.Model, log: PassLog) -> None:
-        for add in list(model.graph):
-            if add.op_type != "Add" or add.domain != "":
-                continue
-            sites = [
-                (matmul, add.inputs[1 - index])
-                for index, value in enumerate(add.inputs)
-                if (matmul := produced_by(value, "MatMul"))
-            ]
-            reasons = [self._reason_not_to_fuse(matmul, bias) for matmul, bias in sites]
-            fusable = [site for site, reason in zip(sites, reasons, strict=True) if not reason]
-            if fusable:
-                matmul, bias = fusable[0]
-                self._fuse(model.graph, matmul, add, bias, log)
-                continue
-            for (matmul, _), reason in zip(sites, reasons, strict=True):
-                log.skip([matmul, add], rule=RULE, reason=f"MatMul+Add not fused: {reason}")
-
-    def _reason_not_to_fuse(self, matmul: ir.Node, bias_value: ir.Value) -> str | None:
-        reason = shared_output_reason(matmul)
-        if reason is not None:
-            return reason
-        weight_value = matmul.inputs[1]
-        weight = constant_array(weight_value)
-        if weight is None:
-            return (
-                f"MatMul's B '{weight_value.name}' {non_constant_reason(weight_value)}; "
-                "only a product with a constant weight becomes Gemm"
-            )
-        if weight.ndim != 2:
-            return f"MatMul's B has rank {weight.ndim}; Gemm needs 2-D"
-        shape = matmul.inputs[0].shape
-        if shape is None:
-            return "MatMul input has unknown rank; Gemm needs 2-D"
-        if len(shape) < 2 or (len(shape) > 2 and not self.config.reshape_nd):
-            hint = " (reshape_nd=true would fuse it through Reshapes)" if len(shape) > 2 else ""
-            return f"MatMul input has rank {len(shape)}; Gemm needs 2-D{hint}"
-        if len(shape) > 2 and not shape.is_static():
-            return f"MatMul input shape {shape} is not static; reshape_nd needs static shapes"
-        bias = constant_array(bias_value)
-        if bias is None:
-            return f"Add's other input '{bias_value.name}' {non_constant_reason(bias_value)}"
-        output = [*shape.dims[:-1], weight.shape[1]]
-        if not broadcast_keeps_shape(output, bias.shape):
-            return (
-                f"bias shape {_shape_text(bias.shape)} does not broadcast to the MatMul output "
-                f"{_shape_text(output)}"
-            )
-        if len(shape) > 2 and any(dim != 1 for dim in bias.shape[:-1]):
-            return (
-                f"bias shape {_shape_text(bias.shape)} varies along the leading axes that "
-                "reshape_nd folds into Gemm's rows"
-            )
-        return None
-
-    def _fuse(
-        self, graph: ir.Graph, matmul: ir.Node, add: ir.Node, bias_value: ir.Value, log: PassLog
-    ) -> None:
-        data, weight = matmul.inputs
-        if len(data.shape) == 2:
-            gemm = ir.node("Gemm", [data, weight, bias_value], name=matmul.name)
-            reason = "MatMul by a constant weight plus a constant bias is one Gemm"
-            replace_nodes(
-                log,
-                [matmul, add],
-                [gemm],
-                {add.outputs[0]: gemm.outputs[0]},
-                rule=RULE,
-                reason=reason,
-            )
-            return
-        *leading, depth = data.shape.dims
-        width = constant_array(weight).shape[1]
-        rows = math.prod(leading)
-        bias = constant_array(bias_value)
-        if bias.ndim > 1:
-            bias_value = add_initializer(graph, f"{bias_value.name}_row", bias.reshape(-1))
-        base = add.outputs[0].name or "matmul_add"
-        rows_shape = add_initializer(graph, f"{base}_rows", np.array([rows, depth], np.int64))
-        out_shape = add_initializer(graph, f"{base}_shape", np.array([*leading, width], np.int64))
-        flatten = ir.node("Reshape", [data, rows_shape])
-        gemm = ir.node("Gemm", [flatten.outputs[0], weight, bias_value], name=matmul.name)
-        unflatten = ir.node("Reshape", [gemm.outputs[0], out_shape])
-        for value, dims in ((flatten.outputs[0], [rows, depth]), (gemm.outputs[0], [rows, width])):
-            value.type = data.type
-            value.shape = ir.Shape(dims)
-        replace_nodes(
-            log,
-            [matmul, add],
-            [flatten, gemm, unflatten],
-            {add.outputs[0]: unflatten.outputs[0]},
-            rule=RULE_ND,
-            reason=f"MatMul of rank {len(leading) + 1} plus a constant bias is one Gemm on "
-            "the flattened rows",
-        )
+    requires = (CONSTANT_WEIGHTS,)  # only a constant weight and bias are fused
+    rules = (Rule("matmul-add-gemm", MATMUL_PLUS_BIAS, build=_gemm, requires=Emits("Gemm")),)

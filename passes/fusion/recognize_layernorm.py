@@ -1,4 +1,4 @@
-"""Decomposed LayerNorm -> ONNX `LayerNormalization`.
+"""recognize-layernorm: decomposed LayerNorm -> ONNX `LayerNormalization`.
 
 Exporters below opset 17 (and many above) spell LayerNorm as nine nodes:
 
@@ -6,9 +6,16 @@ Exporters below opset 17 (and many above) spell LayerNorm as nine nodes:
     y = d / Sqrt(var + eps) * gamma + beta                             (or d * Reciprocal(...))
 
 over the last axis or axes, with gamma and beta optional. One LayerNormalization is one kernel
-and one cost entry instead of nine. ONNX defines the op from opset 17; onnxruntime also runs it
-in the default domain below that (its own fusions emit it there), so for that target the pass
-emits it at any opset.
+and one cost entry instead of nine. ONNX defines the op from opset 17; below that the pass
+emits it only for a target that declares a default-domain LayerNormalization at the model's
+opset (its `Capabilities.fused_ops`), and with no target (the default) it skips every site.
+
+The normalization d / Sqrt(var + eps) is the pattern: the square as alternatives, the division
+as two rules of one name, the trailing axes a predicate on each ReduceMean. Gamma and beta are
+taken by the build (`Rewrite.removes`), not the pattern: they come after its root, and the
+engine, which visits nodes in graph order, would rewrite a pattern ending at the division
+before it reaches the Mul and Add of a longer one. Taking them where present keeps one site,
+one record, per LayerNorm.
 """
 
 from __future__ import annotations
@@ -17,155 +24,42 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
-from passes.base import Pass, PassConfig, PassLog
+from passes.contracts import CONSTANT_WEIGHTS
+from passes.engine.match import Match
+from passes.engine.patterns import AnyValue, Const, OneOf, Op, Scalar
+from passes.engine.rule_set_pass import RuleSetPass
+from passes.engine.rules import Emits, Rewrite, RewriteContext, Rule
 from passes.rewrite import (
     NoMatch,
     add_initializer,
     constant_array,
     consumer_of,
-    default_opset,
     leaked_value_reason,
     non_constant_reason,
     other_input,
-    replace_nodes,
-    scalar_constant,
 )
+from passes.target_capabilities import TargetedPassConfig
 
 RULE = "layernorm"
-_ONNX_LAYERNORM_OPSET = 17
-# Targets that run default-domain LayerNormalization below opset 17.
-_EARLY_LAYERNORM_TARGETS = frozenset({"onnxruntime", "tvm"})
 
 
 @dataclass(frozen=True)
-class RecognizeLayerNormConfig(PassConfig):
-    target: str = "onnxruntime"
+class RecognizeLayerNormConfig(TargetedPassConfig):
+    """Only `target`: whether LayerNormalization may be emitted below opset 17."""
 
 
-@dataclass(frozen=True)
-class _Match:
-    nodes: list[ir.Node]
-    x: ir.Value
-    axes: int  # how many trailing axes are normalized
-    epsilon: float
-    scale: ir.Value | np.ndarray  # an existing value to reuse, or an array to store
-    bias: ir.Value | np.ndarray
-    output: ir.Value
+def _rank(value: oir.Value) -> int | None:
+    return None if value.shape is None else len(value.shape)
 
 
-class RecognizeLayerNorm(Pass):
-    """Recognize LayerNorm so it is costed and lowered as one normalization, not nine ops."""
-
-    name = "recognize-layernorm"
-    summary = "replace decomposed LayerNorm (ReduceMean/Sub/Pow/.../Div) by LayerNormalization"
-    config_type = RecognizeLayerNormConfig
-
-    def run(self, model: ir.Model, log: PassLog) -> None:
-        opset, target = default_opset(model), self.config.target
-        unsupported = None
-        if opset < _ONNX_LAYERNORM_OPSET and target not in _EARLY_LAYERNORM_TARGETS:
-            unsupported = (
-                f"LayerNormalization needs opset {_ONNX_LAYERNORM_OPSET} (model imports {opset}) "
-                f"and target '{target}' does not run it earlier"
-            )
-        for graph in model.graphs():
-            for node in list(graph):
-                if node.graph is not graph or (node.op_type, node.domain) != ("ReduceMean", ""):
-                    continue
-                center = consumer_of(node.outputs[0], "Sub")
-                if center is None or list(center.inputs) != [node.inputs[0], node.outputs[0]]:
-                    continue  # not x - mean(x): not a site
-                try:
-                    match = _match(node, center)
-                    if unsupported is not None:
-                        raise NoMatch(unsupported)
-                except NoMatch as why:
-                    log.skip([node, center], rule=RULE, reason=str(why))
-                    continue
-                _replace(graph, match, log)
-
-
-def _replace(graph: ir.Graph, match: _Match, log: PassLog) -> None:
-    inputs = [match.x]
-    for role, given in (("scale", match.scale), ("bias", match.bias)):
-        if isinstance(given, ir.Value):
-            inputs.append(given)
-            continue
-        value = add_initializer(graph, f"{match.output.name}_{role}", given)
-        inputs.append(value)
-        log.changed_graph(rule=RULE, reason=f"added initializer '{value.name}' ({role})")
-    fused = ir.node("LayerNormalization", inputs, {"axis": -match.axes, "epsilon": match.epsilon})
-    where = "its last axis" if match.axes == 1 else f"its last {match.axes} axes"
-    replace_nodes(
-        log,
-        match.nodes,
-        [fused],
-        {match.output: fused.outputs[0]},
-        rule=RULE,
-        reason=f"{len(match.nodes)} nodes normalize '{match.x.name}' over {where}",
-    )
-
-
-def _match(mean: ir.Node, center: ir.Node) -> _Match:
-    x, centered = mean.inputs[0], center.outputs[0]
-    axes = _trailing_axes(mean, x)
-    square = _square_of(centered)
-    variance = consumer_of(square.outputs[0], "ReduceMean")
-    if variance is None:
-        raise NoMatch(f"the square of '{centered.name}' is not averaged by a ReduceMean")
-    if _trailing_axes(variance, x) != axes:
-        raise NoMatch("the mean and the variance reduce different axes")
-    shift = consumer_of(variance.outputs[0], "Add")
-    root = None if shift is None else consumer_of(shift.outputs[0], "Sqrt")
-    if shift is None or root is None:
-        raise NoMatch("the variance is not passed through Add(eps) and Sqrt")
-    eps_value = other_input(shift, variance.outputs[0])
-    epsilon = scalar_constant(eps_value)
-    if epsilon is None:
-        raise NoMatch(f"epsilon '{eps_value.name}' {_why_not_scalar(eps_value)}")
-    divide = _divide_by(centered, root.outputs[0])
-    nodes = [mean, center, square, variance, shift, root, *divide]
-    normalized = divide[-1].outputs[0]
-    shape = _normalized_shape(x, axes)
-    if x.dtype is None:
-        raise NoMatch(f"the element type of '{x.name}' is unknown")
-    scale, bias, output = None, None, normalized
-    multiply = consumer_of(normalized, "Mul")
-    if multiply is not None:
-        scale = _affine_parameter(other_input(multiply, normalized), shape, x, "scale")
-        if scale is None:
-            raise NoMatch(f"the scale does not match the normalized shape {shape}")
-        nodes.append(multiply)
-        output = multiply.outputs[0]
-    add = consumer_of(output, "Add")
-    shift_by = None if add is None else other_input(add, output)
-    if add is not None and constant_array(shift_by) is not None:
-        bias = _affine_parameter(shift_by, shape, x, "bias")
-    if add is not None and bias is not None:
-        nodes.append(add)
-        output = add.outputs[0]
-    leak = leaked_value_reason(nodes, [output])
-    if leak is not None:
-        raise NoMatch(leak)
-    return _Match(
-        nodes,
-        x,
-        len(axes),
-        epsilon,
-        np.ones(shape, x.dtype.numpy()) if scale is None else scale,
-        np.zeros(shape, x.dtype.numpy()) if bias is None else bias,
-        output,
-    )
-
-
-def _trailing_axes(reduce: ir.Node, x: ir.Value) -> tuple[int, ...]:
-    """The axes a keepdims ReduceMean averages, as negative numbers; NoMatch unless they are the
-    last axes of `x`. Axes are an attribute before opset 18 and an input from then on."""
+def _trailing_axes(reduce: oir.Node, rank: int | None) -> tuple[int, ...]:
+    """The axes a keepdims ReduceMean averages, as negative numbers (for an input of `rank`);
+    NoMatch unless they are its last axes. Axes are an attribute before opset 18 and an input
+    from then on."""
     if reduce.attributes.get_int("keepdims", 1) != 1:
         raise NoMatch(f"ReduceMean '{reduce.outputs[0].name}' drops the reduced axes")
-    rank = None if x.shape is None else len(x.shape)
     if len(reduce.inputs) > 1 and reduce.inputs[1] is not None:
         given = constant_array(reduce.inputs[1])
         if given is None:
@@ -185,45 +79,123 @@ def _trailing_axes(reduce: ir.Node, x: ir.Value) -> tuple[int, ...]:
     return negative
 
 
-def _square_of(centered: ir.Value) -> ir.Node:
-    """The Pow(d, 2) or Mul(d, d) node squaring `centered`."""
-    for reader in centered.consumers():
-        squares = (reader.op_type == "Mul" and list(reader.inputs) == [centered, centered]) or (
-            reader.op_type == "Pow"
-            and reader.inputs[0] is centered
-            and scalar_constant(reader.inputs[1]) == 2.0
-        )
-        if squares and reader.domain == "":
-            return reader
-    raise NoMatch(f"'{centered.name}' is not squared by Pow(d, 2) or Mul(d, d)")
+def _averages_trailing_axes(reduce: oir.Node) -> str | None:
+    """The predicate on each ReduceMean: why it is no mean over the last axes of its input."""
+    try:
+        _trailing_axes(reduce, _rank(reduce.inputs[0]))
+    except NoMatch as why:
+        return str(why)
+    return None
 
 
-def _divide_by(centered: ir.Value, root: ir.Value) -> list[ir.Node]:
-    """The Div(d, root) or Reciprocal(root) + Mul(d, .) nodes dividing `centered` by `root`."""
-    divide = consumer_of(root, "Div")
-    if divide is not None and list(divide.inputs) == [centered, root]:
-        return [divide]
-    reciprocal = consumer_of(root, "Reciprocal")
-    multiply = None if reciprocal is None else consumer_of(reciprocal.outputs[0], "Mul")
-    if multiply is not None and other_input(multiply, reciprocal.outputs[0]) is centered:
-        return [reciprocal, multiply]
-    raise NoMatch(f"'{centered.name}' is not divided by the standard deviation")
+def _one_element(array: np.ndarray) -> str | None:
+    return None if array.size == 1 else f"has shape {list(array.shape)}, not one element"
 
 
-def _normalized_shape(x: ir.Value, axes: tuple[int, ...]) -> tuple[int, ...]:
+def _mean(source: AnyValue | OneOf, capture: str) -> Op:
+    return Op("ReduceMean", (source,), capture=capture, check=_averages_trailing_axes)
+
+
+X = AnyValue("x")
+# d = x - mean(x), one node wherever the pattern reads it.
+CENTERED = Op("Sub", (X, _mean(X, "mean")), capture="centered")
+SQUARE = OneOf(
+    (
+        Op("Pow", (CENTERED, Scalar(2.0, rel_tol=0.0, role="exponent"))),
+        Op("Mul", (CENTERED, CENTERED)),
+    )
+)
+DEVIATION = Op(
+    "Sqrt",
+    (Op("Add", (_mean(SQUARE, "variance"), Const("epsilon", role="epsilon", check=_one_element))),),
+)
+# d / sqrt(var + eps), as a Div or as a Mul by its Reciprocal.
+NORMALIZED = (
+    Op("Div", (CENTERED, DEVIATION)),
+    Op("Mul", (CENTERED, Op("Reciprocal", (DEVIATION,)))),
+)
+
+
+@dataclass(frozen=True)
+class _Affine:
+    """The Mul by gamma and Add of beta after the normalization that the fusion takes, what
+    LayerNormalization gets for each (the value itself, an array to store, or None: ones or
+    zeros), and the value the last of them computes."""
+
+    nodes: tuple[oir.Node, ...]
+    scale: oir.Value | np.ndarray | None
+    bias: oir.Value | np.ndarray | None
+    output: oir.Value
+
+
+def _layer_norm(match: Match, context: RewriteContext) -> Rewrite:
+    """One LayerNormalization for the normalization and the scale and bias after it."""
+    x = match.value("x")
+    assert x is not None, "x is an input"
+    axes = _trailing_axes(match.node("mean"), _rank(x))
+    if _trailing_axes(match.node("variance"), _rank(x)) != axes:
+        raise NoMatch("the mean and the variance reduce different axes")
+    shape = _normalized_shape(x, axes)
+    if x.dtype is None:
+        raise NoMatch(f"the element type of '{x.name}' is unknown")
+    affine = _affine_after(match.root.outputs[0], shape, x)
+    nodes = (*match.nodes, *affine.nodes)
+    leak = leaked_value_reason(nodes, [affine.output])
+    if leak is not None:
+        raise NoMatch(leak)
+    inputs, notes = [x], []
+    for role, given, fill in (("scale", affine.scale, 1), ("bias", affine.bias, 0)):
+        if isinstance(given, oir.Value):
+            inputs.append(given)
+            continue
+        array = np.full(shape, fill, x.dtype.numpy()) if given is None else given
+        value = add_initializer(context.graph, f"{affine.output.name}_{role}", array)
+        inputs.append(value)
+        notes.append(f"added initializer '{value.name}' ({role})")
+    epsilon = float(match.constant("epsilon").reshape(()))
+    fused = oir.node("LayerNormalization", inputs, {"axis": -len(axes), "epsilon": epsilon})
+    where = "its last axis" if len(axes) == 1 else f"its last {len(axes)} axes"
+    return Rewrite(
+        (fused,),
+        {affine.output: fused.outputs[0]},
+        f"{len(nodes)} nodes normalize '{x.name}' over {where}",
+        removes=affine.nodes,
+        notes=tuple(notes),
+    )
+
+
+def _normalized_shape(x: oir.Value, axes: tuple[int, ...]) -> tuple[int, ...]:
     dims = [] if x.shape is None or len(x.shape) < len(axes) else list(x.shape[-len(axes) :])
     if len(dims) != len(axes) or not all(isinstance(dim, int) for dim in dims):
         raise NoMatch(f"the normalized axes of '{x.name}' have no static size")
     return tuple(int(dim) for dim in dims)
 
 
-def _why_not_scalar(value: ir.Value) -> str:
-    return "is not a scalar" if constant_array(value) is not None else non_constant_reason(value)
+def _affine_after(normalized: oir.Value, shape: tuple[int, ...], x: oir.Value) -> _Affine:
+    """The scale and bias after `normalized`: a Mul reading it must be by a constant scale of
+    the normalized shape (NoMatch otherwise); an Add after that is the bias only when it adds
+    such a constant (a residual Add stays)."""
+    nodes, scale, bias, output = [], None, None, normalized
+    multiply = consumer_of(normalized, "Mul")
+    if multiply is not None:
+        scale = _affine_parameter(other_input(multiply, normalized), shape, x, "scale")
+        if scale is None:
+            raise NoMatch(f"the scale does not match the normalized shape {shape}")
+        nodes.append(multiply)
+        output = multiply.outputs[0]
+    add = consumer_of(output, "Add")
+    shift_by = None if add is None else other_input(add, output)
+    if add is not None and constant_array(shift_by) is not None:
+        bias = _affine_parameter(shift_by, shape, x, "bias")
+    if add is not None and bias is not None:
+        nodes.append(add)
+        output = add.outputs[0]
+    return _Affine(tuple(nodes), scale, bias, output)
 
 
 def _affine_parameter(
-    value: ir.Value | None, shape: tuple[int, ...], x: ir.Value, role: str
-) -> ir.Value | np.ndarray | None:
+    value: oir.Value | None, shape: tuple[int, ...], x: oir.Value, role: str
+) -> oir.Value | np.ndarray | None:
     """The scale or bias LayerNormalization takes for `value`: the value itself when it already
     has the normalized shape, else its constant broadcast to that shape; None when it also
     varies along the leading (not normalized) axes. NoMatch when it is not constant."""
@@ -240,3 +212,16 @@ def _affine_parameter(
     except ValueError:
         return None
     return value if array.shape == shape else broadcast.copy()
+
+
+class RecognizeLayerNorm(RuleSetPass):
+    """Recognize LayerNorm so it is costed and lowered as one normalization, not nine ops."""
+
+    name = "recognize-layernorm"
+    summary = "replace decomposed LayerNorm (ReduceMean/Sub/Pow/.../Div) by LayerNormalization"
+    config_type = RecognizeLayerNormConfig
+    requires = (CONSTANT_WEIGHTS,)  # epsilon, axes, gamma and beta are read as constants
+    rules = tuple(
+        Rule(RULE, normalized, _layer_norm, requires=Emits("LayerNormalization"))
+        for normalized in NORMALIZED
+    )

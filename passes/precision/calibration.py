@@ -35,7 +35,7 @@ class ActivationQuantization:
     dtype: type[np.integer]
 
 
-class Observer(ABC):
+class RangeObserver(ABC):
     """Watches one tensor over the calibration set; `range` is the interval to quantize."""
 
     name: ClassVar[str]
@@ -69,7 +69,7 @@ class Observer(ABC):
     def _range(self, symmetric: bool) -> tuple[float, float]: ...
 
 
-class MinMax(Observer):
+class MinMax(RangeObserver):
     """Every value seen stays representable."""
 
     name = "minmax"
@@ -81,7 +81,7 @@ class MinMax(Observer):
         return self.seen_min, self.seen_max
 
 
-class Percentile(Observer):
+class Percentile(RangeObserver):
     """The p-th percentile of |x| (symmetric), or of each tail (asymmetric)."""
 
     name = "percentile"
@@ -143,7 +143,7 @@ def _kl_divergence(sliced: np.ndarray, outliers: float, levels: int) -> float:
     return float(np.sum(p[where] * np.log(p[where] / np.maximum(q[where], _KL_EPSILON))))
 
 
-class Entropy(Observer):
+class Entropy(RangeObserver):
     """TensorRT's entropy calibration: of the thresholds at bin edges 128..2048 of the |x|
     histogram, the one whose clipped, 128-level quantized distribution has the least KL
     divergence from the original. Asymmetric ranges clip each side at that threshold."""
@@ -185,7 +185,7 @@ class Entropy(Observer):
         return max(self.seen_min, -bound), min(self.seen_max, bound)
 
 
-def make_observer(name: str, percentile: float) -> Observer:
+def make_observer(name: str, percentile: float) -> RangeObserver:
     if name == "minmax":
         return MinMax()
     if name == "percentile":

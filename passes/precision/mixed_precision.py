@@ -1,6 +1,6 @@
 """mixed-precision: run the matrix products in bfloat16 (or float16), everything else in FP32.
 
-MatMul, Gemm and Conv (and onnxruntime's FusedConv/FusedGemm, float16 only) carry nearly all
+MatMul, Gemm and Conv (and com.microsoft FusedConv/FusedGemm, float16 only) carry nearly all
 the arithmetic and tolerate 8 significant bits; Softmax, normalizations and reductions sum many
 terms or exponentiate and do not, so they stay FP32 and so does an allowed node that feeds one
 directly (its output would reach them rounded). Casts go in at the boundaries only: consecutive
@@ -12,9 +12,9 @@ What ONNX can say about accumulation: nothing. MatMul, Gemm and Conv have no acc
 attribute; their output has the input type, and how the sums are carried is the runtime's
 choice (hardware bfloat16 dot products, e.g. AVX-512 BF16, accumulate in FP32 and round once).
 Which op accepts the type is read from its ONNX schema at the model's opset: MatMul and Gemm take
-bfloat16 from opset 13, Conv only from opset 22 (float16 always). onnxruntime 1.32's CPU build
-runs float16 MatMul, Gemm and Conv but has no bfloat16 kernel for any of them; measure bfloat16
-drift through `ir.low_precision.emulate_low_precision`.
+bfloat16 from opset 13, Conv only from opset 22 (float16 always). Runtimes differ in which of
+those they have kernels for; the reference path (`ir.reference`) has no bfloat16 MatMul, Gemm
+or Conv, so bfloat16 drift is measured through `ir.low_precision.emulate_low_precision`.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from typing import Literal
 
 import numpy as np
 import onnx.defs
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.low_precision import round_to
 from ir.names import unique_name
 from ir.node_ids import describe_node
 from passes.audit import ChangeKind
 from passes.base import Pass, PassLog
+from passes.contracts import CONSTANT_WEIGHTS
 from passes.layer_scope import LayerScopeConfig
 from passes.rewrite import constant_array, default_opset, forward_uses, output_handover_blocker
 
@@ -40,25 +41,25 @@ CAST_RULE = "insert-cast"
 REDUNDANT_RULE = "redundant-cast"
 DENY_RULE = "deny"
 
-_DTYPES = {"bfloat16": ir.DataType.BFLOAT16, "float16": ir.DataType.FLOAT16}
-_FLOAT = ir.DataType.FLOAT
+_DTYPES = {"bfloat16": oir.DataType.BFLOAT16, "float16": oir.DataType.FLOAT16}
+_FLOAT = oir.DataType.FLOAT
 # (narrow, wide): every value of the narrow type is exactly representable in the wide one, so
 # Cast(narrow -> wide -> narrow) is the identity.
 _EXACT_WIDENING = frozenset(
     {
-        (ir.DataType.BFLOAT16, ir.DataType.FLOAT),
-        (ir.DataType.FLOAT16, ir.DataType.FLOAT),
-        (ir.DataType.BFLOAT16, ir.DataType.DOUBLE),
-        (ir.DataType.FLOAT16, ir.DataType.DOUBLE),
-        (ir.DataType.FLOAT, ir.DataType.DOUBLE),
+        (oir.DataType.BFLOAT16, oir.DataType.FLOAT),
+        (oir.DataType.FLOAT16, oir.DataType.FLOAT),
+        (oir.DataType.BFLOAT16, oir.DataType.DOUBLE),
+        (oir.DataType.FLOAT16, oir.DataType.DOUBLE),
+        (oir.DataType.FLOAT, oir.DataType.DOUBLE),
     }
 )
 MICROSOFT = "com.microsoft"
-# onnxruntime's fused ops (from fuse-activation), whose every input and output has one type:
-# the low-precision types their schemas admit (onnxruntime 1.32: float16, not bfloat16).
-MICROSOFT_TYPES: dict[str, frozenset[ir.DataType]] = {
-    "FusedConv": frozenset({ir.DataType.FLOAT16}),
-    "FusedGemm": frozenset({ir.DataType.FLOAT16}),
+# com.microsoft fused ops (from fuse-activation), whose every input and output has one type:
+# the low-precision types their com.microsoft schemas admit (float16, not bfloat16).
+MICROSOFT_TYPES: dict[str, frozenset[oir.DataType]] = {
+    "FusedConv": frozenset({oir.DataType.FLOAT16}),
+    "FusedGemm": frozenset({oir.DataType.FLOAT16}),
 }
 DEFAULT_ALLOW = ("MatMul", "Gemm", "Conv", "FusedConv", "FusedGemm")
 DEFAULT_DENY = (
@@ -106,8 +107,9 @@ class MixedPrecision(Pass):
     name = "mixed-precision"
     summary = "run MatMul/Gemm/Conv in bfloat16 or float16; casts at the FP32 boundaries"
     config_type = MixedPrecisionConfig
+    requires = (CONSTANT_WEIGHTS,)  # weights are rounded offline; a computed one would get a Cast
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         config: MixedPrecisionConfig = self.config  # type: ignore[assignment]
         rewrite = _Rewrite(model, log, _DTYPES[config.dtype])
         deny = set(config.deny)
@@ -138,21 +140,21 @@ class MixedPrecision(Pass):
 class _Rewrite:
     """The switch of a set of nodes to one low-precision type, with its casts and weights."""
 
-    def __init__(self, model: ir.Model, log: PassLog, dtype: ir.DataType) -> None:
+    def __init__(self, model: oir.Model, log: PassLog, dtype: oir.DataType) -> None:
         self.graph = model.graph
         self.log = log
         self.dtype = dtype
         self.opset = default_opset(model)
-        self.low: dict[ir.Value, ir.Value] = {}  # FP32 value -> its low-precision version
+        self.low: dict[oir.Value, oir.Value] = {}  # FP32 value -> its low-precision version
 
     @property
     def type_name(self) -> str:
         return self.dtype.name.lower()
 
-    def data_values(self, node: ir.Node) -> tuple[list[ir.Value], list[ir.Value]] | None:
+    def data_values(self, node: oir.Node) -> tuple[list[oir.Value], list[oir.Value]] | None:
         """The inputs and outputs bound to the type of the node's first output in its schema
         (the ones that change type); None when that type cannot be `self.dtype` at this opset.
-        onnxruntime's fused ops have no schema here: all their inputs and outputs change."""
+        com.microsoft ops have no schema in onnx.defs: all their inputs and outputs change."""
         if node.domain == MICROSOFT:
             if self.dtype not in MICROSOFT_TYPES.get(node.op_type, ()):
                 return None
@@ -179,7 +181,7 @@ class _Rewrite:
         ]
         return inputs, outputs
 
-    def reason_to_keep(self, node: ir.Node, deny: set[str]) -> str | None:
+    def reason_to_keep(self, node: oir.Node, deny: set[str]) -> str | None:
         """Why an allowed node stays FP32; "" when it already runs in the type (nothing to say),
         None when it switches."""
         values = self.data_values(node)
@@ -201,7 +203,7 @@ class _Rewrite:
                         f"{node.op_type} kept FP32: it feeds {describe_node(reader)}, "
                         "on the deny list, whose inputs stay FP32"
                     )
-        if self.dtype == ir.DataType.FLOAT16:
+        if self.dtype == oir.DataType.FLOAT16:
             for value in inputs:
                 array = constant_array(value)
                 if (
@@ -214,7 +216,7 @@ class _Rewrite:
                     )
         return None
 
-    def switch(self, nodes: list[ir.Node]) -> None:
+    def switch(self, nodes: list[oir.Node]) -> None:
         chosen = set(nodes)
         for node in nodes:
             inputs, outputs = self.data_values(node)  # type: ignore[misc]
@@ -244,7 +246,7 @@ class _Rewrite:
                     reason=f"FP32 initializer '{value.name}' removed: only '{low.name}' is read",
                 )
 
-    def low_version(self, value: ir.Value, chosen: set[ir.Node]) -> ir.Value:
+    def low_version(self, value: oir.Value, chosen: set[oir.Node]) -> oir.Value:
         """`value` in the low-precision type: itself when a switched node makes it, the source
         of an exact widening Cast, a converted weight, or a new Cast (one per value)."""
         if value.producer() in chosen:
@@ -260,13 +262,15 @@ class _Rewrite:
                 self.low[value] = self.insert_cast(value)
         return self.low[value]
 
-    def convert_weight(self, value: ir.Value, array: np.ndarray, chosen: set[ir.Node]) -> ir.Value:
+    def convert_weight(
+        self, value: oir.Value, array: np.ndarray, chosen: set[oir.Node]
+    ) -> oir.Value:
         rounded = round_to(array, self.dtype)
         error = float(np.abs(rounded.astype(np.float32) - array).max()) if array.size else 0.0
         name = unique_name(self.graph, f"{value.name}_{self.type_name}")
-        low = ir.Value(name=name, const_value=ir.tensor(rounded, name=name))
+        low = oir.Value(name=name, const_value=oir.tensor(rounded, name=name))
         low.dtype = self.dtype
-        low.shape = ir.Shape(array.shape)
+        low.shape = oir.Shape(array.shape)
         self.graph.register_initializer(low)
         readers = sorted({user for user, _ in value.uses() if user in chosen}, key=self.graph.index)
         self.log.changed(
@@ -278,8 +282,8 @@ class _Rewrite:
         )
         return low
 
-    def insert_cast(self, value: ir.Value) -> ir.Value:
-        cast = ir.node("Cast", [value], {"to": int(self.dtype)})
+    def insert_cast(self, value: oir.Value) -> oir.Value:
+        cast = oir.node("Cast", [value], {"to": int(self.dtype)})
         low = cast.outputs[0]
         low.name = unique_name(self.graph, f"{value.name}_{self.type_name}")
         low.dtype, low.shape = self.dtype, value.shape
@@ -295,12 +299,14 @@ class _Rewrite:
         )
         return low
 
-    def widen_for_fp32_readers(self, node: ir.Node, value: ir.Value, chosen: set[ir.Node]) -> None:
+    def widen_for_fp32_readers(
+        self, node: oir.Node, value: oir.Value, chosen: set[oir.Node]
+    ) -> None:
         """Give the FP32 readers of `value` (and the graph output it may be) a Cast to FP32."""
         readers = [(user, index) for user, index in value.uses() if user not in chosen]
         if not readers and not value.is_graph_output():
             return
-        cast = ir.node("Cast", [value], {"to": int(_FLOAT)})
+        cast = oir.node("Cast", [value], {"to": int(_FLOAT)})
         wide = cast.outputs[0]
         wide.dtype, wide.shape = _FLOAT, value.shape
         self.graph.insert_after(node, cast)
@@ -320,7 +326,7 @@ class _Rewrite:
         )
 
 
-def exact_widening_source(value: ir.Value) -> ir.Value | None:
+def exact_widening_source(value: oir.Value) -> oir.Value | None:
     """The input of the Cast producing `value` when that Cast widens exactly (bfloat16 ->
     float, ...), so the input holds the same numbers; None otherwise."""
     cast = value.producer()
@@ -332,13 +338,13 @@ def exact_widening_source(value: ir.Value) -> ir.Value | None:
     return source
 
 
-def _remove_redundant_casts(graph: ir.Graph, log: PassLog) -> None:
+def _remove_redundant_casts(graph: oir.Graph, log: PassLog) -> None:
     """Remove a Cast to the type its input already has, and the Cast closing a chain that
     widens exactly and narrows back (bfloat16 -> float -> bfloat16); then any Cast left unread."""
     for cast in list(graph):
         if cast.op_type != "Cast" or cast.domain != "" or cast.graph is None:
             continue
-        output, target = cast.outputs[0], ir.DataType(cast.attributes.get_int("to"))
+        output, target = cast.outputs[0], oir.DataType(cast.attributes.get_int("to"))
         source = exact_widening_source(cast.inputs[0]) if cast.inputs[0] is not None else None
         if cast.inputs[0] is not None and cast.inputs[0].dtype == target:
             same, reason = cast.inputs[0], f"its input is already {target.name}"
@@ -360,5 +366,5 @@ def _remove_redundant_casts(graph: ir.Graph, log: PassLog) -> None:
             graph.remove(inner, safe=True)
 
 
-def _unread(node: ir.Node) -> bool:
+def _unread(node: oir.Node) -> bool:
     return all(not value.consumers() and not value.is_graph_output() for value in node.outputs)

@@ -4,11 +4,12 @@ The FP32 model runs over a calibration set (seeded synthetic batches or an .npz 
 with every activation that a quantized op reads added as an output; an observer per tensor picks
 its range. The result keeps the float ops and marks the int8 boundaries with
 QuantizeLinear/DequantizeLinear pairs, the form runtimes pattern-match into their integer
-kernels: onnxruntime turns DQ->MatMul into MatMulIntegerToFloat, DQ->Gemm into QGemm and
-DQ->Conv->Q into QLinearConv. Conv therefore gets its output quantized too (QLinearConv writes
-int8), while MatMul and Gemm keep float outputs (their fused kernels write float). Weights are
-stored as int8 with one scale per output channel, biases as int32 at input scale x weight scale,
-as the integer kernels expect. Outputs of Softmax/Sigmoid keep their whole [0, 1] range.
+kernels: DQ->MatMul into com.microsoft MatMulIntegerToFloat, DQ->Gemm into com.microsoft QGemm
+and DQ->Conv->Q into QLinearConv. Conv therefore gets its output quantized too (QLinearConv
+writes int8), while MatMul and Gemm keep float outputs (those fused kernels write float).
+Weights are stored as int8 with one scale per output channel, biases as int32 at input scale x
+weight scale, as the integer kernels expect. Outputs of Softmax/Sigmoid keep their whole [0, 1]
+range.
 """
 
 from __future__ import annotations
@@ -21,27 +22,28 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.errors import AsicperfError
 from ir.node_ids import describe_node, node_id
 from ir.reference import reference_session
+from ir.seeded_inputs import seeded_inputs
 from passes.audit import ChangeKind
 from passes.base import Pass, PassLog
+from passes.contracts import CONSTANT_WEIGHTS
 from passes.layer_scope import LayerScopeConfig
 from passes.option_range import bounded
 from passes.precision.calibration import (
     ActivationMode,
     ActivationQuantization,
-    Observer,
     ObserverName,
+    RangeObserver,
     activation_quantization,
     make_observer,
     per_channel_scales,
     quantize_per_channel,
 )
 from passes.rewrite import add_initializer, constant_array, default_opset, produced_by
-from zoo.synthetic_inputs import seeded_inputs
 
 QUANTIZABLE = ("Conv", "Gemm", "MatMul")
 # Per-channel DequantizeLinear (its `axis`) arrived in opset 13.
@@ -103,8 +105,8 @@ class _Site:
     """A node to quantize: the inputs read as activations, its constant weight (input 1) with
     its output-channel axis, and whether its bias (input 2) becomes int32."""
 
-    node: ir.Node
-    activations: tuple[ir.Value, ...]
+    node: oir.Node
+    activations: tuple[oir.Value, ...]
     weight_axis: int | None
     bias: bool
 
@@ -117,8 +119,12 @@ class QuantizeInt8(Pass):
     name = "quantize-int8"
     summary = "calibrate activations and rewrite MatMul/Gemm/Conv to int8 as a QDQ graph"
     config_type = QuantizeInt8Config
+    # Only constant weights are quantized; the int8 weights it leaves behind DequantizeLinear
+    # nodes are constant subgraphs again (that fold-constants would turn back into floats).
+    requires = (CONSTANT_WEIGHTS,)
+    invalidates = (CONSTANT_WEIGHTS,)
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         sites = []
         for node in list(model.graph):
             if node.domain != "" or node.op_type not in QUANTIZABLE:
@@ -149,7 +155,7 @@ class QuantizeInt8(Pass):
             if site.weight_axis is not None:
                 _quantize_weights(model.graph, site, quantized[site.activations[0]], log)
 
-    def _excluded(self, node: ir.Node) -> str | None:
+    def _excluded(self, node: oir.Node) -> str | None:
         identifier = node_id(node)
         for name in (node.op_type, identifier):
             if name in self.config.exclude:
@@ -161,13 +167,13 @@ class QuantizeInt8(Pass):
         return None
 
 
-def _unquantizable(node: ir.Node) -> str | None:
+def _unquantizable(node: oir.Node) -> str | None:
     """Why `node` cannot become a QDQ int8 op, as the end of a skip reason."""
     for value in node.inputs[:2]:
         if produced_by(value, "DequantizeLinear") is not None:
             return f"is already quantized: '{value.name}' comes from a DequantizeLinear"
     for value in [*node.inputs, node.outputs[0]]:
-        if value is not None and value.dtype != ir.DataType.FLOAT:
+        if value is not None and value.dtype != oir.DataType.FLOAT:
             dtype = "unknown" if value.dtype is None else value.dtype.name
             return f"not quantized: '{value.name}' is {dtype}, only FLOAT is quantized"
     if constant_array(node.inputs[0]) is not None:
@@ -193,14 +199,14 @@ def _unquantizable(node: ir.Node) -> str | None:
     return None
 
 
-def _weight_axis(node: ir.Node) -> int:
+def _weight_axis(node: oir.Node) -> int:
     """The output-channel axis of the weight: Conv W [Cout, ...] and Gemm B with transB are
     [N, K]; MatMul B and plain Gemm B are [K, N]."""
     transposed = node.op_type == "Gemm" and node.attributes.get_int("transB", 0)
     return 0 if node.op_type == "Conv" or transposed else 1
 
 
-def _site(node: ir.Node) -> _Site:
+def _site(node: oir.Node) -> _Site:
     weight = constant_array(node.inputs[1])
     activations = (node.inputs[0],) if weight is not None else tuple(node.inputs[:2])
     axis = None if weight is None else _weight_axis(node)
@@ -208,8 +214,8 @@ def _site(node: ir.Node) -> _Site:
     return _Site(node, activations, axis, bias)
 
 
-def _tensors_to_calibrate(sites: Sequence[_Site]) -> list[ir.Value]:
-    tensors: dict[ir.Value, None] = {}
+def _tensors_to_calibrate(sites: Sequence[_Site]) -> list[oir.Value]:
+    tensors: dict[oir.Value, None] = {}
     for site in sites:
         tensors.update(dict.fromkeys(site.activations))
         if site.quantizes_output:
@@ -217,7 +223,7 @@ def _tensors_to_calibrate(sites: Sequence[_Site]) -> list[ir.Value]:
     return list(tensors)
 
 
-def _calibration_feeds(model: ir.Model, config: QuantizeInt8Config) -> list[dict[str, np.ndarray]]:
+def _calibration_feeds(model: oir.Model, config: QuantizeInt8Config) -> list[dict[str, np.ndarray]]:
     """One feed per calibration run: seeded synthetic batches (seeds 0, 1, ...), or the samples
     of an .npz, each fed as a batch of one (or as is, when the array has one more axis than the
     input)."""
@@ -258,10 +264,10 @@ def _calibration_feeds(model: ir.Model, config: QuantizeInt8Config) -> list[dict
 
 
 def _calibrate(
-    model: ir.Model, tensors: Sequence[ir.Value], config: QuantizeInt8Config
-) -> dict[ir.Value, Observer]:
+    model: oir.Model, tensors: Sequence[oir.Value], config: QuantizeInt8Config
+) -> dict[oir.Value, RangeObserver]:
     """Run the FP32 model on every calibration feed with `tensors` as extra outputs."""
-    proto = ir.to_proto(model)
+    proto = oir.to_proto(model)
     present = {output.name for output in proto.graph.output}
     inputs = {value.name for value in model.graph.inputs}
     proto.graph.output.extend(
@@ -282,7 +288,9 @@ def _calibrate(
     return observers
 
 
-def _activation_range(value: ir.Value, observer: Observer, symmetric: bool) -> tuple[float, float]:
+def _activation_range(
+    value: oir.Value, observer: RangeObserver, symmetric: bool
+) -> tuple[float, float]:
     """The observer's range, except for outputs whose range the op fixes: a clipping observer
     (entropy) would cut the few large attention probabilities of a Softmax that matter most."""
     if _fixed_range_op(value) is not None:
@@ -290,14 +298,16 @@ def _activation_range(value: ir.Value, observer: Observer, symmetric: bool) -> t
     return observer.range(symmetric)
 
 
-def _fixed_range_op(value: ir.Value) -> str | None:
+def _fixed_range_op(value: oir.Value) -> str | None:
     producer = value.producer()
     if producer is not None and producer.domain == "" and producer.op_type in _UNIT_RANGE_OPS:
         return producer.op_type
     return None
 
 
-def _describe_calibration(value: ir.Value, observer: Observer, chosen: tuple[float, float]) -> str:
+def _describe_calibration(
+    value: oir.Value, observer: RangeObserver, chosen: tuple[float, float]
+) -> str:
     low, high = chosen
     fixed = _fixed_range_op(value)
     source = f"range fixed by {fixed}" if fixed is not None else "range"
@@ -307,23 +317,23 @@ def _describe_calibration(value: ir.Value, observer: Observer, chosen: tuple[flo
     )
 
 
-def _scalar(graph: ir.Graph, name: str, value: float | int, dtype: type) -> ir.Value:
+def _scalar(graph: oir.Graph, name: str, value: float | int, dtype: type) -> oir.Value:
     return add_initializer(graph, name, np.array(value, dtype=dtype))
 
 
 def _dequantize(
-    value: ir.Value, scale: ir.Value, zero_point: ir.Value, axis: int | None, name: str
-) -> ir.Node:
+    value: oir.Value, scale: oir.Value, zero_point: oir.Value, axis: int | None, name: str
+) -> oir.Node:
     attributes = {} if axis is None else {"axis": axis}
-    node = ir.node("DequantizeLinear", [value, scale, zero_point], attributes)
+    node = oir.node("DequantizeLinear", [value, scale, zero_point], attributes)
     node.outputs[0].name = name
-    node.outputs[0].dtype = ir.DataType.FLOAT
+    node.outputs[0].dtype = oir.DataType.FLOAT
     node.outputs[0].shape = value.shape
     return node
 
 
-def _quantize(value: ir.Value, scale: ir.Value, zero_point: ir.Value, name: str) -> ir.Node:
-    node = ir.node("QuantizeLinear", [value, scale, zero_point])
+def _quantize(value: oir.Value, scale: oir.Value, zero_point: oir.Value, name: str) -> oir.Node:
+    node = oir.node("QuantizeLinear", [value, scale, zero_point])
     node.outputs[0].name = name
     node.outputs[0].dtype = zero_point.dtype
     node.outputs[0].shape = value.shape
@@ -331,26 +341,26 @@ def _quantize(value: ir.Value, scale: ir.Value, zero_point: ir.Value, name: str)
 
 
 def _insert_qdq(
-    graph: ir.Graph,
-    value: ir.Value,
+    graph: oir.Graph,
+    value: oir.Value,
     params: ActivationQuantization,
     calibration: str,
     sites: Sequence[_Site],
-    quantized_outputs: set[ir.Value],
+    quantized_outputs: set[oir.Value],
     log: PassLog,
 ) -> None:
     """Q/DQ between `value` and its quantized readers, each reader with a pair of its own, down
-    to its own scale and zero-point initializers: onnxruntime fuses (and turns int8 into its
-    faster uint8) only a Q->DQ with one reader, and its common-subexpression elimination would
-    merge identical pairs back into one. When `value` is a Conv output every reader, a graph
-    output included, reads through one shared Q, as QLinearConv needs that Q to be the Conv's
-    only reader."""
+    to its own scale and zero-point initializers: QDQ fusion (which may also turn int8 into a
+    faster uint8) takes only a Q->DQ with one reader, and common-subexpression elimination
+    would merge identical pairs back into one. When `value` is a Conv output every reader, a
+    graph output included, reads through one shared Q, as QLinearConv needs that Q to be the
+    Conv's only reader."""
     name = value.name
     shared = value in quantized_outputs
     site_nodes = {site.node for site in sites}
     readers = dict.fromkeys(node for node, _ in value.uses() if shared or node in site_nodes)
-    new_nodes: list[ir.Node] = []
-    dequantized: dict[ir.Node, ir.Node] = {}
+    new_nodes: list[oir.Node] = []
+    dequantized: dict[oir.Node, oir.Node] = {}
     for reader in [None, *readers] if shared else readers:
         suffix = "" if reader is None else f"_{node_id(reader)}"
         if reader is None or not shared:
@@ -393,7 +403,7 @@ def _insert_qdq(
 
 
 def _quantize_weights(
-    graph: ir.Graph, site: _Site, input_params: ActivationQuantization, log: PassLog
+    graph: oir.Graph, site: _Site, input_params: ActivationQuantization, log: PassLog
 ) -> None:
     """Weight -> int8 per output channel behind a DequantizeLinear; bias -> int32 with scale
     input scale x weight scale and zero point 0, what the integer kernels add in."""

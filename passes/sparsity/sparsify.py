@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.node_ids import describe_node, node_id
 from passes.audit import ChangeKind
 from passes.base import Pass, PassLog
+from passes.contracts import CONSTANT_WEIGHTS
 from passes.layer_scope import LayerScopeConfig
 from passes.option_range import bounded
 from passes.rewrite import constant_array, non_constant_reason
@@ -188,8 +189,8 @@ class _Weight:
     """A weight initializer that will be pruned, seen as [kernel positions, output channels,
     reduction] through `axes` (the transpose that gives that order)."""
 
-    value: ir.Value
-    readers: tuple[ir.Node, ...]
+    value: oir.Value
+    readers: tuple[oir.Node, ...]
     array: np.ndarray
     axes: tuple[int, ...]
 
@@ -214,8 +215,9 @@ class Sparsify(Pass):
     name = "sparsify"
     summary = "magnitude-prune MatMul/Gemm/Conv weights to N:M, block or unstructured sparsity"
     config_type = SparsifyConfig
+    requires = (CONSTANT_WEIGHTS,)  # only initializers are pruned
 
-    def run(self, model: ir.Model, log: PassLog) -> None:
+    def run(self, model: oir.Model, log: PassLog) -> None:
         config = self.config
         pattern = parse_pattern(config.pattern)
         weights = []
@@ -240,7 +242,9 @@ class Sparsify(Pass):
         for weight, keep in zip(weights, masks, strict=True):
             _apply(weight, keep, pattern, how, log)
 
-    def _blocker(self, value: ir.Value, readers: Sequence[ir.Node], pattern: Pattern) -> str | None:
+    def _blocker(
+        self, value: oir.Value, readers: Sequence[oir.Node], pattern: Pattern
+    ) -> str | None:
         """Why the weight `value`, read by `readers`, is left dense; None when it is pruned."""
         what = _describe(value, readers)
         for reader in readers:
@@ -271,9 +275,9 @@ class Sparsify(Pass):
         return None if reason is None else f"{what} not pruned: {reason}"
 
 
-def _weight_readers(model: ir.Model) -> dict[ir.Value, tuple[ir.Node, ...]]:
+def _weight_readers(model: oir.Model) -> dict[oir.Value, tuple[oir.Node, ...]]:
     """Each value read as Conv W or MatMul/Gemm B, with its readers in graph order."""
-    readers: dict[ir.Value, list[ir.Node]] = {}
+    readers: dict[oir.Value, list[oir.Node]] = {}
     for node in model.graph.all_nodes():
         if node.op_type in PRUNABLE_OPS and node.domain == "" and len(node.inputs) > 1:
             weight = node.inputs[_WEIGHT_INPUT]
@@ -282,12 +286,12 @@ def _weight_readers(model: ir.Model) -> dict[ir.Value, tuple[ir.Node, ...]]:
     return {value: tuple(nodes) for value, nodes in readers.items()}
 
 
-def _describe(value: ir.Value, readers: Sequence[ir.Node]) -> str:
+def _describe(value: oir.Value, readers: Sequence[oir.Node]) -> str:
     role = "W" if readers[0].op_type == "Conv" else "B"
     return f"{readers[0].op_type} input {role} '{value.name}'"
 
 
-def _view_axes(reader: ir.Node, rank: int) -> tuple[int, ...]:
+def _view_axes(reader: oir.Node, rank: int) -> tuple[int, ...]:
     """The transpose that shows `reader`'s weight as [..., output channels, reduction]: Conv W
     is [Cout, Cin/group, *kernel], MatMul B [..., K, N], Gemm B [K, N] or with transB [N, K]."""
     if reader.op_type == "Conv":
@@ -361,7 +365,7 @@ def _apply(weight: _Weight, keep: np.ndarray, pattern: Pattern, how: str, log: P
         )
         return
     old = value.const_value
-    tensor = ir.Tensor(pruned, dtype=old.dtype, name=old.name)
+    tensor = oir.Tensor(pruned, dtype=old.dtype, name=old.name)
     tensor.metadata_props.update(old.metadata_props)
     value.const_value = tensor
     value.metadata_props[SPARSITY_KEY] = annotation

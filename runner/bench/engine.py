@@ -4,6 +4,7 @@ reference target. Completed batch sizes are written at once; `resume` skips them
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,35 +13,43 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.bindings import symbolic_dims
 from ir.errors import AsicperfError
 from ir.fingerprint import fingerprint
 from ir.memory import check_fits_in_memory
 from ir.model_io import load_model
+from ir.seeded_inputs import seeded_inputs
 from passes.audit import audit_summary
 from passes.instruments import Instrument, NumericCheck, VerifyAfterEachPass
 from passes.manager import run_pipeline
 from passes.pipeline import make_config, parse_pipeline
 from passes.target_binding import bind_pipeline
 from runner.bench.results import (
-    BatchResult,
-    Coverage,
     RunKey,
     batch_choice,
     best_batch,
+    coverage_of,
     load_completed,
     write_batch,
 )
 from runner.bench.scenarios import ScenarioSettings, run_scenario, verdict
 from runner.bench.stats import latency_stats
 from runner.report.environment import environment
-from runner.report.schema import RESULT_FILE, stamp, write_result
+from runner.results.files import RESULT_FILE, write_result
+from runner.results.model import (
+    AccuracyRecord,
+    AuditSummary,
+    BatchResult,
+    DriftRecord,
+    ModelResult,
+    TargetInfoRecord,
+)
 from targets.executable import compile_model
+from targets.reference_fallback import TargetFallback
 from targets.registry import get_target
 from zoo.accuracy import Accuracy, DriftReport, Run, drift_report, task_accuracy
-from zoo.synthetic_inputs import seeded_inputs
 from zoo.workload import Workload
 
 BATCH_DIM = "batch"
@@ -84,21 +93,21 @@ class BenchPlan:
         return f"{self.workload.target}{{{options}}}" if options else self.workload.target
 
 
-class Observer(Protocol):
-    """Progress reports, so the command can draw bars without the engine knowing how."""
+class BatchProgress(Protocol):
+    """Progress per batch size, so the command can draw bars without the engine knowing how."""
 
     def compiling(self, batch_size: int) -> None: ...
     def timing(self, batch_size: int, fraction: float) -> None: ...
     def finished(self, result: BatchResult) -> None: ...
 
 
-def bench(plan: BenchPlan, folder: Path, resume: bool, observer: Observer) -> dict[str, Any]:
-    """Measure every batch size not already done, and return (and write) the result document."""
+def bench(plan: BenchPlan, folder: Path, resume: bool, progress: BatchProgress) -> ModelResult:
+    """Measure every batch size not already done, and return (and write) the result."""
     workload = plan.workload
     settings = plan.settings  # checks the scenario's fields (server rate, bound) before any work
     target = get_target(workload.target)
     make_config(type(target), workload.target_options, kind="target")  # fail before any work
-    pipeline = bind_pipeline(workload.pipeline, target.name)
+    pipeline = bind_pipeline(workload.pipeline, workload.target)  # as the registry names it
     unbound = load_model(plan.model_path)
     sizes = workload.batch_sizes
     if sizes != (1,) and BATCH_DIM not in symbolic_dims(unbound):
@@ -121,59 +130,65 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, observer: Observer) -> di
         if size not in done:
             # accuracy on the first batch size only: a data set pass per size costs too much
             first = size == sizes[0]
-            done[size] = _measure(plan, pipeline, size, with_accuracy=first, observer=observer)
+            done[size] = _measure(plan, pipeline, size, with_accuracy=first, progress=progress)
             write_batch(folder, key, done[size])
-        observer.finished(done[size])
+        progress.finished(done[size])
     batches = [done[size] for size in sizes]
     info = target.info()
-    body = {
-        "model": workload.model,
-        "ir_fingerprint": key.ir_fingerprint,
-        "target": key.target,
-        "pipeline": workload.pipeline or None,
-        "resolved_pipeline": key.pipeline,
-        "scenario": workload.scenario,
-        "target_info": {
-            "name": info.name,
-            "version": info.version,
-            "device": info.device,
-            "hardware": info.hardware,
-        },
-        "target_options": dict(workload.target_options),
-        "audit": batches[0].audit,
-        "workload": workload.to_json(),
-        "settings": settings.to_json(),
-        "compile_s": sum(b.compile_s for b in batches),
-        "batches": [b.to_json() for b in batches],
-        "best_batch": best_batch(batches, workload.latency_bound_ms),
-        "latency_bound_ms": workload.latency_bound_ms,
-        "batch_choice": batch_choice(batches, workload.latency_bound_ms),
-        "accuracy": batches[0].accuracy,
-        "drift": {"batch_size": batches[0].batch_size, **batches[0].drift},
-    }
-    created = datetime.now(UTC).isoformat(timespec="seconds")
-    document = stamp("model", created, environment(list(plan.command), plan.seed), body)
-    write_result(folder / RESULT_FILE, document)
-    return document
+    result = ModelResult(
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        environment=environment(list(plan.command), plan.seed),
+        model=workload.model,
+        ir_fingerprint=key.ir_fingerprint,
+        target=key.target,
+        pipeline=workload.pipeline or None,
+        resolved_pipeline=key.pipeline,
+        scenario=workload.scenario,
+        target_info=TargetInfoRecord(
+            name=info.name, version=info.version, device=info.device, hardware=info.hardware
+        ),
+        target_options=dict(workload.target_options),
+        audit=batches[0].audit,
+        workload=workload.to_json(),
+        settings=settings.to_json(),
+        compile_s=sum(b.compile_s or 0.0 for b in batches),
+        batches=tuple(batches),
+        best_batch=best_batch(batches, workload.latency_bound_ms),
+        latency_bound_ms=workload.latency_bound_ms,
+        batch_choice=batch_choice(batches, workload.latency_bound_ms),
+        accuracy=batches[0].accuracy,
+        drift=dataclasses.replace(batches[0].drift, batch_size=batches[0].batch_size),
+    )
+    write_result(folder / RESULT_FILE, result)
+    return result
 
 
 def _measure(
-    plan: BenchPlan, pipeline_spec: str, batch_size: int, *, with_accuracy: bool, observer: Observer
+    plan: BenchPlan,
+    pipeline_spec: str,
+    batch_size: int,
+    *,
+    with_accuracy: bool,
+    progress: BatchProgress,
 ) -> BatchResult:
     workload = plan.workload
-    observer.compiling(batch_size)
+    progress.compiling(batch_size)
     model = load_model(plan.model_path, bindings={BATCH_DIM: batch_size})
     feeds = seeded_inputs(model, plan.settings.seed, {BATCH_DIM: batch_size}, int_high=2)
     expected = _fp32_reference(model, batch_size, feeds)  # before the pipeline changes it
-    audit = None
+    target = get_target(workload.target)
+    config = make_config(type(target), workload.target_options, kind="target")
+    audit: AuditSummary | None = None
     if pipeline_spec:
         instruments: list[Instrument] = [VerifyAfterEachPass()]
         if with_accuracy:  # per-pass drift on the first batch size, like the accuracy
-            instruments.append(NumericCheck(plan.settings.seed, {BATCH_DIM: batch_size}))
+            # the target checks the ops its passes emitted that the reference path lacks
+            runner = TargetFallback(workload.target, config, batch_size)
+            bindings = {BATCH_DIM: batch_size}
+            instruments.append(NumericCheck(plan.settings.seed, bindings, runner=runner))
         pipeline = run_pipeline(model, parse_pipeline(pipeline_spec), instruments)
-        audit = audit_summary(pipeline.records) if with_accuracy else None
-    target = get_target(workload.target)
-    config = make_config(type(target), workload.target_options, kind="target")
+        if with_accuracy:
+            audit = AuditSummary.from_json(audit_summary(pipeline.records), "audit")
     start = time.perf_counter()
     executable = compile_model(target, model, config)
     compile_s = time.perf_counter() - start
@@ -184,7 +199,7 @@ def _measure(
         plan.settings,
         lambda: session.run(feeds),
         batch_size,
-        lambda fraction: observer.timing(batch_size, fraction),
+        lambda fraction: progress.timing(batch_size, fraction),
     )
     latency = latency_stats(timing.latencies_ms)
     valid, why = verdict(plan.settings, timing, latency)
@@ -200,16 +215,16 @@ def _measure(
         compile_s=compile_s,
         queries=queries,
         duration_s=timing.duration_s,
-        drift=drift.to_json(),
-        accuracy=accuracy.to_json() if accuracy else None,
-        latencies_ms=tuple(timing.latencies_ms),
+        drift=DriftRecord.from_json(drift.to_json(), "drift"),
+        accuracy=AccuracyRecord.from_json(accuracy.to_json(), "accuracy") if accuracy else None,
+        latencies_ms=tuple(round(latency, 6) for latency in timing.latencies_ms),
         audit=audit,
-        coverage=Coverage.of_plan(executable.plan),
+        coverage=coverage_of(executable.plan),
     )
 
 
 def _fp32_reference(
-    model: ir.Model, batch_size: int, feeds: Mapping[str, np.ndarray]
+    model: oir.Model, batch_size: int, feeds: Mapping[str, np.ndarray]
 ) -> list[np.ndarray]:
     """The reference target's outputs for the model as loaded (FP32, before any pass), which
     every target and pipeline is judged against."""

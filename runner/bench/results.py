@@ -1,5 +1,5 @@
 """Bench results: one record per batch size, written as soon as it is measured so an
-interrupted run keeps what it finished, and the whole document at the end."""
+interrupted run keeps what it finished, and the choice of the best batch size."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 from ir.errors import AsicperfError
 from ir.files import write_text_atomically
 from runner.bench.scenarios import distinct
-from runner.bench.stats import LatencyStats
+from runner.results.model import BatchChoice, BatchResult, Coverage
+from runner.results.record import ResultError
 from targets.partition import PartitionPlan
 
 
@@ -59,77 +60,14 @@ def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-@dataclass(frozen=True)
-class Coverage:
-    """How much of the compiled model ran on the target: the rest ran on the reference
-    fallback path, and a figure that hides that measures the fallback."""
-
-    nodes: int
-    fallback_nodes: int
-    node_coverage: float
-    flop_coverage: float | None  # None when no node has a known FLOP count
-
-    @classmethod
-    def of_plan(cls, plan: PartitionPlan) -> Coverage:
-        return cls(
-            nodes=sum(len(segment.nodes) for segment in plan.segments),
-            fallback_nodes=len(plan.unsupported),
-            node_coverage=plan.node_coverage,
-            flop_coverage=plan.flop_coverage,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "nodes": self.nodes,
-            "fallback_nodes": self.fallback_nodes,
-            "node_coverage": self.node_coverage,
-            "flop_coverage": self.flop_coverage,
-        }
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """One batch size measured: throughput in samples/s, latency per query (= per batch)."""
-
-    batch_size: int
-    qps: float
-    latency_ms: LatencyStats
-    valid: bool
-    why: str
-    compile_s: float
-    queries: int
-    duration_s: float
-    drift: Mapping[str, Any]  # drift report against the reference target, on the seeded batch
-    accuracy: Mapping[str, Any] | None  # measured on the run's first batch size only
-    latencies_ms: tuple[float, ...] = ()  # every query, in issue order
-    audit: Mapping[str, Any] | None = None  # the pipeline's audit, on the first batch size only
-    coverage: Coverage | None = None  # None only in batch files written before it was recorded
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "batch_size": self.batch_size,
-            "qps": self.qps,
-            "latency_ms": self.latency_ms.to_json(),
-            "valid": self.valid,
-            "why": self.why,
-            "compile_s": self.compile_s,
-            "queries": self.queries,
-            "duration_s": self.duration_s,
-            "drift": dict(self.drift),
-            "accuracy": None if self.accuracy is None else dict(self.accuracy),
-            "latencies_ms": [round(latency, 6) for latency in self.latencies_ms],
-            "audit": None if self.audit is None else dict(self.audit),
-            "coverage": None if self.coverage is None else self.coverage.to_json(),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> BatchResult:
-        fields = dict(data)
-        fields["latency_ms"] = LatencyStats.from_json(data["latency_ms"])
-        fields["latencies_ms"] = tuple(data.get("latencies_ms", ()))
-        coverage = data.get("coverage")
-        fields["coverage"] = None if coverage is None else Coverage(**coverage)
-        return cls(**fields)
+def coverage_of(plan: PartitionPlan) -> Coverage:
+    """The share of the compiled model that `plan` puts on the target."""
+    return Coverage(
+        nodes=sum(len(segment.nodes) for segment in plan.segments),
+        fallback_nodes=len(plan.unsupported),
+        node_coverage=plan.node_coverage,
+        flop_coverage=plan.flop_coverage,
+    )
 
 
 def _within_bound(batch: BatchResult, latency_bound_ms: float | None) -> bool:
@@ -142,7 +80,9 @@ def best_batch(batches: Sequence[BatchResult], latency_bound_ms: float | None) -
     return max(fitting, key=lambda b: b.qps).batch_size if fitting else None
 
 
-def batch_choice(batches: Sequence[BatchResult], latency_bound_ms: float | None) -> list[dict]:
+def batch_choice(
+    batches: Sequence[BatchResult], latency_bound_ms: float | None
+) -> tuple[BatchChoice, ...]:
     """Per batch size, why it is or is not the best batch: INVALID, over the latency bound, or
     fewer samples/s than the best; so "none meets the rules" always comes with its reasons."""
     best = best_batch(batches, latency_bound_ms)
@@ -158,8 +98,8 @@ def batch_choice(batches: Sequence[BatchResult], latency_bound_ms: float | None)
             reason = f"p99 {p99} ms > bound {latency_bound_ms:g} ms"
         else:
             reason = f"fewer samples/s than batch {best}"
-        choice.append({"batch_size": batch.batch_size, "reason": reason})
-    return choice
+        choice.append(BatchChoice(batch_size=batch.batch_size, reason=reason))
+    return tuple(choice)
 
 
 def batch_path(folder: Path, batch_size: int) -> Path:
@@ -182,9 +122,11 @@ def load_completed(folder: Path, key: RunKey, batch_sizes: Sequence[int]) -> dic
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
             stored = document["key"]
-            result = BatchResult.from_json(document["batch"])
+            result = BatchResult.from_json(document["batch"], str(path), "batch")
         except (ValueError, KeyError, TypeError) as error:
             raise AsicperfError(f"--resume: {path}: not a bench batch file ({error})") from None
+        except ResultError as error:
+            raise AsicperfError(f"--resume: {error}") from None
         difference = key.difference(stored)
         if difference is not None:
             raise AsicperfError(

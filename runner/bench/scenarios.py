@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ir.errors import AsicperfError
-from runner.bench.stats import LatencyStats
+from runner.results.model import LatencyStats
 
 SCENARIOS = ("single-stream", "offline", "server")
 

@@ -4,33 +4,15 @@ of the sorted sample, no interpolation): every reported latency is one that real
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+
+from runner.results.model import LatencyStats
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile of an ascending, non-empty sample; p in (0, 100]."""
     rank = max(1, math.ceil(p / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
-
-
-@dataclass(frozen=True)
-class LatencyStats:
-    """Per-query latency in milliseconds."""
-
-    mean: float
-    p50: float
-    p90: float
-    p99: float
-    min: float
-    max: float
-
-    def to_json(self) -> dict[str, float]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, float]) -> LatencyStats:
-        return cls(**data)
 
 
 def latency_stats(latencies_ms: Sequence[float]) -> LatencyStats:

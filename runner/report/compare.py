@@ -9,9 +9,9 @@ warns where a ratio mixes in more than the target (another host, another model).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from rich.table import Table
 from rich.text import Text
@@ -21,41 +21,41 @@ from runner.bench.stats import percentile
 from runner.report.readings import worst_cosine
 from runner.report.show import number_text, revision_text
 from runner.report.significance import significance
+from runner.results.files import Result
+from runner.results.model import BatchResult, ModelResult
+from runner.results.op import CaseResultRecord, OpResult
 
 _SHORT_FINGERPRINT = 19  # "sha256:" and 12 hex digits
+Measured = TypeVar("Measured", BatchResult, CaseResultRecord)  # what a row is matched on
 
 
 @dataclass(frozen=True)
-class Metric:
+class Metric(Generic[Measured]):
     """One compared figure: its name, how it is printed, and where a matched item keeps it.
     `timed` figures come from the timing samples, so the samples' significance applies."""
 
     name: str
     spec: str
-    value: Callable[[Mapping[str, Any]], float | None]
+    value: Callable[[Measured], float | None]
     timed: bool
 
 
-def _worst_cosine(batch: Mapping[str, Any]) -> float | None:
-    return worst_cosine(batch["drift"]["outputs"])
+def _accuracy(batch: BatchResult) -> float | None:
+    return None if batch.accuracy is None else batch.accuracy.value
 
 
-def _accuracy(batch: Mapping[str, Any]) -> float | None:
-    return (batch.get("accuracy") or {}).get("value")
-
-
-MODEL_METRICS = (
-    Metric("samples/s", ".1f", lambda batch: batch["qps"], timed=True),
-    Metric("mean ms", ".3f", lambda batch: batch["latency_ms"]["mean"], timed=True),
-    Metric("p50 ms", ".3f", lambda batch: batch["latency_ms"]["p50"], timed=True),
-    Metric("p99 ms", ".3f", lambda batch: batch["latency_ms"]["p99"], timed=True),
+MODEL_METRICS: tuple[Metric[BatchResult], ...] = (
+    Metric("samples/s", ".1f", lambda batch: batch.qps, timed=True),
+    Metric("mean ms", ".3f", lambda batch: batch.latency_ms.mean, timed=True),
+    Metric("p50 ms", ".3f", lambda batch: batch.latency_ms.p50, timed=True),
+    Metric("p99 ms", ".3f", lambda batch: batch.latency_ms.p99, timed=True),
     Metric("accuracy", ".4f", _accuracy, timed=False),
-    Metric("worst cosine", ".7f", _worst_cosine, timed=False),
+    Metric("worst cosine", ".7f", lambda batch: worst_cosine(batch.drift.outputs), timed=False),
 )
-OP_METRICS = (
-    Metric("median µs", ".1f", lambda case: case["latency_us"]["median"], timed=True),
-    Metric("GFLOP/s", ".1f", lambda case: case["gflops"], timed=True),
-    Metric("GB/s", ".1f", lambda case: case["gbps"], timed=True),
+OP_METRICS: tuple[Metric[CaseResultRecord], ...] = (
+    Metric("median µs", ".1f", lambda case: case.latency_us.median, timed=True),
+    Metric("GFLOP/s", ".1f", lambda case: case.gflops, timed=True),
+    Metric("GB/s", ".1f", lambda case: case.gbps, timed=True),
 )
 _SPECS = {metric.name: metric.spec for metric in (*MODEL_METRICS, *OP_METRICS)}
 
@@ -108,26 +108,24 @@ class Comparison:
 
 
 @dataclass(frozen=True)
-class _Item:
+class _Item(Generic[Measured]):
     """A matchable part of a result: a batch size or an op case, with its raw samples and
     its p10..p90 range where known."""
 
     key: str
-    record: Mapping[str, Any]
+    record: Measured
     samples: Sequence[float] | None
     spread: tuple[float, float] | None
 
 
-def compare_results(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: str) -> Comparison:
+def compare_results(a: Result, b: Result, a_name: str, b_name: str) -> Comparison:
     """B against A: ratios B/A of every matched metric; an error when the kinds differ."""
-    if a["kind"] != b["kind"]:
+    if a.KIND != b.KIND:
         raise AsicperfError(
-            f"cannot compare {a_name} ({a['kind']} result) with {b_name} ({b['kind']} result): "
+            f"cannot compare {a_name} ({a.KIND} result) with {b_name} ({b.KIND} result): "
             "compare model results with model results, op results with op results"
         )
-    items = _model_items if a["kind"] == "model" else _op_items
-    metrics = MODEL_METRICS if a["kind"] == "model" else OP_METRICS
-    a_items, b_items = items(a), items(b)
+    (a_items, metrics), (b_items, _) = _items(a), _items(b)
     rows = tuple(
         row
         for key, a_item in a_items.items()
@@ -138,7 +136,7 @@ def compare_results(a: dict[str, Any], b: dict[str, Any], a_name: str, b_name: s
     return Comparison(
         a_name=a_name,
         b_name=b_name,
-        kind=a["kind"],
+        kind=a.KIND,
         differences=differences,
         warnings=_warnings(differences),
         rows=rows,
@@ -190,7 +188,7 @@ def _rows_table(rows: Sequence[Row]) -> Table:
     return table
 
 
-def _rows(a: _Item, b: _Item, metrics: Sequence[Metric]) -> list[Row]:
+def _rows(a: _Item[Measured], b: _Item[Measured], metrics: Sequence[Metric[Measured]]) -> list[Row]:
     timing = significance(a.samples, b.samples, a.spread, b.spread)
     rows = []
     for metric in metrics:
@@ -212,29 +210,36 @@ def _rows(a: _Item, b: _Item, metrics: Sequence[Metric]) -> list[Row]:
     return rows
 
 
-def _model_items(document: Mapping[str, Any]) -> dict[str, _Item]:
+def _items(result: Result) -> tuple[dict[str, _Item[Any]], tuple[Metric[Any], ...]]:
+    """The result's matchable items by key, and the metrics compared on them."""
+    if isinstance(result, ModelResult):
+        return _model_items(result), MODEL_METRICS
+    return _op_items(result), OP_METRICS
+
+
+def _model_items(result: ModelResult) -> dict[str, _Item[BatchResult]]:
     items = {}
-    for batch in document["batches"]:
-        latencies = batch["latencies_ms"]
+    for batch in result.batches:
+        latencies = batch.latencies_ms
         spread = None
         if latencies:
             ordered = sorted(latencies)
             spread = (percentile(ordered, 10), percentile(ordered, 90))
-        key = f"batch {batch['batch_size']}"
+        key = f"batch {batch.batch_size}"
         items[key] = _Item(key, batch, latencies, spread)
     return items
 
 
-def _op_items(document: Mapping[str, Any]) -> dict[str, _Item]:
+def _op_items(result: OpResult) -> dict[str, _Item[CaseResultRecord]]:
     items = {}
-    for case in document["cases"]:
-        key = f"{case['op']} {case['dtype']} {case['shape']} on {case['provider']}"
-        latency = case["latency_us"]
-        items[key] = _Item(key, case, case["samples_us"], (latency["p10"], latency["p90"]))
+    for case in result.cases:
+        key = f"{case.op} {case.dtype} {case.shape} on {case.provider}"
+        latency = case.latency_us
+        items[key] = _Item(key, case, case.samples_us, (latency.p10, latency.p90))
     return items
 
 
-def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[Difference, ...]:
+def _differences(a: Result, b: Result) -> tuple[Difference, ...]:
     a_fields, b_fields = _identity(a), _identity(b)
     return tuple(
         Difference(field, a_fields[field], b_fields[field])
@@ -243,27 +248,25 @@ def _differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[Difference
     )
 
 
-def _identity(document: Mapping[str, Any]) -> dict[str, str | None]:
+def _identity(result: Result) -> dict[str, str | None]:
     """What a run was, field by field; None where the document did not record it."""
-    environment = document["environment"]
-    if document["kind"] == "model":
-        info = document["target_info"]
+    environment = result.environment
+    if isinstance(result, ModelResult):
+        info = result.target_info
         fields: dict[str, str | None] = {
-            "model": document["model"],
-            "model fingerprint": document["ir_fingerprint"][:_SHORT_FINGERPRINT],
-            "target": " ".join(part for part in (document["target"], info["version"]) if part),
-            "pipeline": document["pipeline"] or "none",
-            "scenario": document["scenario"],
+            "model": result.model,
+            "model fingerprint": result.ir_fingerprint[:_SHORT_FINGERPRINT],
+            "target": " ".join(part for part in (result.target, info.version) if part),
+            "pipeline": result.pipeline or "none",
+            "scenario": result.scenario,
         }
     else:
-        fields = {"suite": document["suite"]}
-    git = environment["git"]
-    host = environment["host"]
-    fields["host"] = (
-        None if document.get("migrated_from") else f"{host['cpu']}, {host['cores']} cores"
-    )
+        fields = {"suite": result.suite}
+    git = environment.git
+    host = environment.host
+    fields["host"] = None if result.migrated_from else f"{host.cpu}, {host.cores} cores"
     fields["git revision"] = None if git is None else revision_text(git)
-    fields["asicperf version"] = environment["packages"].get("asicperf")
+    fields["asicperf version"] = environment.packages.get("asicperf")
     return fields
 
 

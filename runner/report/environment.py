@@ -9,8 +9,8 @@ import shutil
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
+from runner.results.document import Environment, GitRevision, Host, ThreadSettings
 from targets.hardware.host import detect_cpu
 
 PACKAGES = (
@@ -34,30 +34,30 @@ _PROJECT_ROOT = Path(__file__).resolve().parents[2]
 _PROBE_TIMEOUT_S = 10
 
 
-def environment(command: list[str], seed: int) -> dict[str, Any]:
+def environment(command: list[str], seed: int) -> Environment:
     """The `environment` section of a result document, collected now; `command` is the
     invocation as typed."""
     cpu = detect_cpu()
-    return {
-        "host": {
-            "cpu": cpu.model,
-            "cores": cpu.cores,
-            "threads": cpu.threads,
-            "flags": list(cpu.flags),
-            "memory_gib": cpu.memory_gib,
-        },
-        "gpus": gpus(),
-        "os": platform.platform(),
-        "python": platform.python_version(),
-        "packages": {name: _version(name) for name in PACKAGES},
-        "git": git_revision(_PROJECT_ROOT),
-        "command": list(command),
-        "seed": seed,
-        "threads": {
-            "cpu_count": os.cpu_count(),
-            "env": {name: os.environ.get(name) for name in THREAD_VARIABLES},
-        },
-    }
+    return Environment(
+        host=Host(
+            cpu=cpu.model,
+            cores=cpu.cores,
+            threads=cpu.threads,
+            flags=tuple(cpu.flags),
+            memory_gib=cpu.memory_gib,
+        ),
+        gpus=tuple(gpus()),
+        os=platform.platform(),
+        python=platform.python_version(),
+        packages={name: _version(name) for name in PACKAGES},
+        git=git_revision(_PROJECT_ROOT),
+        command=tuple(command),
+        seed=seed,
+        threads=ThreadSettings(
+            cpu_count=os.cpu_count(),
+            env={name: os.environ.get(name) for name in THREAD_VARIABLES},
+        ),
+    )
 
 
 def gpus() -> list[str]:
@@ -70,7 +70,7 @@ def gpus() -> list[str]:
     return [line.strip() for line in output.splitlines() if line.strip()] if output else []
 
 
-def git_revision(root: Path) -> dict[str, Any] | None:
+def git_revision(root: Path) -> GitRevision | None:
     """The project's commit and whether the tree had local changes; None outside a checkout
     (an installed wheel)."""
     if not (root / ".git").exists():
@@ -79,7 +79,7 @@ def git_revision(root: Path) -> dict[str, Any] | None:
     if revision is None:
         return None
     status = _run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"])
-    return {"revision": revision.strip(), "dirty": bool(status and status.strip())}
+    return GitRevision(revision=revision.strip(), dirty=bool(status and status.strip()))
 
 
 def _run(command: list[str]) -> str | None:

@@ -9,7 +9,9 @@ from collections.abc import Mapping, Sequence
 from runner.report.charts import hbar_chart
 from runner.report.costs import CostOverride, hardware_costs
 from runner.report.markup import Markup, color, figure, grid, note, number, section, table
-from runner.report.readings import Document, best, label
+from runner.report.readings import label
+from runner.results.model import ModelResult
+from runner.results.op import OpResult
 from targets.hardware.compare import compare
 from targets.hardware.database import all_specs
 from targets.hardware.spec import unit
@@ -28,9 +30,9 @@ MEASURED_HEADERS = (
 
 
 def hardware_section(
-    models: Sequence[Document], ops: Sequence[Document], overrides: Mapping[str, CostOverride]
+    models: Sequence[ModelResult], ops: Sequence[OpResult], overrides: Mapping[str, CostOverride]
 ) -> str:
-    measured = table(MEASURED_HEADERS, [_cost_row(d, overrides) for d in models], (2, 4, 5, 6))
+    measured = table(MEASURED_HEADERS, [_cost_row(r, overrides) for r in models], (2, 4, 5, 6))
     body = ("<h3>Measured</h3>" + measured if models else "") + _datasheets(models, ops)
     intro = (
         "Measured throughput at the best batch per dollar and per watt, then the database's "
@@ -40,11 +42,11 @@ def hardware_section(
     return section("hardware", "Hardware comparison", intro, body)
 
 
-def _cost_row(document: Document, overrides: Mapping[str, CostOverride]) -> list[object]:
-    hardware = document["target_info"]["hardware"]
+def _cost_row(result: ModelResult, overrides: Mapping[str, CostOverride]) -> list[object]:
+    hardware = result.target_info.hardware
     costs = hardware_costs(hardware, overrides)
-    chosen = best(document)
-    qps = chosen["qps"] if chosen else None
+    chosen = result.best()
+    qps = chosen.qps if chosen else None
     if costs.usd is None:
         price = UNKNOWN
     else:
@@ -52,7 +54,7 @@ def _cost_row(document: Document, overrides: Mapping[str, CostOverride]) -> list
     per_dollar = costs.per_dollar(qps) if qps is not None else None
     per_watt = costs.per_watt(qps) if qps is not None else None
     return [
-        label(document),
+        label(result),
         hardware or "unknown",
         number(qps),
         price,
@@ -63,9 +65,9 @@ def _cost_row(document: Document, overrides: Mapping[str, CostOverride]) -> list
     ]
 
 
-def datasheet_dtypes(models: Sequence[Document], ops: Sequence[Document]) -> list[str]:
+def datasheet_dtypes(models: Sequence[ModelResult], ops: Sequence[OpResult]) -> list[str]:
     """fp16 always (the common accelerator figure), and int8 when a result ran int8."""
-    names = [d["pipeline"] or "" for d in models] + [c["dtype"] for d in ops for c in d["cases"]]
+    names = [r.pipeline or "" for r in models] + [c.dtype for r in ops for c in r.cases]
     return ["fp16", *(["int8"] if any("int8" in name for name in names) else [])]
 
 
@@ -76,7 +78,7 @@ DATASHEET_METRICS = (  # (chart, ComparisonRow field, unit after the peak's)
 )
 
 
-def _datasheets(models: Sequence[Document], ops: Sequence[Document]) -> str:
+def _datasheets(models: Sequence[ModelResult], ops: Sequence[OpResult]) -> str:
     figures, missing = [], []
     for dtype in datasheet_dtypes(models, ops):
         rows = compare(all_specs(), dtype).rows

@@ -6,7 +6,6 @@ offline, attaches to an e-mail or a CI artifact as is, and runs no script at all
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from runner.report.costs import CostOverride
 from runner.report.hardware_section import hardware_section
@@ -28,7 +27,10 @@ from runner.report.model_sections import (
     throughput_section,
 )
 from runner.report.op_sections import op_latency_figures, roofline_section
-from runner.report.readings import Document, best, providers, where, worst_cosine
+from runner.report.readings import where, worst_cosine
+from runner.results.files import Result
+from runner.results.model import AccuracyRecord, ModelResult
+from runner.results.op import OpResult
 
 SUMMARY_HEADERS = (
     "kind",
@@ -98,15 +100,15 @@ SECTIONS = (
 
 
 def render_html(
-    documents: Sequence[tuple[str, dict[str, Any]]], overrides: Mapping[str, CostOverride]
+    results: Sequence[tuple[str, Result]], overrides: Mapping[str, CostOverride]
 ) -> str:
     """The whole page; sections with nothing to show say so in one line."""
-    models = [(i, d) for i, d in enumerate(d for _, d in documents if d["kind"] == "model")]
-    ops = [d for _, d in documents if d["kind"] == "op"]
-    model_docs = [d for _, d in models]
+    model_results = [r for _, r in results if isinstance(r, ModelResult)]
+    models = list(enumerate(model_results))
+    ops = [r for _, r in results if isinstance(r, OpResult)]
     latency = latency_figures(models) + op_latency_figures(ops)
     body = [
-        section("summary", "Summary", "One row per result file.", _summary(documents)),
+        section("summary", "Summary", "One row per result file.", _summary(results)),
         batches_section(models) or _empty("batches", "model"),
         throughput_section(models) or _empty("throughput", "model"),
         section(
@@ -120,10 +122,10 @@ def render_html(
         drift_section(models) or _empty("drift", "model", "with drift histograms"),
         audit_section(models) or _empty("audit", "model", "with a pass audit"),
         roofline_section(ops) or _empty("roofline", "op-level"),
-        hardware_section(model_docs, ops, overrides),
+        hardware_section(model_results, ops, overrides),
     ]
     nav = "".join(f'<a href="#{anchor}">{esc(name)}</a>' for anchor, name in SECTIONS)
-    count = f"{len(documents)} result{'s' if len(documents) != 1 else ''}"
+    count = f"{len(results)} result{'s' if len(results) != 1 else ''}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -138,46 +140,39 @@ def _empty(anchor: str, kind: str, what: str = "") -> str:
     return section(anchor, name, "", note(f"No {kind} results{' ' + what if what else ''}."))
 
 
-def _summary(documents: Sequence[tuple[str, Document]]) -> str:
-    rows = [_summary_row(path, d) for path, d in documents]
+def _summary(results: Sequence[tuple[str, Result]]) -> str:
+    rows = [_summary_row(path, r) for path, r in results]
     return table(SUMMARY_HEADERS, rows, (4, 5, 6, 8))
 
 
-def _summary_row(path: str, document: Document) -> list[object]:
-    kind = document["kind"]
-    if document.get("migrated_from"):
-        kind = f"{kind} (upgraded from {document['migrated_from']})"
-    if document["kind"] == "op":
+def _summary_row(path: str, result: Result) -> list[object]:
+    kind = result.KIND
+    if result.migrated_from:
+        kind = f"{kind} (upgraded from {result.migrated_from})"
+    if isinstance(result, OpResult):
         unmeasured = [None] * 6  # pipeline, batch, throughput, latency, accuracy, drift
-        return [
-            kind,
-            document["suite"],
-            ", ".join(providers(document)),
-            *unmeasured,
-            where(document),
-            path,
-        ]
-    info = document["target_info"]
-    chosen = best(document)
+        return [kind, result.suite, ", ".join(result.providers()), *unmeasured, where(result), path]
+    info = result.target_info
+    chosen = result.best()
     return [
         kind,
-        document["model"],
-        f"{info['name']} {info['version'] or ''}".strip(),
-        document["pipeline"] or "none",
-        document["best_batch"],
-        number(chosen["qps"]) if chosen else None,
-        number(chosen["latency_ms"]["p99"]) if chosen else None,
-        _accuracy(document["accuracy"]),
-        number(worst_cosine(document["drift"]["outputs"]), 9),
-        where(document),
+        result.model,
+        f"{info.name} {info.version or ''}".strip(),
+        result.pipeline or "none",
+        result.best_batch,
+        number(chosen.qps) if chosen else None,
+        number(chosen.latency_ms.p99) if chosen else None,
+        _accuracy(result.accuracy),
+        number(worst_cosine(result.drift.outputs), 9),
+        where(result),
         path,
     ]
 
 
-def _accuracy(accuracy: Mapping[str, Any] | None) -> Markup | None:
-    if not accuracy:
+def _accuracy(accuracy: AccuracyRecord | None) -> Markup | None:
+    if accuracy is None:
         return None
-    passed = accuracy.get("passed")
-    verdict = "" if passed is None else badge("pass" if passed else "fail", bool(passed)).html
-    value = f"{esc(accuracy.get('metric'))} {esc(number(accuracy.get('value'), 4))}"
+    passed = accuracy.passed
+    verdict = "" if passed is None else badge("pass" if passed else "fail", passed).html
+    value = f"{esc(accuracy.metric)} {esc(number(accuracy.value, 4))}"
     return Markup(f"{value} {verdict}".strip())

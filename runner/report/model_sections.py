@@ -22,7 +22,6 @@ from runner.report.markup import (
     table,
 )
 from runner.report.readings import (
-    Document,
     batch_distribution,
     best_batch_rule,
     fallback_warning,
@@ -31,20 +30,21 @@ from runner.report.readings import (
     worst_cosine,
     worst_max_abs,
 )
+from runner.results.model import AuditedPass, BatchResult, ModelResult
 
-Indexed = Sequence[tuple[int, Document]]  # (colour index, model result)
+Indexed = Sequence[tuple[int, ModelResult]]  # (colour index, model result)
 
 
-def _by_model(models: Indexed) -> list[tuple[str, list[tuple[int, Document]]]]:
-    ordered = sorted(models, key=lambda item: item[1]["model"])
-    return [(name, list(items)) for name, items in groupby(ordered, lambda i: i[1]["model"])]
+def _by_model(models: Indexed) -> list[tuple[str, list[tuple[int, ModelResult]]]]:
+    ordered = sorted(models, key=lambda item: item[1].model)
+    return [(name, list(items)) for name, items in groupby(ordered, lambda i: i[1].model)]
 
 
 def throughput_section(models: Indexed) -> str:
     """Samples/s over batch size, one chart per model, one line per result."""
     figures = []
     for model, items in _by_model(models):
-        series = [_throughput_series(i, d) for i, d in items if d["batches"]]
+        series = [_throughput_series(i, r) for i, r in items if r.batches]
         if not series:
             continue
         chart = line_chart(series, "batch size", "samples/s", f"{model}: samples/s by batch size")
@@ -58,18 +58,18 @@ def throughput_section(models: Indexed) -> str:
     return section("throughput", "Throughput vs batch size", intro, grid(figures))
 
 
-def _throughput_series(index: int, document: Document) -> Series:
-    name = label(document)
+def _throughput_series(index: int, result: ModelResult) -> Series:
+    name = label(result)
     points = tuple(
         Point(
-            batch["batch_size"],
-            batch["qps"],
-            f"{name}: batch {batch['batch_size']}, {number(batch['qps'])} samples/s, "
-            f"p99 {number(batch['latency_ms']['p99'])} ms, "
-            f"{'VALID' if batch['valid'] else 'INVALID'} ({batch['why']})",
-            batch["valid"],
+            batch.batch_size,
+            batch.qps,
+            f"{name}: batch {batch.batch_size}, {number(batch.qps)} samples/s, "
+            f"p99 {number(batch.latency_ms.p99)} ms, "
+            f"{'VALID' if batch.valid else 'INVALID'} ({batch.why})",
+            batch.valid,
         )
-        for batch in sorted(document["batches"], key=lambda b: b["batch_size"])
+        for batch in sorted(result.batches, key=_size)
     )
     return Series(name, color(index), points)
 
@@ -90,15 +90,15 @@ def batches_section(models: Indexed) -> str:
     target, its verdict with the rules, and why it is or is not the best batch; a result
     that ran work on the reference fallback path says so above its table."""
     blocks = []
-    for _, document in models:
-        if not document["batches"]:
+    for _, result in models:
+        if not result.batches:
             continue
-        choice = {c["batch_size"]: c["reason"] for c in document.get("batch_choice") or []}
-        rows = [_batch_row(batch, choice) for batch in document["batches"]]
-        warning = fallback_warning(document)
+        choice = {c.batch_size: c.reason for c in result.batch_choice or ()}
+        rows = [_batch_row(batch, choice) for batch in result.batches]
+        warning = fallback_warning(result)
         flag = "" if warning is None else f"<p>{badge(warning, False).html}</p>"
         blocks.append(
-            f"<h3>{esc(label(document))}</h3>{note(_choice_rule(document))}{flag}"
+            f"<h3>{esc(label(result))}</h3>{note(_choice_rule(result))}{flag}"
             f"{table(BATCH_HEADERS, rows, (0, 1, 2, 3, 4))}"
         )
     if not blocks:
@@ -111,34 +111,34 @@ def batches_section(models: Indexed) -> str:
     return section("batches", "Batch sizes, coverage and verdicts", intro, "".join(blocks))
 
 
-def _choice_rule(document: Document) -> str:
-    best = document["best_batch"]
+def _choice_rule(result: ModelResult) -> str:
+    best = result.best_batch
     chosen = "none meets the rules" if best is None else f"batch {best}"
-    return f"Best batch ({best_batch_rule(document)}): {chosen}."
+    return f"Best batch ({best_batch_rule(result)}): {chosen}."
 
 
-def _batch_row(batch: Document, choice: dict[int, str]) -> list[object]:
-    coverage = batch.get("coverage") or {}
-    verdict = badge("VALID" if batch["valid"] else "INVALID", batch["valid"]).html
+def _batch_row(batch: BatchResult, choice: dict[int, str]) -> list[object]:
+    coverage = batch.coverage
+    verdict = badge("VALID" if batch.valid else "INVALID", batch.valid).html
     return [
-        batch["batch_size"],
-        number(batch["qps"]),
-        number(batch["latency_ms"]["p99"]),
-        share_text(coverage.get("node_coverage")),
-        share_text(coverage.get("flop_coverage")),
-        Markup(f"{verdict} {esc(batch['why'])}"),
-        choice.get(batch["batch_size"]),
+        batch.batch_size,
+        number(batch.qps),
+        number(batch.latency_ms.p99),
+        share_text(None if coverage is None else coverage.node_coverage),
+        share_text(None if coverage is None else coverage.flop_coverage),
+        Markup(f"{verdict} {esc(batch.why)}"),
+        choice.get(batch.batch_size),
     ]
 
 
 def latency_figures(models: Indexed) -> list[str]:
     """A box per batch size for each model result."""
     figures = []
-    for index, document in models:
-        boxes = [batch_distribution(b) for b in sorted(document["batches"], key=_size)]
+    for index, result in models:
+        boxes = [batch_distribution(b) for b in sorted(result.batches, key=_size)]
         if not boxes:
             continue
-        name = label(document)
+        name = label(result)
         chart = box_chart(boxes, color(index), "ms", f"{name}: latency per query")
         caption = (
             ""
@@ -152,8 +152,8 @@ def latency_figures(models: Indexed) -> list[str]:
     return figures
 
 
-def _size(batch: dict) -> int:
-    return batch["batch_size"]
+def _size(batch: BatchResult) -> int:
+    return batch.batch_size
 
 
 def drift_section(models: Indexed) -> str:
@@ -161,8 +161,8 @@ def drift_section(models: Indexed) -> str:
     grouped by result."""
     figures = []
     for model, items in _by_model(models):
-        bins = items[0][1]["drift"].get("bins") or []
-        groups = [_drift_group(i, d) for i, d in items if d["drift"].get("bins") == bins]
+        bins = items[0][1].drift.bins or ()
+        groups = [_drift_group(i, r) for i, r in items if r.drift.bins == bins]
         if not bins or not groups:
             continue
         chart = bar_chart(bins, groups, "share of output elements (%)", f"{model}: drift")
@@ -177,16 +177,17 @@ def drift_section(models: Indexed) -> str:
     return section("drift", "Numeric drift per pipeline", intro, grid(figures))
 
 
-def _drift_group(index: int, document: Document) -> BarGroup:
-    drift = document["drift"]
-    histograms = [o.get("histogram") or [] for o in drift["outputs"]]
-    counts = [sum(h[i] for h in histograms if i < len(h)) for i in range(len(drift["bins"]))]
+def _drift_group(index: int, result: ModelResult) -> BarGroup:
+    drift = result.drift
+    bins = drift.bins or ()
+    histograms = [o.histogram or () for o in drift.outputs]
+    counts = [sum(h[i] for h in histograms if i < len(h)) for i in range(len(bins))]
     total = sum(counts) or 1
-    name = label(document)
+    name = label(result)
     tips = tuple(
-        f"{name} (batch {drift.get('batch_size')}): {count} of {total} elements "
+        f"{name} (batch {drift.batch_size}): {count} of {total} elements "
         f"({number(100 * count / total)}%) with |diff| {bin_}"
-        for bin_, count in zip(drift["bins"], counts, strict=True)
+        for bin_, count in zip(bins, counts, strict=True)
     )
     return BarGroup(name, color(index), tuple(100 * c / total for c in counts), tips)
 
@@ -206,14 +207,12 @@ def audit_section(models: Indexed) -> str:
     """A table per audited result: what each pass changed, and how far the outputs moved from
     the un-optimised model's after it."""
     blocks = []
-    for _, document in models:
-        audit = document["audit"]
-        if not audit:
+    for _, result in models:
+        audit = result.audit
+        if audit is None:
             continue
-        rows = [_pass_row(p) for p in audit["passes"]]
-        blocks.append(
-            f"<h3>{esc(label(document))}</h3>{table(PASS_HEADERS, rows, (0, 3, 4, 5, 6))}"
-        )
+        rows = [_pass_row(p) for p in audit.passes]
+        blocks.append(f"<h3>{esc(label(result))}</h3>{table(PASS_HEADERS, rows, (0, 3, 4, 5, 6))}")
     if not blocks:
         return ""
     intro = (
@@ -223,18 +222,18 @@ def audit_section(models: Indexed) -> str:
     return section("audit", "Per-pass drift from the audit", intro, "".join(blocks))
 
 
-def _pass_row(audited: dict) -> list[object]:
-    numeric = audited.get("numeric")
+def _pass_row(audited: AuditedPass) -> list[object]:
+    numeric = audited.numeric
     if numeric is None:
         drift: list[object] = ["no change", "no change"]
     else:
-        vs_input = numeric.get("vs_input") or []
+        vs_input = numeric.vs_input
         drift = [number(worst_max_abs(vs_input)), number(worst_cosine(vs_input), 9)]
     return [
-        audited.get("seq"),
-        audited["pass"],
-        "yes" if audited["modified"] else "no",
-        f"{audited.get('nodes_before')} → {audited.get('nodes_after')}",
-        number(audited.get("wall_ms")),
+        audited.seq,
+        audited.pass_name,
+        "yes" if audited.modified else "no",
+        f"{audited.nodes_before} → {audited.nodes_after}",
+        number(audited.wall_ms),
         *drift,
     ]

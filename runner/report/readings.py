@@ -1,55 +1,44 @@
-"""What the report reads off a result document: its label, best batch, worst drift, latency
-spread, and where it ran; one place, so every section names and measures a result alike."""
+"""What the report reads off a result: its label, worst drift, latency spread, coverage and
+where it ran; one place, so every section names and measures a result alike."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from runner.bench.stats import percentile
 from runner.report.charts import Distribution
+from runner.results.files import Result
+from runner.results.model import BatchResult, ModelResult, OutputDriftRecord
+from runner.results.op import OpResult
 
-Document = Mapping[str, Any]
 
-
-def label(document: Document) -> str:
+def label(result: Result) -> str:
     """`model · target · pipeline` for a model result, `suite · providers` for an op result."""
-    if document["kind"] == "op":
-        return f"{document['suite']} · {', '.join(providers(document))}"
-    pipeline = document["pipeline"] or "no passes"
-    return f"{document['model']} · {document['target_info']['name']} · {pipeline}"
+    if isinstance(result, OpResult):
+        return f"{result.suite} · {', '.join(result.providers())}"
+    pipeline = result.pipeline or "no passes"
+    return f"{result.model} · {result.target_info.name} · {pipeline}"
 
 
-def providers(document: Document) -> list[str]:
-    return sorted({case["provider"] for case in document["cases"]})
-
-
-def best(document: Document) -> Mapping[str, Any] | None:
-    """The batch the benchmark chose as best, if any."""
-    return next((b for b in document["batches"] if b["batch_size"] == document["best_batch"]), None)
-
-
-def worst_cosine(outputs: Sequence[Mapping[str, Any]]) -> float | None:
+def worst_cosine(outputs: Sequence[OutputDriftRecord]) -> float | None:
     """The lowest cosine similarity over a drift record's outputs."""
-    cosines = [o["cosine"] for o in outputs if o.get("cosine") is not None]
+    cosines = [o.cosine for o in outputs if o.cosine is not None]
     return min(cosines) if cosines else None
 
 
-def worst_max_abs(outputs: Sequence[Mapping[str, Any]]) -> float | None:
+def worst_max_abs(outputs: Sequence[OutputDriftRecord]) -> float | None:
     """The largest absolute difference over a drift record's outputs."""
-    values = [o["max_abs"] for o in outputs if o.get("max_abs") is not None]
+    values = [o.max_abs for o in outputs if o.max_abs is not None]
     return max(values) if values else None
 
 
-def where(document: Document) -> str:
+def where(result: Result) -> str:
     """CPU, git revision (short, `+dirty` when the tree had changes) and creation time."""
-    environment = document["environment"]
-    git = environment["git"]
-    revision = (
-        "no git" if git is None else git["revision"][:10] + ("+dirty" if git["dirty"] else "")
-    )
-    created = document["created"] or "unknown time"
-    return f"{environment['host']['cpu']}; {revision}; {created}"
+    environment = result.environment
+    git = environment.git
+    revision = "no git" if git is None else git.revision[:10] + ("+dirty" if git.dirty else "")
+    created = result.created or "unknown time"
+    return f"{environment.host.cpu}; {revision}; {created}"
 
 
 def distribution(name: str, samples: Sequence[float]) -> Distribution:
@@ -71,23 +60,23 @@ def distribution(name: str, samples: Sequence[float]) -> Distribution:
     )
 
 
-def batch_distribution(batch: Mapping[str, Any]) -> Distribution:
+def batch_distribution(batch: BatchResult) -> Distribution:
     """Raw latencies when the result kept them; its summary statistics otherwise."""
-    name = f"batch {batch['batch_size']}"
-    if batch["latencies_ms"]:
-        return distribution(name, batch["latencies_ms"])
-    stats = batch["latency_ms"]
+    name = f"batch {batch.batch_size}"
+    if batch.latencies_ms:
+        return distribution(name, batch.latencies_ms)
+    stats = batch.latency_ms
     return Distribution(
         label=name,
-        minimum=stats.get("min", stats["p50"]),
-        median=stats["p50"],
-        maximum=stats.get("max", stats["p99"]),
+        minimum=stats.p50 if stats.min is None else stats.min,
+        median=stats.p50,
+        maximum=stats.p99 if stats.max is None else stats.max,
         p10=None,
         p25=None,
         p75=None,
-        p90=stats["p90"],
-        p99=stats["p99"],
-        count=batch["queries"],
+        p90=stats.p90,
+        p99=stats.p99,
+        count=batch.queries,
         raw=False,
     )
 
@@ -102,31 +91,30 @@ def share_text(share: float | None) -> str:
     return ">99.9%" if share < 1 and text == "100%" else text
 
 
-def fallback_warning(document: Document) -> str | None:
+def fallback_warning(result: ModelResult) -> str | None:
     """What ran on the reference fallback path instead of the target, per batch size; None when
     everything ran on the target (or the result did not record coverage)."""
     parts = []
-    for batch in document["batches"]:
-        coverage = batch.get("coverage")
-        if not coverage or not coverage["fallback_nodes"]:
+    for batch in result.batches:
+        coverage = batch.coverage
+        if coverage is None or not coverage.fallback_nodes:
             continue
-        flop_share = coverage["flop_coverage"]
+        flop_share = coverage.flop_coverage
         flops = "" if flop_share is None else f", {share_text(1 - flop_share)} of FLOPs"
         parts.append(
-            f"batch {batch['batch_size']}: {coverage['fallback_nodes']} of "
-            f"{coverage['nodes']} nodes{flops}"
+            f"batch {batch.batch_size}: {coverage.fallback_nodes} of {coverage.nodes} nodes{flops}"
         )
     if not parts:
         return None
-    target = document["target_info"]["name"]
+    target = result.target_info.name
     return (
         f"WARNING: work ran on the reference fallback path, not on {target}, so these figures "
         f"measure it in part: {'; '.join(parts)}"
     )
 
 
-def best_batch_rule(document: Document) -> str:
+def best_batch_rule(result: ModelResult) -> str:
     """The rule the best batch size was chosen by, with the result's latency bound."""
-    bound = document.get("latency_bound_ms")
+    bound = result.latency_bound_ms
     within = "no latency bound" if bound is None else f"p99 ≤ {bound:g} ms"
     return f"VALID, {within}, the most samples/s"

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnx_ir as ir
+import onnx_ir as oir
 from onnx.backend.base import Backend, BackendRep, Device, DeviceType
 
 from ir.errors import AsicperfError, ModelLoadError
@@ -28,7 +28,7 @@ from targets.api import CompiledModel, Session, Target, dtype_name, value_dtypes
 from targets.registry import get_target
 
 
-def load_proto(model: onnx.ModelProto) -> ir.Model:
+def load_proto(model: onnx.ModelProto) -> oir.Model:
     """Load an in-memory model through the file loader, so it meets the same checks a file does.
 
     Errors name the model's graph instead of the temporary file it passed through.
@@ -43,7 +43,7 @@ def load_proto(model: onnx.ModelProto) -> ir.Model:
             raise ModelLoadError(str(error).replace(str(path), f"model '{name}'")) from error
 
 
-def claims_gap(target: Target, model: ir.Model) -> str | None:
+def claims_gap(target: Target, model: oir.Model) -> str | None:
     """Why the target does not claim to run `model` (the first node it does not run, or a
     tensor type it does not take), or None."""
     capabilities = target.capabilities()
@@ -121,12 +121,12 @@ class TargetBackend(Backend):
         return cls.prepare_ir(load_proto(model), device, **kwargs)
 
     @classmethod
-    def prepare_ir(cls, model: ir.Model, device: str = "CPU", **kwargs: Any) -> TargetBackendRep:
+    def prepare_ir(cls, model: oir.Model, device: str = "CPU", **kwargs: Any) -> TargetBackendRep:
         """`prepare` for a model already in the IR (the caller loaded it, e.g. to check claims)."""
         return cls.load(cls.compile_ir(model, device, **kwargs))
 
     @classmethod
-    def compile_ir(cls, model: ir.Model, device: str = "CPU", **kwargs: Any) -> CompiledModel:
+    def compile_ir(cls, model: oir.Model, device: str = "CPU", **kwargs: Any) -> CompiledModel:
         """The target's compile step alone, so a caller can tell its failures from `load`'s."""
         if not cls.supports_device(device):
             raise AsicperfError(f"target '{cls.target.name}': device '{device}' is not supported")

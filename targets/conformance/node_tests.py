@@ -2,7 +2,7 @@
 
 A target claims ops (`Capabilities.ops`); this checks the claim against the cases ONNX ships for
 each op. The onnx wheel carries the cases as Python (`onnx.backend.test.case.node`), not as the
-`data/node` folder, so they are collected in-process. Each case ends as one `CaseResult`:
+`data/node` folder, so they are collected in-process. Each case ends as one `NodeTestOutcome`:
 pass, fail (wrong outputs or a run that raised, with a one-line reason), error (the model did
 not load or compile) or skipped (the target does not claim an op or dtype it uses, or the case
 is outside what the toolkit runs: training ops, domains the loader rejects).
@@ -68,7 +68,9 @@ class NodeCase:
 
 
 @dataclass(frozen=True)
-class CaseResult:
+class NodeTestOutcome:
+    """How one of ONNX's node test cases ended on the target, and why."""
+
     name: str
     domain: str
     op_type: str
@@ -120,7 +122,7 @@ class ConformanceReport:
     spec: str  # the target as given: its name, with options if any
     target_version: str
     onnx_version: str
-    results: tuple[CaseResult, ...]
+    results: tuple[NodeTestOutcome, ...]
     claimed_ops: int | None  # None: the target claims every op
     seconds: float
 
@@ -143,7 +145,7 @@ class ConformanceReport:
         return self.count(Status.PASS) / ran if ran else 0.0
 
     @property
-    def failures(self) -> tuple[CaseResult, ...]:
+    def failures(self) -> tuple[NodeTestOutcome, ...]:
         return tuple(r for r in self.results if r.status in (Status.FAIL, Status.ERROR))
 
     def op_summaries(self) -> tuple[OpSummary, ...]:
@@ -228,7 +230,7 @@ def node_cases() -> tuple[NodeCase, ...]:
 def run_node_tests(
     spec: str,
     ops: Iterable[tuple[str, str]] | None = None,
-    progress: Callable[[CaseResult], None] | None = None,
+    progress: Callable[[NodeTestOutcome], None] | None = None,
 ) -> ConformanceReport:
     """Run the node cases of `ops` (default: every op with a case) on the target `spec`
     (a name, or a name with options: `"tvm{cache=false}"`)."""
@@ -254,13 +256,13 @@ def run_node_tests(
     )
 
 
-def run_case(backend: type[TargetBackend], node_case: NodeCase) -> CaseResult:
+def run_case(backend: type[TargetBackend], node_case: NodeCase) -> NodeTestOutcome:
     """One case, start to end; any exception becomes the case's recorded outcome."""
     start = time.perf_counter()
 
-    def result(status: Status, reason: str | None = None) -> CaseResult:
+    def result(status: Status, reason: str | None = None) -> NodeTestOutcome:
         seconds = time.perf_counter() - start
-        return CaseResult(
+        return NodeTestOutcome(
             node_case.case.name,
             node_case.domain,
             node_case.op_type,

@@ -9,6 +9,9 @@ The compute ceilings are upper bounds derived from the cores' units and that clo
 beside them, never as the peak. Measuring takes a few seconds, so results are cached per CPU
 model and core count, in a versioned cache: a cache written by an older version is measured
 again, since it lacks what the ceilings need.
+
+numpy is imported by the measurements alone: every target names its device through
+`detect_cpu`, and `runner targets list` must not load numpy for that.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from ir.errors import AsicperfError
 from ir.files import CACHE_ENV, cache_root, write_text_atomically
@@ -206,6 +207,8 @@ def detect_cpu() -> CpuInfo:
 def measure_host(cpu: CpuInfo) -> HostMeasurement:
     """Measure the clock, FP32 GEMM GFLOP/s and copy/triad GB/s now (a few seconds, mostly
     spent first-touching the bandwidth arrays)."""
+    import numpy as np
+
     start = time.perf_counter()
     clock = measure_clock()
     gflops, size = _gemm_gflops()
@@ -288,6 +291,8 @@ def _cached_measurement(entries: dict[str, Any], key: str) -> HostMeasurement | 
 def _gemm_gflops() -> tuple[float, int]:
     """Best FP32 matmul rate over growing sizes; a size is skipped once its predicted time
     (eight times the last one's) would overrun the budget."""
+    import numpy as np
+
     rng = np.random.default_rng(0)
     best, best_size = 0.0, 0
     start = time.perf_counter()
@@ -320,6 +325,8 @@ def _bandwidth_gbs(elements: int, threads: int) -> tuple[float, float, float]:
     split across threads: numpy releases the GIL inside these loops, so the threads stream in
     parallel. Each thread first-touches its own part, which also places pages on its NUMA
     node. Reading alone is usually the fastest stream: a reduction kernel reaches it."""
+    import numpy as np
+
     a = np.empty(elements)
     b = np.empty(elements)
     edges = np.linspace(0, elements // _TRIAD_BLOCK, threads + 1).astype(int) * _TRIAD_BLOCK

@@ -4,6 +4,6 @@ matches schedules the function; a function no rule takes keeps TVM's default (un
 nest, and the compile record says which rule declined it and why. `rule.py` is the contract
 every rule implements, `analysis.py` the analysis and scheduling steps several rules share.
 
-TVM is imported inside these modules only: `targets.tvm_target` imports this package when it
+TVM is imported inside these modules only: `targets.tvm_compiler` imports this package when it
 compiles, never at load time.
 """

@@ -16,7 +16,6 @@ import onnx
 from onnx import TensorProto, helper
 
 from zoo.builders.graph_builder import GraphBuilder
-from zoo.model import ZooModel
 
 
 def build_bert(
@@ -105,27 +104,3 @@ def _sentence_embedding(b: GraphBuilder, state: str) -> None:
     norm = b.op("Sqrt", [_reduce_sum(b, b.op("Mul", [mean, mean]), -1)])
     norm = b.op("Max", [norm, b.const("min_norm", np.array(1e-12, np.float32))])
     b.op("Flatten", [b.op("Div", [mean, norm])], axis=1)
-
-
-MODELS = (
-    ZooModel(
-        name="bert-base",
-        category="regular",
-        task="language encoder (seq 128)",
-        dataset="seeded synthetic token ids",
-        metric="output drift vs reference",
-        builder=build_bert,
-        options={"seq": 128},
-        test_options={"layers": 2, "hidden": 64, "heads": 4, "vocab": 100},
-    ),
-    ZooModel(
-        name="albert-base",
-        category="regular",
-        task="language encoder (seq 128), shared layers",
-        dataset="seeded synthetic token ids",
-        metric="output drift vs reference",
-        builder=build_bert,
-        options={"seq": 128, "vocab": 30000, "embedding_size": 128, "share_layers": True},
-        test_options={"layers": 3, "hidden": 64, "heads": 4, "vocab": 100, "embedding_size": 16},
-    ),
-)

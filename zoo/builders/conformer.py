@@ -18,7 +18,6 @@ import onnx
 from onnx import TensorProto, helper
 
 from zoo.builders.graph_builder import GraphBuilder
-from zoo.model import ZooModel
 
 
 def _conv(b: GraphBuilder, value: str, shape: tuple[int, ...], **attributes: object) -> str:
@@ -125,23 +124,3 @@ def build_conformer(
         [helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, frames, features])],
         [helper.make_tensor_value_info("encoded", TensorProto.FLOAT, [batch, steps, hidden])],
     )
-
-
-MODELS = (
-    ZooModel(
-        name="conformer",
-        category="business",
-        task="speech encoder",
-        dataset="seeded synthetic filterbank features",
-        metric="output drift vs reference",
-        builder=build_conformer,
-        test_options={
-            "frames": 32,
-            "hidden": 32,
-            "layers": 2,
-            "heads": 2,
-            "kernel": 7,
-            "ff": 64,
-        },
-    ),
-)

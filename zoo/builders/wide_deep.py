@@ -17,7 +17,6 @@ import onnx
 from onnx import TensorProto, helper
 
 from zoo.builders.graph_builder import GraphBuilder
-from zoo.model import ZooModel
 
 
 def _gemm(b: GraphBuilder, value: str, fan_in: int, fan_out: int) -> str:
@@ -70,16 +69,3 @@ def build_wide_deep(
         ],
         [helper.make_tensor_value_info("probability", TensorProto.FLOAT, [batch, 1])],
     )
-
-
-MODELS = (
-    ZooModel(
-        name="wide-deep",
-        category="business",
-        task="click-through-rate prediction",
-        dataset="seeded synthetic features",
-        metric="output drift vs reference",
-        builder=build_wide_deep,
-        test_options={"vocab": 50, "embedding": 4, "hidden": (32, 16)},
-    ),
-)

@@ -16,7 +16,7 @@ import numpy as np
 
 Inputs = Sequence[np.ndarray | None]
 Attrs = Mapping[str, Any]
-Kernel = Callable[[Inputs, Attrs, int], np.ndarray]
+NumpyKernel = Callable[[Inputs, Attrs, int], np.ndarray]
 
 
 def _matmul(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
@@ -47,6 +47,21 @@ def _mul(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
 
 def _relu(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
     return np.maximum(inputs[0], 0)
+
+
+# erf elementwise: numpy has none; in float64, then back to the input's type.
+_ERF = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _gelu(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
+    """ONNX's Gelu at any opset (the target runs its own kernel, so it also takes the op below
+    opset 20, where ONNX does not define it): the erf form, or with approximate="tanh" the
+    tanh approximation."""
+    x = inputs[0]
+    if attrs.get("approximate", "none") == "tanh":
+        inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)
+        return (0.5 * x * (1.0 + np.tanh(inner))).astype(x.dtype)
+    return (0.5 * x * (1.0 + _ERF(x / math.sqrt(2.0)))).astype(x.dtype)
 
 
 def _sigmoid(inputs: Inputs, attrs: Attrs, opset: int) -> np.ndarray:
@@ -153,10 +168,11 @@ def _axis(axis: int, rank: int) -> int:
     return axis + rank if axis < 0 else axis
 
 
-KERNELS: dict[str, Kernel] = {
+KERNELS: dict[str, NumpyKernel] = {
     "Add": _add,
     "Conv": _conv,
     "Flatten": _flatten,
+    "Gelu": _gelu,
     "Gemm": _gemm,
     "Identity": _identity,
     "MatMul": _matmul,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
 from asicperf_example_target import __version__
 from asicperf_example_target.kernels import KERNELS
@@ -26,6 +26,7 @@ from passes.base import PassConfig
 from targets.api import (
     Capabilities,
     CompiledModel,
+    FusedOp,
     Session,
     Target,
     TargetInfo,
@@ -36,6 +37,10 @@ from targets.compile_record import artifact_digest, compile_record
 
 # Add, Mul and Gemm took a `broadcast` attribute before opset 7; the kernels do not.
 MIN_OPSET = 7
+# What fusion passes may emit for this target beyond standard ONNX: its Gelu kernel runs at any
+# opset, so recognize-gelu{target=example-numpy} replaces a decomposed GELU by one Gelu even
+# below opset 20, where ONNX has none.
+FUSED_OPS = (FusedOp("Gelu"),)
 
 
 @dataclass(frozen=True)
@@ -102,9 +107,11 @@ class NumpyTarget(Target):
         )
 
     def capabilities(self) -> Capabilities:
-        return Capabilities(frozenset(("", op) for op in KERNELS), frozenset({"float32"}))
+        return Capabilities(
+            frozenset(("", op) for op in KERNELS), frozenset({"float32"}), fused_ops=FUSED_OPS
+        )
 
-    def compile(self, model: ir.Model, config: PassConfig) -> CompiledModel:
+    def compile(self, model: oir.Model, config: PassConfig) -> CompiledModel:
         assert isinstance(config, NumpyTargetConfig)
         start = time.perf_counter()
         opset = self._check(model)
@@ -129,7 +136,7 @@ class NumpyTarget(Target):
         config = NumpyTargetConfig(**compiled.options)
         return NumpySession(compiled.payload, config, self.name)
 
-    def _check(self, model: ir.Model) -> int:
+    def _check(self, model: oir.Model) -> int:
         """The model's opset, once every node, dtype and Conv is one this target runs."""
         capabilities = self.capabilities()
         graph = model.graph
@@ -151,7 +158,7 @@ class NumpyTarget(Target):
                 f"target '{self.name}' runs ONNX opset {MIN_OPSET} or later, the model has {opset}"
             )
         for value in [*graph.inputs, *(output for node in graph for output in node.outputs)]:
-            if value.type is not None and not isinstance(value.type, ir.TensorType):
+            if value.type is not None and not isinstance(value.type, oir.TensorType):
                 raise AsicperfError(
                     f"target '{self.name}' runs tensors only: {_where(value)} is {value.type}"
                 )
@@ -169,7 +176,7 @@ class NumpyTarget(Target):
                 )
         return opset
 
-    def unsupported_reason(self, node: ir.Node, capabilities: Capabilities) -> str | None:
+    def unsupported_reason(self, node: oir.Node, capabilities: Capabilities) -> str | None:
         """Beyond the op list: only 2-D, group=1 convolutions (others fall back)."""
         if node.op_type != "Conv":
             return super().unsupported_reason(node, capabilities)
@@ -182,7 +189,7 @@ class NumpyTarget(Target):
         return super().unsupported_reason(node, capabilities)
 
 
-def _plan(model: ir.Model, opset: int) -> Plan:
+def _plan(model: oir.Model, opset: int) -> Plan:
     """The steps in graph order, which the IR keeps topological; checked while building."""
     graph = model.graph
     inputs, outputs = graph_io_names(model)
@@ -216,14 +223,14 @@ def _plan(model: ir.Model, opset: int) -> Plan:
     return Plan(opset, inputs, outputs, tuple(steps))
 
 
-def _where(value: ir.Value) -> str:
+def _where(value: oir.Value) -> str:
     producer = value.producer()
     if producer is None:
         return f"graph input '{value.name}'"
     return f"node {node_id(producer)} ({producer.op_type}) output '{value.name}'"
 
 
-def _qualified_op(node: ir.Node) -> str:
+def _qualified_op(node: oir.Node) -> str:
     return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
 
 

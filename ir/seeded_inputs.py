@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import onnx_ir as ir
+import onnx_ir as oir
 
 from ir.errors import AsicperfError
 
@@ -17,7 +17,7 @@ _INT_HIGH = 16
 
 
 def seeded_inputs(
-    model: ir.Model,
+    model: oir.Model,
     seed: int = 0,
     bindings: Mapping[str, int] | None = None,
     int_high: int = _INT_HIGH,

@@ -1,0 +1,173 @@
+"""A model-level result (`runner bench --level model`): what ran (model, pipeline and its audit,
+target), each batch size's throughput, latency, coverage and verdict, the best batch size, and
+the outputs' accuracy and drift against the reference target.
+
+Records named `...Record` mirror a type of the measuring side (zoo's Accuracy and DriftReport,
+the target's TargetInfo) as the document stores it: the report reads them without importing
+what measured them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from runner.results.document import ResultDocument
+from runner.results.record import Record, json_key, omitted_when_none
+
+
+@dataclass(frozen=True, kw_only=True)
+class LatencyStats(Record):
+    """Per-query latency in milliseconds, nearest-rank percentiles (runner/bench/stats.py)."""
+
+    mean: float
+    p50: float
+    p90: float
+    p99: float
+    min: float | None = None  # absent in results written before they were recorded
+    max: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Coverage(Record):
+    """How much of the compiled model ran on the target: the rest ran on the reference
+    fallback path, and a figure that hides that measures the fallback."""
+
+    nodes: int
+    fallback_nodes: int
+    node_coverage: float
+    flop_coverage: float | None  # None when no node has a known FLOP count
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputDriftRecord(Record):
+    """One output against the reference: ir/drift.py's figures, the counts of |difference|
+    per histogram bin and the top-1 agreement (None where it does not apply)."""
+
+    index: int
+    max_abs: float | None = None
+    mean_abs: float | None = None
+    max_rel: float | None = None
+    mean_rel: float | None = None
+    cosine: float | None = None
+    shape_match: bool | None = None
+    histogram: tuple[int, ...] | None = None
+    top1_agreement: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DriftRecord(Record):
+    """Every output's drift; `bins` names the histogram's bins. The document's top-level drift
+    says which batch size it was checked at; a batch's own drift does not."""
+
+    bins: tuple[str, ...] | None = None
+    outputs: tuple[OutputDriftRecord, ...]
+    batch_size: int | None = omitted_when_none()
+
+
+@dataclass(frozen=True, kw_only=True)
+class AccuracyRecord(Record):
+    """The task metric on the data set, and whether it meets the workload's threshold."""
+
+    metric: str
+    value: float | None = None
+    samples: int | None = None
+    threshold: float | None = None
+    passed: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PassDrift(Record):
+    """A pass's numeric check: outputs against the previous pass's and the input model's."""
+
+    seed: int | None = None
+    vs_previous: tuple[OutputDriftRecord, ...] = ()
+    vs_input: tuple[OutputDriftRecord, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditedPass(Record):
+    """One pass of the pipeline's audit, without its change lists (passes/audit.py)."""
+
+    seq: int | None = None
+    pass_name: str = json_key("pass")
+    config: Mapping[str, Any] = field(default_factory=dict)
+    in_fingerprint: str | None = None
+    out_fingerprint: str | None = None
+    modified: bool
+    wall_ms: float | None = None
+    nodes_before: int | None = None
+    nodes_after: int | None = None
+    rule_counts: Mapping[str, int] = field(default_factory=dict)
+    numeric: PassDrift | None  # None when the pass changed nothing
+
+
+@dataclass(frozen=True, kw_only=True)
+class AuditSummary(Record):
+    """The pipeline's audit: `fingerprint` is equal for two runs that did the same thing."""
+
+    fingerprint: str
+    passes: tuple[AuditedPass, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchResult(Record):
+    """One batch size measured: throughput in samples/s, latency per query (= per batch)."""
+
+    batch_size: int
+    qps: float
+    latency_ms: LatencyStats
+    valid: bool
+    why: str  # the LoadGen rules that failed, or those met
+    compile_s: float | None = None
+    queries: int
+    duration_s: float | None = None
+    drift: DriftRecord  # against the reference target, on the seeded batch
+    accuracy: AccuracyRecord | None = None  # measured on the run's first batch size only
+    latencies_ms: tuple[float, ...] | None = None  # every query in issue order; None: not kept
+    audit: AuditSummary | None = None  # the pipeline's audit, on the first batch size only
+    coverage: Coverage | None = None  # None in results written before it was recorded
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchChoice(Record):
+    """Why a batch size is or is not the best one."""
+
+    batch_size: int
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetInfoRecord(Record):
+    name: str
+    version: str | None
+    device: str | None
+    hardware: str | None  # a hardware database slug, or "host"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelResult(ResultDocument):
+    KIND: ClassVar[str] = "model"
+
+    model: str  # the zoo name or path as given
+    ir_fingerprint: str  # of the model as loaded, before any pass
+    target: str  # the target spec, with its options
+    pipeline: str | None  # as given
+    resolved_pipeline: str | None = None  # the passes that ran, bound to the target
+    scenario: str
+    target_info: TargetInfoRecord
+    target_options: Mapping[str, Any] = field(default_factory=dict)
+    audit: AuditSummary | None
+    workload: Mapping[str, Any] = field(default_factory=dict)  # after command-line overrides
+    settings: Mapping[str, Any] = field(default_factory=dict)  # the scenario's settings
+    compile_s: float  # summed over the batch sizes
+    batches: tuple[BatchResult, ...]
+    best_batch: int | None
+    latency_bound_ms: float | None = None
+    batch_choice: tuple[BatchChoice, ...] | None = None  # None: written before it was recorded
+    accuracy: AccuracyRecord | None
+    drift: DriftRecord
+
+    def best(self) -> BatchResult | None:
+        """The batch the benchmark chose as best, if any."""
+        return next((b for b in self.batches if b.batch_size == self.best_batch), None)
