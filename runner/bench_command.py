@@ -1,6 +1,6 @@
 """`runner bench --level model --model M`: throughput and latency per batch size under an MLPerf
-LoadGen scenario, with the verdict, the best batch size and drift against the reference.
-`--level op` is runner/op_bench_command.py."""
+LoadGen scenario (run by LoadGen itself), with LoadGen's verdict, the best batch size and drift
+against the reference. `--level op` is runner/op_bench_command.py."""
 
 from __future__ import annotations
 
@@ -21,13 +21,13 @@ from ir.errors import AsicperfError
 from ir.files import check_output_dir
 from passes.pipeline import PipelineError, parse_pipeline, split_options
 from runner import op_bench_command
-from runner.bench.engine import BenchPlan, bench
-from runner.bench.scenarios import SCENARIOS
+from runner.bench.engine import BenchPlan, bench, loadgen_settings
 from runner.console import console
+from runner.loadgen.settings import SCENARIOS
 from runner.report.show import batch_summary
 from runner.results.model import BatchResult, ModelResult
 from zoo.resolve import resolve_model
-from zoo.workload import check_field, default_workload, workload_for
+from zoo.workload import Workload, check_field, default_workload, workload_for
 
 DEFAULT_RESULTS = "bench-results"  # under the current directory, when --out is not given
 _MODEL_OPTIONS = (
@@ -41,6 +41,9 @@ _MODEL_OPTIONS = (
     "min_queries",
     "latency_bound",
     "server_qps",
+    "latency_percentile",
+    "samples_per_query",
+    "loadgen_log",
 )
 _OP_OPTIONS = ("provider", "op", "dtype", "shape", "suite")
 
@@ -66,11 +69,31 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-queries", type=int, metavar="N", help="queries per batch size")
     parser.add_argument("--latency-bound", type=float, metavar="MS", help="p99 bound in ms")
     parser.add_argument("--server-qps", type=float, metavar="QPS", help="arrivals, samples/s")
-    parser.add_argument("--seed", type=int, default=0, help="seed of inputs and arrivals")
+    parser.add_argument(
+        "--latency-percentile",
+        type=float,
+        metavar="P",
+        help="LoadGen's target latency percentile in (0, 1); default 0.9 single-stream, "
+        "0.99 multi-stream and server",
+    )
+    parser.add_argument(
+        "--samples-per-query",
+        type=int,
+        metavar="N",
+        help="multi-stream: batches per query (LoadGen's default 8)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the inputs and of LoadGen's generators"
+    )
     parser.add_argument(
         "--out",
         metavar="DIR",
         help="default bench-results/<model>-<target>-<pipeline>-<scenario>",
+    )
+    parser.add_argument(
+        "--loadgen-log",
+        metavar="DIR",
+        help="keep LoadGen's logs here instead of <out>/loadgen",
     )
     parser.add_argument(
         "--resume",
@@ -88,6 +111,8 @@ _NUMERIC_OPTIONS = {
     "min_queries": ("min_queries", "--min-queries"),
     "latency_bound_ms": ("latency_bound", "--latency-bound"),
     "server_qps": ("server_qps", "--server-qps"),
+    "latency_percentile": ("latency_percentile", "--latency-percentile"),
+    "samples_per_query": ("samples_per_query", "--samples-per-query"),
 }
 
 
@@ -102,11 +127,11 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """The workload fields the user set on the command line, each value checked."""
+    """The workload fields the user set on the command line, each value checked; the scenario
+    is `Workload.in_scenario`'s to change."""
     given: dict[str, Any] = {
         "model": args.model,
         "pipeline": args.pipeline,
-        "scenario": args.scenario,
     }
     for field, (name, flag) in _NUMERIC_OPTIONS.items():
         value = getattr(args, name)
@@ -132,7 +157,8 @@ def _refuse_other_level(args: argparse.Namespace) -> None:
         raise AsicperfError(f"{options}: not an option of --level {args.level}")
 
 
-def _plan(args: argparse.Namespace) -> BenchPlan:
+def _workload(args: argparse.Namespace) -> Workload:
+    """The workload with the command line's overrides, every value checked."""
     if not (args.model or args.workload):
         raise AsicperfError("--level model needs --model or --workload")
     if args.seed < 0:
@@ -141,24 +167,41 @@ def _plan(args: argparse.Namespace) -> BenchPlan:
     if args.pipeline:
         parse_pipeline(args.pipeline)  # a bad spec fails before the model is loaded
     base = workload_for(args.workload) if args.workload else default_workload(args.model)
-    workload = dataclasses.replace(base, **overrides)
-    return BenchPlan(workload, resolve_model(workload.model), args.seed, tuple(args.command_line))
+    if args.scenario is not None:
+        base = base.in_scenario(args.scenario)
+    return dataclasses.replace(base, **overrides)
 
 
-def _out_folder(args: argparse.Namespace, plan: BenchPlan) -> Path:
+def _plan(args: argparse.Namespace) -> tuple[BenchPlan, Path]:
+    """What to measure and the results folder. Everything that can be wrong with the options
+    (LoadGen's settings, --out, --loadgen-log) fails here, before the model is resolved (a zoo
+    model may be built) or anything is written."""
+    workload = _workload(args)
+    settings = loadgen_settings(workload, args.seed)
+    folder = _out_folder(args, workload)
+    loadgen_log = None
+    if args.loadgen_log:
+        loadgen_log = check_output_dir(args.loadgen_log, "--loadgen-log")
+    model_path = resolve_model(workload.model)
+    plan = BenchPlan(workload, model_path, settings, tuple(args.command_line), loadgen_log)
+    return plan, folder
+
+
+def _out_folder(args: argparse.Namespace, workload: Workload) -> Path:
     """`--out`, else a folder named after what changes the figures (model, target with its
     options, pipeline, scenario), so two different runs never replace each other's files."""
     if args.out:
         return check_output_dir(args.out, "--out")
-    workload = plan.workload
     model = Path(workload.model).stem  # the zoo name, or the file name without .onnx
-    parts = (model, plan.target_spec, workload.pipeline or "none", workload.scenario)
+    parts = (model, workload.target_spec, workload.pipeline or "none", workload.scenario)
     name = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("_") for part in parts)
     return check_output_dir(Path(DEFAULT_RESULTS) / name, "results folder (--out)")
 
 
 class _Bars:
-    """Progress bars on stderr, one per batch size: compiling, then timing."""
+    """Progress bars on stderr, one per batch size: compiling, timing under LoadGen, then (the
+    first batch size) LoadGen's accuracy run. Told on LoadGen's issue thread: rich's Progress
+    takes its own lock."""
 
     def __init__(self, progress: Progress) -> None:
         self._progress = progress
@@ -166,7 +209,7 @@ class _Bars:
         self._last = 0.0
 
     def _due(self) -> bool:
-        """At most ten redraws a second, so drawing stays out of the timed loop's way."""
+        """At most ten redraws a second, so drawing stays out of the served queries' way."""
         now = time.monotonic()
         if now - self._last < 0.1:
             return False
@@ -177,11 +220,17 @@ class _Bars:
         self._tasks[batch_size] = self._progress.add_task(f"batch {batch_size}: compile", total=1)
 
     def timing(self, batch_size: int, fraction: float) -> None:
+        self._update(batch_size, "timing under LoadGen", fraction)
+
+    def scoring(self, batch_size: int, fraction: float) -> None:
+        self._update(batch_size, "accuracy under LoadGen", fraction)
+
+    def _update(self, batch_size: int, doing: str, fraction: float) -> None:
         if not self._due():
             return
         self._progress.update(
             self._tasks[batch_size],
-            description=f"batch {batch_size}: timing",
+            description=f"batch {batch_size}: {doing}",
             completed=min(fraction, 1.0),
         )
 
@@ -199,8 +248,7 @@ def run_bench(args: argparse.Namespace) -> int:
     _refuse_other_level(args)
     if args.level == "op":
         return op_bench_command.run_op_bench(args)
-    plan = _plan(args)
-    folder = _out_folder(args, plan)
+    plan, folder = _plan(args)
     columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(file=sys.stderr), transient=args.json) as progress:
         result = bench(plan, folder, args.resume, _Bars(progress))
@@ -213,6 +261,6 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def _print(result: ModelResult, folder: Path) -> None:
     out = console()
-    for renderable in batch_summary(result):
+    for renderable in batch_summary(result, folder):
         out.print(renderable)
     out.print(f"results: {folder}", markup=False)

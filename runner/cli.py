@@ -45,7 +45,7 @@ GROUPS = (
     CommandGroup(
         "bench",
         "runner.bench_command",
-        "model throughput and latency per batch size (LoadGen rules), or op kernels against "
+        "model throughput and latency per batch size (on MLPerf LoadGen), or op kernels against "
         "the roofline",
     ),
     CommandGroup(

@@ -65,7 +65,7 @@ def html_report(args: argparse.Namespace) -> int:
     output = check_output_file(args.output, "-o")
     results = [(path, read_result(path)) for path in args.results]
     overrides = _overrides(args.price, args.watts)
-    write_text_atomically(output, render_html(results, overrides))
+    write_text_atomically(output, render_html(results, overrides, output.parent))
     console().print(f"report: {output}", markup=False)
     return 0
 

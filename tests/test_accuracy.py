@@ -11,9 +11,10 @@ import pytest
 
 from ir.drift import HISTOGRAM_BINS
 from ir.errors import AsicperfError
-from zoo.accuracy import Run, dataset_batches, drift_report, task_accuracy
+from zoo.accuracy import Run, drift_report, task_accuracy
 from zoo.cache import model_file
 from zoo.catalog import ZOO
+from zoo.task_data import dataset_batches
 
 
 def _session_run(model: str) -> Run:

@@ -1,5 +1,6 @@
-"""`runner bench`: the statistics, the LoadGen scenario rules against a target with a known
-delay, best-batch search, resume, and one-line errors."""
+"""`runner bench`: asicperf's own statistics, the best-batch search it adds on top of LoadGen,
+the result document, resume, and one-line errors. The scenarios themselves, run by LoadGen
+through the whole command, are in test_bench_loadgen.py."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from pathlib import Path
 import pytest
 from bench_targets import DELAY_S, SleepyTarget
 
-from runner.bench.results import best_batch
+from runner.bench.results import batch_choice, best_batch
 from runner.bench.stats import latency_stats, percentile
 from runner.cli import main
 from runner.results.model import BatchResult, DriftRecord, LatencyStats
 
 SLEEPY = "bench_targets:SleepyTarget"
-QUICK = ["--min-duration", "0.2", "--min-queries", "10"]
+# LoadGen's early stopping at single-stream's p90 needs 64 queries: 0.32 s of 5 ms queries
+QUICK = ["--min-duration", "0.05", "--min-queries", "64"]
 
 
 @pytest.fixture(autouse=True)
@@ -38,55 +40,42 @@ def test_nearest_rank_percentiles():
     assert percentile([7.0], 99) == 7.0
 
 
-def test_single_stream_measures_the_known_delay(relu_path, tmp_path, capsys):
-    doc = _bench(capsys, relu_path, tmp_path / "out", "--batch", "4")
-    (batch,) = doc["batches"]
-    assert batch["valid"], batch["why"]
-    assert DELAY_S * 1e3 <= batch["latency_ms"]["mean"] < DELAY_S * 1e3 * 1.6
-    assert 4 / DELAY_S / 1.6 < batch["qps"] <= 4 / DELAY_S
-    assert batch["queries"] >= 10 and batch["duration_s"] >= 0.2
-    assert SleepyTarget.compiled_batches == [4]  # shapes bound before compiling
+def _stats(p99: float) -> LatencyStats:
+    return LatencyStats(mean=p99, p50=p99, p90=p99, p99=p99)
 
 
-def test_offline_throughput(relu_path, tmp_path, capsys):
-    doc = _bench(capsys, relu_path, tmp_path / "out", "--batch", "8", "--scenario", "offline")
-    (batch,) = doc["batches"]
-    assert batch["valid"] and 8 / DELAY_S / 1.6 < batch["qps"] <= 8 / DELAY_S
-
-
-@pytest.mark.parametrize(("load", "valid"), [(0.3, True), (2.0, False)])
-def test_server_verdict_follows_the_latency_bound(relu_path, tmp_path, capsys, load, valid):
-    qps = str(load / DELAY_S)  # batch 1: samples/s = queries/s; 1 / DELAY_S is the capacity
-    server = ["--scenario", "server", "--server-qps", qps, "--latency-bound", "30"]
-    (batch,) = _bench(capsys, relu_path, tmp_path / "out", *server)["batches"]
-    assert batch["valid"] is valid
-    if not valid:
-        assert batch["why"].startswith("latency bound: p99")
-
-
-def test_server_needs_a_rate(relu_path, tmp_path, capsys):
-    args = ["bench", "--model", str(relu_path), "--scenario", "server", "--out", str(tmp_path)]
-    assert main(args) == 2
-    assert capsys.readouterr().err.strip().count("\n") == 0
-
-
-def _batch(size: int, qps: float, p99: float, valid: bool = True) -> BatchResult:
+def _batch(
+    size: int, qps: float, p99: float, valid: bool = True, batch_p99: float | None = None
+) -> BatchResult:
     return BatchResult(
         batch_size=size,
         qps=qps,
-        latency_ms=LatencyStats(mean=p99, p50=p99, p90=p99, p99=p99),
+        latency_ms=_stats(p99),
         valid=valid,
         why="",
         queries=1,
         drift=DriftRecord(outputs=()),
+        batch_ms=None if batch_p99 is None else _stats(batch_p99),
     )
 
 
 def test_best_batch_is_the_fastest_within_the_bound():
     batches = [_batch(1, 100, 2), _batch(8, 400, 9), _batch(32, 900, 40), _batch(64, 999, 1, False)]
-    assert best_batch(batches, latency_bound_ms=10) == 8
-    assert best_batch(batches, latency_bound_ms=None) == 32
-    assert best_batch(batches, latency_bound_ms=0.5) is None
+    assert best_batch(batches, 10, "single-stream") == 8
+    assert best_batch(batches, None, "single-stream") == 32
+    assert best_batch(batches, 0.5, "single-stream") is None
+
+
+def test_offline_holds_the_time_per_batch_to_the_bound():
+    """LoadGen's offline latencies run from the start of its one query (about the whole run),
+    so the bound holds the session's p99 per batch."""
+    batches = [_batch(1, 100, 2000, batch_p99=10), _batch(8, 400, 2000, batch_p99=60)]
+    assert best_batch(batches, 50, "offline") == 1
+    assert best_batch(batches, 50, "server") is None  # elsewhere LoadGen's p99 is the one
+    assert [c.reason for c in batch_choice(batches, 50, "offline")] == [
+        "best: the most samples/s with p99 per batch ≤ 50 ms",
+        "p99 per batch 60 ms > bound 50 ms",
+    ]
 
 
 def test_json_document(relu_path, tmp_path, capsys):
@@ -113,8 +102,11 @@ def test_json_document(relu_path, tmp_path, capsys):
     assert len(first["latencies_ms"]) == first["queries"]
     assert min(first["latencies_ms"]) >= DELAY_S * 1e3 * 0.99
     assert [b["batch_size"] for b in doc["batches"]] == [1, 2] and doc["best_batch"] == 2
-    assert set(doc["batches"][0]) >= {"qps", "latency_ms", "valid", "why", "compile_s", "queries"}
-    assert set(doc["batches"][0]["latency_ms"]) == {"mean", "p50", "p90", "p99", "min", "max"}
+    assert set(first) >= {"qps", "latency_ms", "valid", "why", "compile_s", "queries", "loadgen"}
+    asicperf_stats = {"mean", "min", "max", "p50", "p90", "p99"}
+    assert set(first["latency_ms"]) == asicperf_stats | {"p95", "p97", "p999"}  # LoadGen's
+    assert set(first["batch_ms"]) == asicperf_stats
+    assert doc["settings"]["scenario"] == "single-stream" and doc["settings"]["min_queries"] == 64
     assert doc["drift"]["outputs"][0]["max_abs"] == 0.0
     assert doc["accuracy"]["metric"] == "output-drift" and doc["accuracy"]["passed"]
     written = json.loads((tmp_path / "out" / "result.json").read_text())
@@ -140,6 +132,25 @@ def test_resume_refuses_another_runs_files(relu_path, tmp_path, capsys):
     assert main([*args, *QUICK, "--scenario", "offline"]) == 2
     err = capsys.readouterr().err
     assert "is from another run (scenario" in err and err.strip().count("\n") == 0
+
+
+@pytest.mark.parametrize("stored_version", [None, "mlcommons-loadgen 4.1"])
+def test_resume_refuses_a_batch_measured_before_loadgen_or_by_another(
+    relu_path, tmp_path, capsys, stored_version
+):
+    """A batch file of the engine before LoadGen has no LoadGen version in its key."""
+    out = tmp_path / "out"
+    _bench(capsys, relu_path, out)
+    stored = json.loads((out / "batch_1.json").read_text())
+    if stored_version is None:
+        del stored["key"]["loadgen"]
+    else:
+        stored["key"]["loadgen"] = stored_version
+    (out / "batch_1.json").write_text(json.dumps(stored))
+    args = ["bench", "--model", str(relu_path), "--target", SLEEPY, "--out", str(out), "--resume"]
+    assert main([*args, *QUICK]) == 2
+    err = capsys.readouterr().err
+    assert f"is from another run (loadgen {stored_version!r}, this run 'mlcommons-loadgen " in err
 
 
 @pytest.mark.parametrize(

@@ -1,20 +1,21 @@
-"""How a bench run is held to its settings: the server scenario covers its minimum duration,
-verdicts print enough digits, --resume refuses other settings, default folders do not collide,
-and bad values or an unwritable --out fail in one line before anything is measured."""
+"""How a bench run is held to its settings: best-batch reasons print enough digits, --resume
+refuses other settings (LoadGen's included), default folders do not collide, and bad values,
+settings LoadGen would refuse or ignore, or an unwritable --out fail in one line before the
+model is even resolved."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 from bench_targets import SleepyTarget
 
 import ir.memory
-from runner.bench.scenarios import ScenarioSettings, Timing, run_scenario, verdict
-from runner.bench.stats import latency_stats
+import runner.bench_command
+from runner.bench.results import batch_choice
 from runner.cli import main
+from runner.results.model import BatchResult, DriftRecord, LatencyStats
 
 SLEEPY = "bench_targets:SleepyTarget"  # every query takes 5 ms
 QUICK = ["--min-duration", "0.1", "--min-queries", "5"]
@@ -35,26 +36,19 @@ def _one_line_error(capsys, text: str) -> None:
     assert text in err and err.strip().count("\n") == 0, err
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_server_scenario_duration_covers_the_minimum(seed):
-    """8 samples per query at 800 samples/s: a query every 10 ms on average, each taking 5."""
-    settings = ScenarioSettings("server", 0.15, 5, 1000.0, 800.0, seed=seed)
-    timing = run_scenario(settings, lambda: time.sleep(0.005), 8, lambda fraction: None)
-    assert timing.duration_s >= 0.15
-    valid, why = verdict(settings, timing, latency_stats(timing.latencies_ms))
-    assert valid, why
-
-
-def test_verdict_prints_enough_digits_to_tell_duration_from_minimum():
-    settings = ScenarioSettings("single-stream", 2.0, 1)
-    timing = Timing((1.0,), 1.9996)
-    valid, why = verdict(settings, timing, latency_stats(timing.latencies_ms))
-    assert not valid and why == "min duration: duration 1.9996 s < 2 s"
-    server = ScenarioSettings("server", 0.0, 1, latency_bound_ms=100.0, server_qps=1.0)
-    latency = latency_stats([100.0004])
-    assert verdict(server, Timing((100.0004,), 1.0), latency)[1] == (
-        "latency bound: p99 100.0004 ms > 100 ms"
+def test_a_p99_just_over_the_bound_prints_the_digits_that_show_it():
+    p99 = 100.0004
+    batch = BatchResult(
+        batch_size=1,
+        qps=1.0,
+        latency_ms=LatencyStats(mean=p99, p50=p99, p90=p99, p99=p99),
+        valid=True,
+        why="",
+        queries=1,
+        drift=DriftRecord(outputs=()),
     )
+    (choice,) = batch_choice([batch], 100.0, "server")
+    assert choice.reason == "p99 100.0004 ms > bound 100 ms"
 
 
 @pytest.mark.parametrize(
@@ -63,6 +57,7 @@ def test_verdict_prints_enough_digits_to_tell_duration_from_minimum():
         (["--min-duration", "0.2"], "settings.min_duration_s 0.1, this run 0.2"),
         (["--seed", "1"], "settings.seed 0, this run 1"),
         (["--min-queries", "6"], "settings.min_queries 5, this run 6"),
+        (["--latency-percentile", "0.95"], "settings.latency_percentile None, this run 0.95"),
     ],
 )
 def test_resume_refuses_other_settings(relu_path, tmp_path, capsys, changed, difference):
@@ -109,9 +104,33 @@ def test_default_folder_differs_by_pipeline_and_scenario(relu_path, tmp_path, mo
         (["--latency-bound", "-5"], "--latency-bound: must be positive, got -5.0"),
         (["--server-qps", "0"], "--server-qps: must be positive, got 0.0"),
         (["--seed", "-1"], "--seed -1: must be 0 or more"),
+        (["--latency-percentile", "1"], "--latency-percentile: must be in (0, 1) (0.9 is p90)"),
+        (["--samples-per-query", "0"], "--samples-per-query: must be a positive integer, got 0"),
+        # settings LoadGen would refuse, or ignore without a word
+        (["--seed", str(2**64)], f"seed {2**64}: LoadGen's seeds are in [0, 2**64)"),
+        (["--scenario", "server"], "the server scenario needs an arrival rate: --server-qps"),
+        (
+            ["--scenario", "server", "--server-qps", "50"],
+            "the server scenario needs a latency bound: --latency-bound MS",
+        ),
+        (["--server-qps", "50"], "--server-qps applies to the server scenario only, not single"),
+        (
+            ["--scenario", "offline", "--latency-percentile", "0.9"],
+            "the offline scenario has no latency percentile: LoadGen ignores it",
+        ),
+        (
+            ["--samples-per-query", "4"],
+            "samples per query apply to multi-stream only, not single-stream",
+        ),
     ],
 )
-def test_bench_values_out_of_range_fail_in_one_line(relu_path, tmp_path, capsys, args, message):
+def test_bench_values_out_of_range_fail_in_one_line(
+    relu_path, tmp_path, capsys, monkeypatch, args, message
+):
+    def unresolved(model: str) -> Path:
+        raise AssertionError(f"{model} was resolved before the options were checked")
+
+    monkeypatch.setattr(runner.bench_command, "resolve_model", unresolved)
     assert _bench(relu_path, "--out", str(tmp_path / "out"), *args) == 2
     _one_line_error(capsys, message)
     assert SleepyTarget.compiled_batches == [] and not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from report_documents import (
@@ -257,3 +258,36 @@ def test_page_is_self_contained() -> None:
         "#roofline",
         "#hardware",
     ]
+
+
+def test_batches_show_loadgens_notes_and_link_its_logs_relative_to_the_page(
+    tmp_path, capsys
+) -> None:
+    """The page in another folder than the result: each link leads to the log file."""
+    document = model_document("tiny", "onnxruntime", None, {1: 100.0})
+    logs = ["loadgen/batch-1/mlperf_log_summary.txt", "loadgen/batch-1/mlperf_log_detail.txt"]
+    document["batches"][0]["loadgen"] = {
+        "scenario": "Offline",
+        "target_latency_percentile": 0.9,
+        "warnings": ["warning_generic_message: <slow> start"],
+        "logs": logs,
+    }
+    document["accuracy"] = {"metric": "top-1", "value": 1.0, "logs": ["acc run/a#1.json"]}
+    folder = write(tmp_path, "my run", document)
+    for log in [*logs, "acc run/a#1.json"]:
+        (folder / log).parent.mkdir(parents=True, exist_ok=True)
+        (folder / log).write_text("log")
+    page = tmp_path / "pages" / "report.html"
+    page.parent.mkdir()
+    assert main(["report", "html", str(folder), "-o", str(page)]) == 0
+    section = _section(page.read_text(encoding="utf-8"), "batches")
+    hrefs = re.findall(r'<a href="([^"]+)">([^<]+)</a>', section)
+    assert hrefs == [
+        ("../my%20run/loadgen/batch-1/mlperf_log_summary.txt", "summary"),
+        ("../my%20run/loadgen/batch-1/mlperf_log_detail.txt", "detail"),
+        ("../my%20run/acc%20run/a%231.json", "a#1"),
+    ]
+    for href, _ in hrefs:
+        assert (page.parent / unquote(href)).read_text() == "log"
+    assert "<br>LoadGen warning: warning_generic_message: &lt;slow&gt; start" in section
+    assert "offline: LoadGen times every sample from the start of its one query" in section

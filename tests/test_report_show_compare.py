@@ -205,14 +205,55 @@ def test_show_model_prints_header_batches_drift_and_audit(tmp_path, capsys) -> N
     assert "threads   8 CPUs, OMP_NUM_THREADS=2" in lines
     assert ["1", "100.0", "10.000", "12.000", "-", "-", "VALID"] in rows  # no coverage recorded
     assert ["2", "150.0", "13.000", "14.000", "-", "-", "VALID"] in rows
-    assert ["1", "10.667", "12.000", "3", "0.50", "0.25"] in rows  # the details table
-    assert ["2", "13.500", "14.000", "2", "0.50", "0.25"] in rows
+    # the details table; p99 per batch was not recorded
+    assert ["1", "10.667", "12.000", "-", "3", "0.50", "0.25"] in rows
+    assert ["2", "13.500", "14.000", "-", "2", "0.50", "0.25"] in rows
     assert "batch 1: VALID: duration 1 s ≥ 1 s; [5] queries" in lines
     assert "best batch size: 2" in lines
     assert "accuracy: top-1 0.9000 (threshold 0.8, passed)" in lines
     assert ["0", "0.25", "0.125", "0.5", "0.9900000", "0.7500"] in rows
     assert ["1", "fold-constants", "no", "8 → 8", "0.500", "-", "-"] in rows
     assert ["2", "quantize-int8", "yes", "8 → 24", "5.250", "0.25", "0.9999000"] in rows
+
+
+LOADGEN = {
+    "scenario": "Server",
+    "target_latency_percentile": 0.99,
+    "early_stopping": ["Run unsuccessful."],
+    "overlatency_queries": 40,
+    "errors": ["error_runtime: Ending early: Ran out of generated queries."],
+    "warnings": ["warning_generic_message: [a] note"],
+    "logs": ["loadgen/batch-1/mlperf_log_summary.txt", "loadgen/batch-1/mlperf_log_detail.txt"],
+}
+
+
+def test_show_model_prints_loadgens_verdict_notes_and_where_its_logs_are(tmp_path, capsys) -> None:
+    """An error LoadGen made the reason of an INVALID verdict is not printed twice; a warning
+    is; the logs are named under the folder the result was read from."""
+    invalid = _batch(1, 100.0, [10.0, 30.0])
+    why = "performance constraints not satisfied: p99 over the 20 ms bound (40 of 400 queries over)"
+    invalid.update(valid=False, why=f"{why}; {LOADGEN['errors'][0]}", loadgen=LOADGEN)
+    valid = _batch(2, 150.0, [13.0, 14.0])
+    valid["loadgen"] = {**LOADGEN, "warnings": [], "logs": [], "errors": ["error_x: odd"]}
+    document = _model([invalid, valid])
+    document["accuracy"]["logs"] = ["loadgen/batch-1-accuracy/mlperf_log_accuracy.json"]
+    path = _write(tmp_path / "r", document)
+    lines = [line.rstrip() for line in _show(capsys, path / "result.json")[0].splitlines()]
+    assert f"batch 1: INVALID: {why}; error_runtime: Ending early: Ran out of generated" in (
+        " ".join(lines)
+    )
+    assert "batch 1: LoadGen warning: warning_generic_message: [a] note" in lines
+    assert not any("batch 1: LoadGen error" in line for line in lines)
+    assert "batch 2: LoadGen error: error_x: odd" in lines
+    assert (
+        f"batch 1: LoadGen logs in {path}/loadgen/batch-1: mlperf_log_summary.txt, "
+        "mlperf_log_detail.txt" in " ".join(lines)
+    )
+    assert not any(line.startswith("batch 2: LoadGen logs") for line in lines)
+    assert (
+        f"accuracy: LoadGen logs in {path}/loadgen/batch-1-accuracy: mlperf_log_accuracy.json"
+        in " ".join(lines)
+    )
 
 
 def test_show_upgraded_version_1_document_says_what_it_lacks(tmp_path, capsys) -> None:

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from ir.errors import AsicperfError
+from runner.bench.engine import loadgen_settings
+from runner.loadgen.settings import SCENARIOS
 from zoo.catalog import ZOO
 from zoo.workload import (
     WORKLOAD_DIR,
+    Scenario,
     Workload,
     default_workload,
     load_workload,
@@ -130,7 +134,7 @@ def test_wrong_type(tmp_path: Path) -> None:
 def test_bad_enum(tmp_path: Path) -> None:
     assert (
         _error(tmp_path, _replace("scenario", '"batch"'))
-        == "'scenario' must be one of single-stream, offline, server, got 'batch'"
+        == "'scenario' must be one of single-stream, multi-stream, server, offline, got 'batch'"
     )
     assert (
         _error(tmp_path, _replace("accuracy_metric", '"top-5"'))
@@ -193,3 +197,66 @@ def test_server_scenario_needs_its_bounds(tmp_path: Path) -> None:
     text += "latency_bound_ms = 10\n"
     assert _error(tmp_path, text) == "'server_qps' is needed by the server scenario"
     assert _load(tmp_path, text + "server_qps = 100\n").server_qps == 100.0
+
+
+def test_the_scenarios_are_loadgens() -> None:
+    assert get_args(Scenario) == SCENARIOS
+
+
+def test_every_shipped_workload_is_a_run_loadgen_accepts_and_can_judge_valid() -> None:
+    """LoadGen's early stopping at a Server run's p99 needs 459 queries with none over the
+    bound; a workload asking for fewer could never be VALID."""
+    for workload in shipped_workloads().values():
+        settings = loadgen_settings(workload, seed=0)
+        if workload.scenario == "server":
+            assert settings.latency_percentile is None and workload.min_queries >= 459
+
+
+def test_loadgen_fields(tmp_path: Path) -> None:
+    multi = _replace("scenario", '"multi-stream"')
+    workload = _load(tmp_path, multi + "latency_percentile = 0.9\nsamples_per_query = 2\n")
+    assert (workload.latency_percentile, workload.samples_per_query) == (0.9, 2)
+    for value in ("0", "1", "99"):
+        assert _error(tmp_path, multi + f"latency_percentile = {value}\n") == (
+            f"'latency_percentile' must be in (0, 1) (0.9 is p90), got {value}"
+        )
+    assert _error(tmp_path, multi + "samples_per_query = 0\n") == (
+        "'samples_per_query' must be a positive integer, got 0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "scenario"),
+    [
+        ("server_qps = 100", "offline"),
+        ("samples_per_query = 4", "single-stream"),
+        ("latency_percentile = 0.9", "offline"),
+    ],
+)
+def test_a_field_of_another_scenario_is_refused(tmp_path: Path, field: str, scenario: str) -> None:
+    text = _replace("scenario", f'"{scenario}"') + field + "\n"
+    key = field.split(" =")[0]
+    assert _error(tmp_path, text) == f"'{key}' does not apply to the {scenario} scenario"
+
+
+def test_another_scenario_drops_the_settings_only_the_workloads_reads() -> None:
+    server = Workload(
+        name="s",
+        model="m.onnx",
+        batch_sizes=(1,),
+        scenario="server",
+        accuracy_metric="output-drift",
+        accuracy_threshold=0.9,
+        latency_bound_ms=10.0,
+        server_qps=200.0,
+        latency_percentile=0.95,
+    )
+    offline = server.in_scenario("offline")
+    assert (offline.scenario, offline.server_qps, offline.latency_percentile) == (
+        "offline",
+        None,
+        None,
+    )
+    assert offline.latency_bound_ms == 10.0  # the best batch's bound, in any scenario
+    multi = server.in_scenario("multi-stream")
+    assert (multi.server_qps, multi.latency_percentile) == (None, 0.95)

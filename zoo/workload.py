@@ -19,7 +19,7 @@ from ir.errors import AsicperfError
 from passes.pipeline import parse_pipeline
 from zoo.catalog import ZOO
 
-Scenario = Literal["single-stream", "offline", "server"]
+Scenario = Literal["single-stream", "multi-stream", "server", "offline"]  # LoadGen's four
 AccuracyMetric = Literal["top-1", "embedding-cosine", "output-drift"]
 
 WORKLOAD_DIR = Path(__file__).with_name("workloads")
@@ -43,9 +43,11 @@ class Workload:
     target: str = "onnxruntime"
     target_options: Mapping[str, str] = field(default_factory=dict)
     min_duration_s: float = 1.0
-    min_queries: int = 64
+    min_queries: int = 64  # LoadGen's min query count (offline: batches)
     latency_bound_ms: float | None = None  # the server scenario's and best-batch's bound
-    server_qps: float | None = None  # the server scenario's offered load
+    server_qps: float | None = None  # the server scenario's offered load, items/s
+    latency_percentile: float | None = None  # LoadGen's target percentile; None: its default
+    samples_per_query: int | None = None  # multi-stream: batches per query; None: LoadGen's 8
     dataset: str = ""
     dataset_fraction: float = 1.0
 
@@ -54,6 +56,31 @@ class Workload:
         data["batch_sizes"] = list(self.batch_sizes)
         data["target_options"] = dict(self.target_options)
         return data
+
+    @property
+    def target_spec(self) -> str:
+        """The target with its options, as `--target` takes it: "onnxruntime{threads=2}"."""
+        options = " ".join(f"{k}={v}" for k, v in sorted(self.target_options.items()))
+        return f"{self.target}{{{options}}}" if options else self.target
+
+    def in_scenario(self, scenario: str) -> Workload:
+        """This workload run in `scenario` instead: the settings that only its own scenario
+        reads (`SCENARIO_ONLY`) are dropped rather than carried into one LoadGen would
+        ignore them in (a server rate in an offline run)."""
+        dropped = {
+            key: None
+            for key, scenarios in SCENARIO_ONLY.items()
+            if scenario not in scenarios and getattr(self, key) is not None
+        }
+        return dataclasses.replace(self, scenario=scenario, **dropped)
+
+
+# Fields that LoadGen reads in some scenarios only, and those scenarios.
+SCENARIO_ONLY: dict[str, tuple[str, ...]] = {
+    "server_qps": ("server",),
+    "samples_per_query": ("multi-stream",),
+    "latency_percentile": ("single-stream", "multi-stream", "server"),
+}
 
 
 class _Bad(ValueError):
@@ -136,6 +163,12 @@ def _choice(kind: object) -> Callable[[object], str]:
     return check
 
 
+def _percentile(raw: object) -> float:
+    if not 0 < _number(raw) < 1:
+        raise _Bad(f"must be in (0, 1) (0.9 is p90), got {raw!r}")
+    return float(raw)  # type: ignore[arg-type]
+
+
 def _fraction(raw: object) -> float:
     if not 0 < _number(raw) <= 1:
         raise _Bad(f"must be in (0, 1], got {raw!r}")
@@ -162,6 +195,8 @@ _CHECKS: dict[str, Callable[[object], Any]] = {
     "min_queries": _positive_int,
     "latency_bound_ms": _positive,
     "server_qps": _positive,
+    "latency_percentile": _percentile,
+    "samples_per_query": _positive_int,
     "dataset": _text,
     "dataset_fraction": _fraction,
 }
@@ -199,6 +234,9 @@ def _parse(path: Path, data: Mapping[str, object]) -> Workload:
         for key in ("latency_bound_ms", "server_qps"):
             if getattr(workload, key) is None:
                 raise fail(key, "is needed by the server scenario")
+    for key, scenarios in SCENARIO_ONLY.items():
+        if key in data and workload.scenario not in scenarios:
+            raise fail(key, f"does not apply to the {workload.scenario} scenario")
     return workload
 
 

@@ -1,14 +1,26 @@
 """The bench flow per batch size: load with the batch bound (static shapes), apply the pipeline,
-compile in this process, warm up, run the scenario, and check the outputs against the
-reference target. Completed batch sizes are written at once; `resume` skips them."""
+compile in this process, then hand the compiled session to MLPerf LoadGen (runner/loadgen),
+which warms it up, issues the scenario's queries, times them and judges the run; then check
+the outputs against the reference target and, on the first batch size, measure the task
+accuracy (LoadGen's accuracy run over the task's data set, or drift on the seeded batch for a
+model without one). Completed batch sizes are written at once; `resume` skips them.
+
+LoadGen sees one System Under Test (the compiled session) and one Query Sample Library: the
+seeded input batch, one LoadGen sample of b items. Its figures and verdict are copied into the
+result (loadgen_result.py), its logs kept in `<result folder>/loadgen/batch-<b>/` (and
+`batch-<b>-accuracy/`), or under `--loadgen-log`. What LoadGen does not do stays here: the
+best batch size under the latency bound, per-batch files and --resume (results.py), progress,
+coverage, drift, the pipeline's audit, and the session's own time per batch (stats.py)."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -26,6 +38,7 @@ from passes.instruments import Instrument, NumericCheck, VerifyAfterEachPass
 from passes.manager import run_pipeline
 from passes.pipeline import make_config, parse_pipeline
 from passes.target_binding import bind_pipeline
+from runner.bench.loadgen_result import latency_stats_of, loadgen_record, log_references, verdict
 from runner.bench.results import (
     RunKey,
     batch_choice,
@@ -34,49 +47,63 @@ from runner.bench.results import (
     load_completed,
     write_batch,
 )
-from runner.bench.scenarios import ScenarioSettings, run_scenario, verdict
 from runner.bench.stats import latency_stats
+from runner.loadgen.log_files import LoadgenLogFiles
+from runner.loadgen.progress import Tick
+from runner.loadgen.run import run_loadgen
+from runner.loadgen.settings import LoadgenSettings
+from runner.loadgen.task_accuracy import accuracy_under_loadgen
 from runner.report.environment import environment
 from runner.results.files import RESULT_FILE, write_result
 from runner.results.model import (
     AccuracyRecord,
     AuditSummary,
     BatchResult,
+    Coverage,
     DriftRecord,
     ModelResult,
     TargetInfoRecord,
 )
+from targets.api import Session
 from targets.executable import compile_model
 from targets.reference_fallback import TargetFallback
 from targets.registry import get_target
-from zoo.accuracy import Accuracy, DriftReport, Run, drift_report, task_accuracy
+from zoo.accuracy import DriftReport, Run, drift_report
+from zoo.task_data import task_data
 from zoo.workload import Workload
 
 BATCH_DIM = "batch"
-WARMUP_QUERIES = 3
 REFERENCE_TARGET = "reference"
+LOADGEN_FOLDER = "loadgen"  # LoadGen's logs, under the result folder unless placed elsewhere
+LOADGEN_VERSION = f"mlcommons-loadgen {version('mlcommons-loadgen')}"
+
+
+def loadgen_settings(workload: Workload, seed: int) -> LoadgenSettings:
+    """The workload's LoadGen settings, checked: a combination LoadGen would refuse or ignore
+    is a one-line error, so the caller builds them before any work."""
+    return LoadgenSettings(
+        scenario=workload.scenario,
+        min_duration_s=workload.min_duration_s,
+        min_queries=workload.min_queries,
+        latency_bound_ms=workload.latency_bound_ms,
+        server_qps=workload.server_qps,
+        latency_percentile=workload.latency_percentile,
+        samples_per_query=workload.samples_per_query,
+        seed=seed,
+    )
 
 
 @dataclass(frozen=True)
 class BenchPlan:
-    """What to measure: the workload (with the user's overrides) and the model file it names."""
+    """What to measure: the workload (with the user's overrides), the model file it names, its
+    LoadGen settings (`loadgen_settings(workload, seed)`) and where LoadGen's logs go (None:
+    `<result folder>/loadgen`)."""
 
     workload: Workload
     model_path: Path
-    seed: int = 0
+    settings: LoadgenSettings
     command: tuple[str, ...] = ()  # the invocation, recorded in the result
-
-    @property
-    def settings(self) -> ScenarioSettings:
-        w = self.workload
-        return ScenarioSettings(
-            w.scenario,
-            w.min_duration_s,
-            w.min_queries,
-            w.latency_bound_ms,
-            w.server_qps,
-            seed=self.seed,
-        )
+    loadgen_log: Path | None = None
 
     @property
     def accuracy_rules(self) -> dict[str, Any]:
@@ -87,24 +114,34 @@ class BenchPlan:
             "dataset_fraction": w.dataset_fraction,
         }
 
-    @property
-    def target_spec(self) -> str:
-        options = " ".join(f"{k}={v}" for k, v in sorted(self.workload.target_options.items()))
-        return f"{self.workload.target}{{{options}}}" if options else self.workload.target
-
 
 class BatchProgress(Protocol):
     """Progress per batch size, so the command can draw bars without the engine knowing how."""
 
     def compiling(self, batch_size: int) -> None: ...
     def timing(self, batch_size: int, fraction: float) -> None: ...
+    def scoring(self, batch_size: int, fraction: float) -> None: ...  # the accuracy run
     def finished(self, result: BatchResult) -> None: ...
+
+
+@dataclass(frozen=True)
+class Folders:
+    """Where a run writes: the result folder (result.json, batch files) and the root of
+    LoadGen's logs, one folder per LoadGen run under it."""
+
+    results: Path
+    loadgen: Path
+
+    def performance_logs(self, batch_size: int) -> Path:
+        return self.loadgen / f"batch-{batch_size}"
+
+    def accuracy_logs(self, batch_size: int) -> Path:
+        return self.loadgen / f"batch-{batch_size}-accuracy"
 
 
 def bench(plan: BenchPlan, folder: Path, resume: bool, progress: BatchProgress) -> ModelResult:
     """Measure every batch size not already done, and return (and write) the result."""
     workload = plan.workload
-    settings = plan.settings  # checks the scenario's fields (server rate, bound) before any work
     target = get_target(workload.target)
     make_config(type(target), workload.target_options, kind="target")  # fail before any work
     pipeline = bind_pipeline(workload.pipeline, workload.target)  # as the registry names it
@@ -117,27 +154,32 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, progress: BatchProgress) 
     largest = max(sizes)
     what = f"{workload.model} at batch {largest}"
     check_fits_in_memory(unbound, what, bindings={BATCH_DIM: largest})
+    settings = dataclasses.asdict(plan.settings)
     key = RunKey(
-        fingerprint(unbound),
-        plan.target_spec,
-        pipeline or None,
-        workload.scenario,
-        settings.to_json(),
-        plan.accuracy_rules,
+        ir_fingerprint=fingerprint(unbound),
+        target=workload.target_spec,
+        pipeline=pipeline or None,
+        scenario=workload.scenario,
+        loadgen=LOADGEN_VERSION,
+        settings=settings,
+        accuracy=plan.accuracy_rules,
     )
+    folders = Folders(folder, plan.loadgen_log or folder / LOADGEN_FOLDER)
     done = load_completed(folder, key, sizes) if resume else {}
     for size in sizes:
         if size not in done:
             # accuracy on the first batch size only: a data set pass per size costs too much
             first = size == sizes[0]
-            done[size] = _measure(plan, pipeline, size, with_accuracy=first, progress=progress)
+            compiled = _compile(plan, pipeline, size, with_audit=first, progress=progress)
+            done[size] = _measure(plan, compiled, folders, with_accuracy=first, progress=progress)
             write_batch(folder, key, done[size])
         progress.finished(done[size])
     batches = [done[size] for size in sizes]
     info = target.info()
+    bound = workload.latency_bound_ms
     result = ModelResult(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
-        environment=environment(list(plan.command), plan.seed),
+        environment=environment(list(plan.command), plan.settings.seed),
         model=workload.model,
         ir_fingerprint=key.ir_fingerprint,
         target=key.target,
@@ -150,12 +192,12 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, progress: BatchProgress) 
         target_options=dict(workload.target_options),
         audit=batches[0].audit,
         workload=workload.to_json(),
-        settings=settings.to_json(),
+        settings=settings,
         compile_s=sum(b.compile_s or 0.0 for b in batches),
         batches=tuple(batches),
-        best_batch=best_batch(batches, workload.latency_bound_ms),
-        latency_bound_ms=workload.latency_bound_ms,
-        batch_choice=batch_choice(batches, workload.latency_bound_ms),
+        best_batch=best_batch(batches, bound, workload.scenario),
+        latency_bound_ms=bound,
+        batch_choice=batch_choice(batches, bound, workload.scenario),
         accuracy=batches[0].accuracy,
         drift=dataclasses.replace(batches[0].drift, batch_size=batches[0].batch_size),
     )
@@ -163,63 +205,107 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, progress: BatchProgress) 
     return result
 
 
-def _measure(
+@dataclass(frozen=True)
+class _Compiled:
+    """One batch size ready to measure: the target's session, the seeded batch it runs and
+    the reference's outputs for that batch."""
+
+    batch_size: int
+    session: Session
+    feeds: Mapping[str, np.ndarray]
+    expected: list[np.ndarray]
+    compile_s: float
+    audit: AuditSummary | None
+    coverage: Coverage
+
+
+def _compile(
     plan: BenchPlan,
     pipeline_spec: str,
     batch_size: int,
     *,
-    with_accuracy: bool,
+    with_audit: bool,
     progress: BatchProgress,
-) -> BatchResult:
+) -> _Compiled:
+    """The model loaded at the batch size, the reference's outputs on the seeded batch, the
+    pipeline applied (audited on the first batch size) and the target's session."""
     workload = plan.workload
+    seed = plan.settings.seed
     progress.compiling(batch_size)
     model = load_model(plan.model_path, bindings={BATCH_DIM: batch_size})
-    feeds = seeded_inputs(model, plan.settings.seed, {BATCH_DIM: batch_size}, int_high=2)
+    feeds = seeded_inputs(model, seed, {BATCH_DIM: batch_size}, int_high=2)
     expected = _fp32_reference(model, batch_size, feeds)  # before the pipeline changes it
     target = get_target(workload.target)
     config = make_config(type(target), workload.target_options, kind="target")
     audit: AuditSummary | None = None
     if pipeline_spec:
         instruments: list[Instrument] = [VerifyAfterEachPass()]
-        if with_accuracy:  # per-pass drift on the first batch size, like the accuracy
+        if with_audit:  # per-pass drift on the first batch size, like the accuracy
             # the target checks the ops its passes emitted that the reference path lacks
             runner = TargetFallback(workload.target, config, batch_size)
             bindings = {BATCH_DIM: batch_size}
-            instruments.append(NumericCheck(plan.settings.seed, bindings, runner=runner))
+            instruments.append(NumericCheck(seed, bindings, runner=runner))
         pipeline = run_pipeline(model, parse_pipeline(pipeline_spec), instruments)
-        if with_accuracy:
+        if with_audit:
             audit = AuditSummary.from_json(audit_summary(pipeline.records), "audit")
     start = time.perf_counter()
     executable = compile_model(target, model, config)
     compile_s = time.perf_counter() - start
-    session = executable.session(batch_size)
-    for _ in range(WARMUP_QUERIES):
-        outputs = session.run(feeds)
-    timing = run_scenario(
-        plan.settings,
-        lambda: session.run(feeds),
-        batch_size,
-        lambda fraction: progress.timing(batch_size, fraction),
-    )
-    latency = latency_stats(timing.latencies_ms)
-    valid, why = verdict(plan.settings, timing, latency)
-    queries = len(timing.latencies_ms)
-    drift = drift_report(expected, [np.asarray(o) for o in outputs])
-    accuracy = _accuracy(workload, session.run, batch_size, drift) if with_accuracy else None
-    return BatchResult(
+    return _Compiled(
         batch_size=batch_size,
-        qps=queries * batch_size / timing.duration_s,
-        latency_ms=latency,
-        valid=valid,
-        why=why,
+        session=executable.session(batch_size),
+        feeds=feeds,
+        expected=expected,
         compile_s=compile_s,
-        queries=queries,
-        duration_s=timing.duration_s,
-        drift=DriftRecord.from_json(drift.to_json(), "drift"),
-        accuracy=AccuracyRecord.from_json(accuracy.to_json(), "accuracy") if accuracy else None,
-        latencies_ms=tuple(round(latency, 6) for latency in timing.latencies_ms),
         audit=audit,
         coverage=coverage_of(executable.plan),
+    )
+
+
+def _measure(
+    plan: BenchPlan,
+    compiled: _Compiled,
+    folders: Folders,
+    *,
+    with_accuracy: bool,
+    progress: BatchProgress,
+) -> BatchResult:
+    """LoadGen's performance run (its QSL: the one seeded batch), then drift on that batch and,
+    with accuracy, the task metric."""
+    size, session, feeds = compiled.batch_size, compiled.session, compiled.feeds
+    run = run_loadgen(
+        plan.settings,
+        lambda index: session.run(feeds),
+        batch_count=1,
+        batch_size=size,
+        log_dir=folders.performance_logs(size),
+        tick=functools.partial(progress.timing, size),
+    )
+    performance, qps = run.performance, run.items_per_s
+    assert performance is not None and qps is not None, "a performance run has figures"
+    valid, why = verdict(run, performance)
+    drift = drift_report(compiled.expected, [np.asarray(o) for o in session.run(feeds)])
+    accuracy = None
+    if with_accuracy:
+        tick = functools.partial(progress.scoring, size)
+        accuracy = _accuracy(plan, session.run, size, drift, folders, tick)
+    timing = run.timing
+    return BatchResult(
+        batch_size=size,
+        qps=qps,
+        latency_ms=latency_stats_of(performance.latency_ms),
+        valid=valid,
+        why=why,
+        compile_s=compiled.compile_s,
+        queries=performance.query_count,
+        duration_s=timing.duration_s,
+        drift=DriftRecord.from_json(drift.to_json(), "drift"),
+        accuracy=accuracy,
+        latencies_ms=tuple(round(latency, 6) for latency in timing.query_latencies_ms),
+        audit=compiled.audit,
+        coverage=compiled.coverage,
+        batch_ms=latency_stats([round(ms, 6) for ms in timing.batch_ms]),
+        loadgen=loadgen_record(run, performance, folders.results),
     )
 
 
@@ -231,14 +317,29 @@ def _fp32_reference(
     return compile_model(get_target(REFERENCE_TARGET), model).session(batch_size).run(feeds)
 
 
-def _accuracy(workload: Workload, run: Run, batch_size: int, drift: DriftReport) -> Accuracy | None:
-    """The task metric on the workload's data set; for models judged by drift alone, the
-    lowest output cosine against the reference, on the seeded batch."""
-    found = task_accuracy(
-        workload.model, run, batch_size, workload.dataset_fraction, workload.accuracy_threshold
-    )
-    if found is not None or workload.accuracy_metric != "output-drift":
-        return found
-    cosine = min((d.cosine for d in drift.drift), default=1.0)
+def _accuracy(
+    plan: BenchPlan, run: Run, batch_size: int, drift: DriftReport, folders: Folders, tick: Tick
+) -> AccuracyRecord | None:
+    """The task metric from LoadGen's accuracy run over the workload's data set; for models
+    judged by drift alone, the lowest output cosine against the reference, on the seeded
+    batch (a model without a data set has nothing else to be judged on)."""
+    workload = plan.workload
     threshold = workload.accuracy_threshold
-    return Accuracy("output-drift", cosine, batch_size, threshold, passed=cosine >= threshold)
+    task = task_data(workload.model, batch_size, workload.dataset_fraction, threshold)
+    if task is not None:
+        log_dir = folders.accuracy_logs(batch_size)
+        accuracy = accuracy_under_loadgen(task, run, plan.settings, log_dir, tick=tick)
+        logs = log_references(LoadgenLogFiles(log_dir), folders.results, accuracy=True)
+        return dataclasses.replace(
+            AccuracyRecord.from_json(accuracy.to_json(), "accuracy"), logs=logs
+        )
+    if workload.accuracy_metric != "output-drift":
+        return None
+    cosine = min((d.cosine for d in drift.drift), default=1.0)
+    return AccuracyRecord(
+        metric="output-drift",
+        value=cosine,
+        samples=batch_size,
+        threshold=threshold,
+        passed=cosine >= threshold,
+    )

@@ -1,5 +1,10 @@
-"""Latency statistics. Percentiles use the nearest-rank method (the value at rank ceil(p/100 * n)
-of the sorted sample, no interpolation): every reported latency is one that really happened."""
+"""asicperf's own latency statistics, for what LoadGen does not report: the session's time per
+batch (the SUT's clock, without LoadGen's queueing; the latency an offline batch size is held
+to its bound by) and the spreads the reports draw from raw samples. LoadGen's own figures are
+never recomputed here (runner/loadgen/performance.py reads them).
+
+Percentiles use the nearest-rank method (the value at rank ceil(p/100 * n) of the sorted
+sample, no interpolation): every reported latency is one that really happened."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ PACKAGES = (
     "apache-tvm",
     "numba",
     "rich",
+    "mlcommons-loadgen",
 )
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",

@@ -5,7 +5,9 @@ offline, attaches to an e-mail or a CI artifact as is, and runs no script at all
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from runner.report.costs import CostOverride
 from runner.report.hardware_section import hardware_section
@@ -27,7 +29,7 @@ from runner.report.model_sections import (
     throughput_section,
 )
 from runner.report.op_sections import op_latency_figures, roofline_section
-from runner.report.readings import where, worst_cosine
+from runner.report.readings import result_folder, where, worst_cosine
 from runner.results.files import Result
 from runner.results.model import AccuracyRecord, ModelResult
 from runner.results.op import OpResult
@@ -100,16 +102,22 @@ SECTIONS = (
 
 
 def render_html(
-    results: Sequence[tuple[str, Result]], overrides: Mapping[str, CostOverride]
+    results: Sequence[tuple[str, Result]],
+    overrides: Mapping[str, CostOverride],
+    page_folder: Path = Path(),
 ) -> str:
-    """The whole page; sections with nothing to show say so in one line."""
-    model_results = [r for _, r in results if isinstance(r, ModelResult)]
+    """The whole page; sections with nothing to show say so in one line. `results` are (the
+    result.json or folder it was read from, the result); `page_folder` is where the page is
+    written, which links to a result's LoadGen logs are relative to."""
+    model_sources = [(s, r) for s, r in results if isinstance(r, ModelResult)]
+    model_results = [r for _, r in model_sources]
     models = list(enumerate(model_results))
+    folders = {i: _href(result_folder(s), page_folder) for i, (s, _) in enumerate(model_sources)}
     ops = [r for _, r in results if isinstance(r, OpResult)]
     latency = latency_figures(models) + op_latency_figures(ops)
     body = [
         section("summary", "Summary", "One row per result file.", _summary(results)),
-        batches_section(models) or _empty("batches", "model"),
+        batches_section(models, folders) or _empty("batches", "model"),
         throughput_section(models) or _empty("throughput", "model"),
         section(
             "latency",
@@ -133,6 +141,11 @@ def render_html(
         f"<h1>asicperf report</h1><p class=intro>{esc(count)}</p><nav>{nav}</nav>"
         f"{''.join(body)}</body></html>\n"
     )
+
+
+def _href(folder: Path, page_folder: Path) -> str:
+    """`folder` relative to the page's folder, "/"-separated as a link wants it."""
+    return Path(os.path.relpath(folder.absolute(), page_folder.absolute())).as_posix()
 
 
 def _empty(anchor: str, kind: str, what: str = "") -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote
 
 PALETTE = (
     "#4e79a7",
@@ -53,6 +54,11 @@ def number(value: float | None, digits: int = 3) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
+
+
+def link(path: str, text: str) -> Markup:
+    """A link to a relative, "/"-separated `path` (a space or a `#` in a name is escaped)."""
+    return Markup(f'<a href="{esc(quote(path))}">{esc(text)}</a>')
 
 
 def badge(text: str, good: bool) -> Markup:

@@ -4,7 +4,8 @@ results in page order, so a result keeps its colour from chart to chart."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import posixpath
+from collections.abc import Mapping, Sequence
 from itertools import groupby
 
 from runner.report.charts import BarGroup, Point, Series, bar_chart, box_chart, line_chart
@@ -16,6 +17,7 @@ from runner.report.markup import (
     figure,
     grid,
     legend,
+    link,
     note,
     number,
     section,
@@ -26,6 +28,8 @@ from runner.report.readings import (
     best_batch_rule,
     fallback_warning,
     label,
+    latency_note,
+    loadgen_notes,
     share_text,
     worst_cosine,
     worst_max_abs,
@@ -82,33 +86,52 @@ BATCH_HEADERS = (
     "FLOPs on target",
     "verdict",
     "best batch?",
+    "LoadGen logs",
 )
 
 
-def batches_section(models: Indexed) -> str:
+def batches_section(models: Indexed, folders: Mapping[int, str]) -> str:
     """A table per model result: each batch size's figures, how much of the model ran on the
-    target, its verdict with the rules, and why it is or is not the best batch; a result
-    that ran work on the reference fallback path says so above its table."""
+    target, LoadGen's verdict with its reasons, errors and warnings, why it is or is not the
+    best batch, and links to LoadGen's logs (`folders`: each result's folder, relative to the
+    page); a result that ran work on the reference fallback path says so above its table."""
     blocks = []
-    for _, result in models:
+    for index, result in models:
         if not result.batches:
             continue
+        folder = folders[index]
         choice = {c.batch_size: c.reason for c in result.batch_choice or ()}
-        rows = [_batch_row(batch, choice) for batch in result.batches]
+        rows = [_batch_row(batch, choice, folder) for batch in result.batches]
         warning = fallback_warning(result)
         flag = "" if warning is None else f"<p>{badge(warning, False).html}</p>"
+        accuracy = result.accuracy
+        accuracy_logs = ""
+        if accuracy is not None and accuracy.logs:
+            links = _log_links(accuracy.logs, folder).html
+            accuracy_logs = f'<p class="note">LoadGen logs of the accuracy run: {links}</p>'
+        meaning = latency_note(result)
         blocks.append(
-            f"<h3>{esc(label(result))}</h3>{note(_choice_rule(result))}{flag}"
-            f"{table(BATCH_HEADERS, rows, (0, 1, 2, 3, 4))}"
+            f"<h3>{esc(label(result))}</h3>{note(_choice_rule(result))}"
+            f"{'' if meaning is None else note(meaning)}{flag}"
+            f"{table(BATCH_HEADERS, rows, (0, 1, 2, 3, 4))}{accuracy_logs}"
         )
     if not blocks:
         return ""
     intro = (
         "Per batch size: throughput, p99 latency, the share of nodes and FLOPs that ran on the "
-        "target (the rest ran on the reference fallback path), the verdict, and why each batch "
-        "size is or is not the best one."
+        "target (the rest ran on the reference fallback path), LoadGen's verdict, why each "
+        "batch size is or is not the best one, and LoadGen's own logs of the run."
     )
     return section("batches", "Batch sizes, coverage and verdicts", intro, "".join(blocks))
+
+
+def _log_links(logs: Sequence[str], folder: str) -> Markup:
+    """A link per log ("summary", "detail", "accuracy"), relative to the page."""
+    links = []
+    for log in logs:
+        name = posixpath.basename(log).removeprefix("mlperf_log_").rsplit(".", 1)[0]
+        links.append(link(posixpath.normpath(posixpath.join(folder, log)), name).html)
+    return Markup(" · ".join(links))
 
 
 def _choice_rule(result: ModelResult) -> str:
@@ -117,17 +140,20 @@ def _choice_rule(result: ModelResult) -> str:
     return f"Best batch ({best_batch_rule(result)}): {chosen}."
 
 
-def _batch_row(batch: BatchResult, choice: dict[int, str]) -> list[object]:
+def _batch_row(batch: BatchResult, choice: dict[int, str], folder: str) -> list[object]:
     coverage = batch.coverage
     verdict = badge("VALID" if batch.valid else "INVALID", batch.valid).html
+    notes = "".join(f"<br>{esc(text)}" for text in loadgen_notes(batch))
+    logs = batch.loadgen.logs if batch.loadgen is not None else ()
     return [
         batch.batch_size,
         number(batch.qps),
         number(batch.latency_ms.p99),
         share_text(None if coverage is None else coverage.node_coverage),
         share_text(None if coverage is None else coverage.flop_coverage),
-        Markup(f"{verdict} {esc(batch.why)}"),
+        Markup(f"{verdict} {esc(batch.why)}{notes}"),
         choice.get(batch.batch_size),
+        _log_links(logs, folder) if logs else None,
     ]
 
 

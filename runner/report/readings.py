@@ -1,10 +1,14 @@
-"""What the report reads off a result: its label, worst drift, latency spread, coverage and
-where it ran; one place, so every section names and measures a result alike."""
+"""What the report reads off a result: its label, worst drift, latency spread, coverage, where
+it ran, and LoadGen's notes and logs; one place, so every section names and measures a result
+alike."""
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Sequence
+from pathlib import Path
 
+from runner.bench.results import bounded_latency
 from runner.bench.stats import percentile
 from runner.report.charts import Distribution
 from runner.results.files import Result
@@ -116,5 +120,42 @@ def fallback_warning(result: ModelResult) -> str | None:
 def best_batch_rule(result: ModelResult) -> str:
     """The rule the best batch size was chosen by, with the result's latency bound."""
     bound = result.latency_bound_ms
-    within = "no latency bound" if bound is None else f"p99 ≤ {bound:g} ms"
+    latency = bounded_latency(result.scenario)
+    within = "no latency bound" if bound is None else f"{latency} ≤ {bound:g} ms"
     return f"VALID, {within}, the most samples/s"
+
+
+def latency_note(result: ModelResult) -> str | None:
+    """What an offline result's latencies mean, which is not what they mean elsewhere."""
+    if result.scenario != "offline":
+        return None
+    return (
+        "offline: LoadGen times every sample from the start of its one query, so its latencies "
+        "span the run; the latency bound holds the session's p99 per batch"
+    )
+
+
+def loadgen_notes(batch: BatchResult) -> list[str]:
+    """LoadGen's errors and warnings on a batch size's run; an error already among the
+    verdict's reasons (LoadGen's errors make a run INVALID) is not repeated."""
+    if batch.loadgen is None:
+        return []
+    errors = [f"LoadGen error: {e}" for e in batch.loadgen.errors if e not in batch.why]
+    return errors + [f"LoadGen warning: {w}" for w in batch.loadgen.warnings]
+
+
+def result_folder(source: str | Path) -> Path:
+    """The folder of a result named by its result.json or its folder: the folder its log
+    paths are relative to."""
+    path = Path(source)
+    return path if path.is_dir() else path.parent
+
+
+def log_groups(logs: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """Log paths (relative, "/"-separated) by folder, in order: ("loadgen/batch-1",
+    ["mlperf_log_summary.txt", "mlperf_log_detail.txt"])."""
+    groups: dict[str, list[str]] = {}
+    for log in logs:
+        folder, name = posixpath.split(log)
+        groups.setdefault(folder, []).append(name)
+    return list(groups.items())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
 from rich.console import RenderableType
 from rich.table import Table
@@ -14,6 +15,10 @@ from rich.text import Text
 from runner.report.readings import (
     best_batch_rule,
     fallback_warning,
+    latency_note,
+    loadgen_notes,
+    log_groups,
+    result_folder,
     share_text,
     worst_cosine,
     worst_max_abs,
@@ -31,8 +36,12 @@ _SHORT_REVISION = 12
 
 
 def show_renderables(result: Result, source: str) -> list[RenderableType]:
-    """The header (what ran, where), then the measurements of the result's kind."""
-    body = model_renderables(result) if isinstance(result, ModelResult) else op_renderables(result)
+    """The header (what ran, where), then the measurements of the result's kind; `source` is
+    the result.json or its folder, which the paths of LoadGen's logs are shown under."""
+    if isinstance(result, ModelResult):
+        body = model_renderables(result, result_folder(source))
+    else:
+        body = op_renderables(result)
     return [*header_renderables(result, source), *body]
 
 
@@ -51,9 +60,12 @@ def header_renderables(result: Result, source: str) -> list[RenderableType]:
     return shown
 
 
-def model_renderables(result: ModelResult) -> list[RenderableType]:
-    """Batches, accuracy, drift against the reference and the audit of the pipeline."""
-    shown = [*batch_summary(result), Text(_accuracy_line(result.accuracy))]
+def model_renderables(result: ModelResult, folder: Path) -> list[RenderableType]:
+    """Batches, accuracy, drift against the reference and the audit of the pipeline; LoadGen's
+    logs under `folder`, the result's."""
+    shown = [*batch_summary(result, folder), Text(_accuracy_line(result.accuracy))]
+    if result.accuracy is not None and result.accuracy.logs:
+        shown.append(Text(f"accuracy: LoadGen logs {_logs_text(result.accuracy.logs, folder)}"))
     if result.drift.outputs:
         shown.append(_drift_table(result.drift))
     if result.audit is not None:
@@ -61,18 +73,22 @@ def model_renderables(result: ModelResult) -> list[RenderableType]:
     return shown
 
 
-def batch_summary(result: ModelResult) -> list[RenderableType]:
+def batch_summary(result: ModelResult, folder: Path) -> list[RenderableType]:
     """What `runner bench` prints: the headline table (throughput, latency, coverage, verdict),
-    a details table, each verdict's reasons, a warning when work fell back to the reference
-    path, and the best batch size with why each other one was not chosen. Long text goes on
-    lines of its own, so the tables stay readable at 80 columns."""
+    a details table, each verdict's reasons with LoadGen's errors and warnings, where its logs
+    are (under `folder`, the result's), a warning when work fell back to the reference path,
+    and the best batch size with why each other one was not chosen. Long text goes on lines
+    of its own, so the tables stay readable at 80 columns."""
     device = result.target_info.device
     title = f"bench {result.model} on {result.target} ({result.scenario}, {device})"
     headline = _table(
         title,
         ("batch", "samples/s", "p50 ms", "p99 ms", "nodes on target", "FLOPs on target", "verdict"),
     )
-    details = _table("details", ("batch", "mean ms", "p90 ms", "queries", "compile s", "max |Δ|"))
+    details = _table(
+        "details",
+        ("batch", "mean ms", "p90 ms", "p99 ms per batch", "queries", "compile s", "max |Δ|"),
+    )
     reasons: list[RenderableType] = []
     for batch in result.batches:
         size = str(batch.batch_size)
@@ -95,16 +111,32 @@ def batch_summary(result: ModelResult) -> list[RenderableType]:
             size,
             f"{latency.mean:.3f}",
             f"{latency.p90:.3f}",
+            number_text(None if batch.batch_ms is None else batch.batch_ms.p99, ".3f"),
             str(batch.queries),
             number_text(batch.compile_s, ".2f"),
             f"{drift:.3g}",
         )
         reasons.append(Text(f"batch {size}: {verdict}: {batch.why}"))
-    shown: list[RenderableType] = [headline, details, *reasons]
+        reasons += [Text(f"batch {size}: {note}") for note in loadgen_notes(batch)]
+        if batch.loadgen is not None and batch.loadgen.logs:
+            logs = _logs_text(batch.loadgen.logs, folder)
+            reasons.append(Text(f"batch {size}: LoadGen logs {logs}"))
+    shown: list[RenderableType] = [headline, details]
+    note = latency_note(result)
+    if note is not None:
+        shown.append(Text(note))
+    shown += reasons
     warning = fallback_warning(result)
     if warning is not None:
         shown.append(Text(warning, style="bold yellow"))
     return [*shown, *_best_batch_lines(result)]
+
+
+def _logs_text(logs: Sequence[str], folder: Path) -> str:
+    """ "in DIR: a.txt, b.txt" per folder of logs, DIR under the result's `folder`."""
+    return "; ".join(
+        f"in {folder / where}: {', '.join(names)}" for where, names in log_groups(logs)
+    )
 
 
 def _best_batch_lines(result: ModelResult) -> list[Text]:

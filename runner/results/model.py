@@ -18,7 +18,9 @@ from runner.results.record import Record, json_key, omitted_when_none
 
 @dataclass(frozen=True, kw_only=True)
 class LatencyStats(Record):
-    """Per-query latency in milliseconds, nearest-rank percentiles (runner/bench/stats.py)."""
+    """Latency in milliseconds. A batch's `latency_ms` holds LoadGen's figures (its percentile
+    is the sorted sample at index floor(n * p)); its `batch_ms` and results measured before
+    LoadGen hold nearest-rank percentiles (runner/bench/stats.py)."""
 
     mean: float
     p50: float
@@ -26,6 +28,25 @@ class LatencyStats(Record):
     p99: float
     min: float | None = None  # absent in results written before they were recorded
     max: float | None = None
+    p95: float | None = omitted_when_none()  # LoadGen's; absent from asicperf's own figures
+    p97: float | None = omitted_when_none()
+    p999: float | None = omitted_when_none()
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadgenRecord(Record):
+    """What LoadGen said about one batch size's performance run beyond its figures: the
+    percentile it judged, its early-stopping result, its own errors and warnings, and where
+    its logs are (paths relative to the result's folder)."""
+
+    scenario: str  # LoadGen's name: SingleStream, MultiStream, Server, Offline
+    target_latency_percentile: float  # 0.9 = p90
+    early_stopping: tuple[str, ...] = ()  # LoadGen's early-stopping result, one line per point
+    early_stopping_latency_ms: float | None = None  # its estimate of the target percentile
+    overlatency_queries: int | None = None  # Server: queries over the latency bound
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    logs: tuple[str, ...] = ()  # mlperf_log_summary.txt, mlperf_log_detail.txt
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,13 +88,16 @@ class DriftRecord(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class AccuracyRecord(Record):
-    """The task metric on the data set, and whether it meets the workload's threshold."""
+    """The task metric on the data set, and whether it meets the workload's threshold. `logs`:
+    LoadGen's accuracy run that produced the outputs scored (relative to the result's folder;
+    absent when the metric came from drift on the seeded batch)."""
 
     metric: str
     value: float | None = None
     samples: int | None = None
     threshold: float | None = None
     passed: bool | None = None
+    logs: tuple[str, ...] | None = omitted_when_none()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,21 +136,25 @@ class AuditSummary(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class BatchResult(Record):
-    """One batch size measured: throughput in samples/s, latency per query (= per batch)."""
+    """One batch size measured under LoadGen: throughput in samples/s (LoadGen's samples, each
+    a batch, times the batch size), LoadGen's latency figures and verdict, and the SUT's own
+    clock: each query's latency and the session's time per batch."""
 
     batch_size: int
     qps: float
-    latency_ms: LatencyStats
+    latency_ms: LatencyStats  # LoadGen's: per query; offline: per sample from the run's start
     valid: bool
-    why: str  # the LoadGen rules that failed, or those met
+    why: str  # the LoadGen rules that failed (and its errors), or those met
     compile_s: float | None = None
-    queries: int
+    queries: int  # LoadGen's query count (offline: its one query)
     duration_s: float | None = None
     drift: DriftRecord  # against the reference target, on the seeded batch
     accuracy: AccuracyRecord | None = None  # measured on the run's first batch size only
     latencies_ms: tuple[float, ...] | None = None  # every query in issue order; None: not kept
     audit: AuditSummary | None = None  # the pipeline's audit, on the first batch size only
     coverage: Coverage | None = None  # None in results written before it was recorded
+    batch_ms: LatencyStats | None = None  # the session alone, per batch
+    loadgen: LoadgenRecord | None = None  # None: measured before LoadGen
 
 
 @dataclass(frozen=True, kw_only=True)
