@@ -1,7 +1,13 @@
 """Values for a graph's named symbolic dims (`--dim batch=8`, `--batch 8`), checked against
-the graph before they are bound: a name no input carries, or a size that is not positive or
-that no tensor could have, is a one-line error rather than a silent no-op or a protobuf
-overflow deep inside the load."""
+the graph before they are bound: a name no input carries, or a size that is negative or that no
+tensor could have, is a one-line error rather than a silent no-op or a protobuf overflow deep
+inside the load.
+
+A size of 0 is allowed for every dim. ONNX tensors may be empty, and a dim's name does not tell
+this check what the dim means: a decoder's `past_sequence_length` is 0 at prefill, when the KV
+cache is empty, and shape inference carries the 0 through (the cache's Concat gives the new
+tokens alone). Where a 0 makes no sense, the option that knows the dim's meaning refuses it
+(`--batch` and workloads' `batch_sizes` need at least one sample)."""
 
 from __future__ import annotations
 
@@ -28,9 +34,9 @@ def symbolic_dims(model: oir.Model) -> set[str]:
 
 
 def check_dim_size(size: int, what: str) -> int:
-    """`size` is a usable extent: 1 ≤ size ≤ MAX_DIM."""
-    if not 1 <= size <= MAX_DIM:
-        raise AsicperfError(f"{what}: {size} is out of range (expected 1 to {MAX_DIM})")
+    """`size` is a usable extent: 0 ≤ size ≤ MAX_DIM (0: an empty dim, see above)."""
+    if not 0 <= size <= MAX_DIM:
+        raise AsicperfError(f"{what}: {size} is out of range (expected 0 to {MAX_DIM})")
     return size
 
 

@@ -52,7 +52,7 @@ def _parse_bindings(pairs: list[str]) -> dict[str, int]:
     for pair in pairs:
         name, _, value = pair.partition("=")
         if not name or not value.strip().isdigit():
-            raise AsicperfError(f"--dim '{pair}': expected NAME=POSITIVE_INTEGER, e.g. batch=8")
+            raise AsicperfError(f"--dim '{pair}': expected NAME=SIZE (0 or more), e.g. batch=8")
         bindings[name] = check_dim_size(int(value), f"--dim {name}")
     return bindings
 

@@ -185,7 +185,7 @@ def test_convert_of_bad_input_leaves_no_output_file(tmp_path):
 def test_bad_dim_binding_is_a_clean_error(conv_relu_path):
     result = _run_cli("ir", "show", str(conv_relu_path), "--dim", "batch")
     assert result.returncode == 2
-    assert "--dim 'batch': expected NAME=POSITIVE_INTEGER" in result.stderr
+    assert "--dim 'batch': expected NAME=SIZE (0 or more)" in result.stderr
 
 
 def _position_slice_model(path: Path) -> Path:
@@ -251,17 +251,16 @@ def test_show_at_the_largest_dim_counts_flops_without_allocating(tmp_path, capsy
     ("binding", "message"),
     [
         ("foo=4", "--dim foo=4: the model has no dim 'foo' (batch)"),
-        ("batch=0", "--dim batch: 0 is out of range (expected 1 to 1099511627776)"),
         (
             "batch=99999999999999999999",
-            "--dim batch: 99999999999999999999 is out of range (expected 1 to 1099511627776)",
+            "--dim batch: 99999999999999999999 is out of range (expected 0 to 1099511627776)",
         ),
         (
             "batch=1099511627777",
-            "--dim batch: 1099511627777 is out of range (expected 1 to 1099511627776)",
+            "--dim batch: 1099511627777 is out of range (expected 0 to 1099511627776)",
         ),
     ],
-    ids=["unknown-name", "zero", "beyond-int64", "beyond-max-dim"],
+    ids=["unknown-name", "beyond-int64", "beyond-max-dim"],
 )
 def test_dim_binding_unknown_or_out_of_range_is_refused(tmp_path, capsys, binding, message):
     path = _position_slice_model(tmp_path / "m.onnx")
@@ -269,6 +268,17 @@ def test_dim_binding_unknown_or_out_of_range_is_refused(tmp_path, capsys, bindin
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err == f"runner: error: {message}\n"
+
+
+def test_dim_of_size_zero_is_an_empty_dim(tmp_path, capsys):
+    """A dim may be empty (a KV cache's past length at prefill): shapes carry the 0 through
+    and every node on it costs nothing, rather than the binding being refused."""
+    path = _position_slice_model(tmp_path / "m.onnx")
+    assert main(["ir", "show", str(path), "--json", "--dim", "batch=0"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    by_op = {node["op"]: node for node in doc["nodes"]}
+    assert by_op["Reshape"]["outputs"][0]["shape"] == [0, 24]
+    assert doc["flops"] == 0
 
 
 def test_verify_says_1_violation_not_1_violations(tmp_path, capsys):

@@ -54,10 +54,15 @@ def test_binding_a_dim_the_model_lacks_is_refused(tmp_path: Path) -> None:
         check_bindings(model, {"foo": 4}, "--dim")
 
 
-@pytest.mark.parametrize("size", [0, -1, MAX_DIM + 1, 99999999999999999999])
+@pytest.mark.parametrize("size", [-1, MAX_DIM + 1, 99999999999999999999])
 def test_dim_size_out_of_range_is_refused(size: int) -> None:
-    with pytest.raises(AsicperfError, match=rf"--batch: {size} is out of range"):
-        check_dim_size(size, "--batch")
+    with pytest.raises(AsicperfError, match=rf"--dim n: {size} is out of range \(expected 0 to"):
+        check_dim_size(size, "--dim n")
+
+
+@pytest.mark.parametrize("size", [0, 1, MAX_DIM])
+def test_dim_sizes_from_empty_to_the_largest_are_usable(size: int) -> None:
+    assert check_dim_size(size, "--dim past_sequence_length") == size
 
 
 def test_memory_estimate_counts_inputs_outputs_and_largest_value(tmp_path: Path) -> None:

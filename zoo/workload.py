@@ -18,6 +18,7 @@ from ir.bindings import MAX_DIM
 from ir.errors import AsicperfError
 from passes.pipeline import parse_pipeline
 from zoo.catalog import ZOO
+from zoo.model import TEXT_GENERATION
 
 Scenario = Literal["single-stream", "multi-stream", "server", "offline"]  # LoadGen's four
 AccuracyMetric = Literal["top-1", "embedding-cosine", "output-drift"]
@@ -274,10 +275,18 @@ def workload_for(name_or_path: str) -> Workload:
 
 def default_workload(model: str) -> Workload:
     """The shipped workload of zoo model `model`; for any other model (a user's ONNX file),
-    batch 1, single-stream, judged by output drift against the unoptimized reference."""
+    batch 1, single-stream, judged by output drift against the unoptimized reference. A zoo
+    text-generation model has none: its figures are per prompt and generation length, which a
+    model-level workload does not describe, and a fixed-shape default would time one token."""
     for workload in shipped_workloads().values():
         if workload.model == model:
             return workload
+    if model in ZOO and ZOO[model].task == TEXT_GENERATION:
+        raise AsicperfError(
+            f"'{model}' generates text: it is measured per prompt and generation length "
+            "(time to first token, time per output token), which model-level workloads do not "
+            "describe; no model-level benchmark runs it"
+        )
     return Workload(
         name=Path(model).stem,
         model=model,

@@ -1,0 +1,1 @@
+"""Decoder-only language models: the architecture record, weights read from GGUF, tokenizer."""
