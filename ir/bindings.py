@@ -11,11 +11,13 @@ tokens alone). Where a 0 makes no sense, the option that knows the dim's meaning
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
 import onnx_ir as oir
 
 from ir.errors import AsicperfError
+from ir.model_io import load_model
 
 # The largest extent any one dim may take: ONNX stores dims as int64, and no tensor this
 # toolkit allocates could be larger than the address space in elements.
@@ -40,6 +42,20 @@ def check_dim_size(size: int, what: str) -> int:
     return size
 
 
+def parse_dim_options(pairs: list[str], what: str = "--dim") -> dict[str, int]:
+    """`--dim NAME=SIZE` options as given (repeatable), sizes checked; the names are checked on
+    the model (check_bindings), which the commands load only after every option is checked."""
+    bindings: dict[str, int] = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if not name or not value.strip().isdigit():
+            raise AsicperfError(f"{what} '{pair}': expected NAME=SIZE (0 or more), e.g. batch=8")
+        if name in bindings:
+            raise AsicperfError(f"{what} {pair}: '{name}' is already given")
+        bindings[name] = check_dim_size(int(value), f"{what} {name}")
+    return bindings
+
+
 def check_bindings(model: oir.Model, bindings: Mapping[str, int], what: str) -> None:
     """Every binding names a symbolic input dim of `model` and has a usable size."""
     names = symbolic_dims(model)
@@ -48,3 +64,14 @@ def check_bindings(model: oir.Model, bindings: Mapping[str, int], what: str) -> 
             known = ", ".join(sorted(names)) or "none: every input shape is static"
             raise AsicperfError(f"{what} {name}={size}: the model has no dim '{name}' ({known})")
         check_dim_size(size, f"{what} {name}")
+
+
+def load_bound_model(
+    path: str | os.PathLike[str], bindings: Mapping[str, int], what: str = "--dim"
+) -> oir.Model:
+    """The model at `path` with `bindings` fixed before shape inference. The names are checked
+    on the model as stored first: once bound, a dim is no longer symbolic, and a name the model
+    lacks would otherwise bind nothing, silently."""
+    if bindings:
+        check_bindings(load_model(path, infer_shapes=False), bindings, what)
+    return load_model(path, bindings=bindings)

@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ir.logit_drift import is_vocabulary_output, logit_drift
+
 # Relative error is measured against max(|reference|, this), so near-zero references do not
 # turn rounding noise into huge relative errors.
 _REL_FLOOR = 1e-6
@@ -114,18 +116,27 @@ def top1_agreement(reference: np.ndarray, candidate: np.ndarray) -> float | None
 
 
 def drift_record(
-    reference: Sequence[np.ndarray], candidate: Sequence[np.ndarray]
+    reference: Sequence[np.ndarray],
+    candidate: Sequence[np.ndarray],
+    names: Sequence[str] = (),
 ) -> list[dict[str, object]]:
     """Per output: the drift figures, the counts per `HISTOGRAM_BINS` bin and the top-1
-    agreement (null where it does not apply), as the audit stores them."""
+    agreement (null where it does not apply), as the audit stores them. With the outputs'
+    `names`, a vocabulary output (`ir.logit_drift.is_vocabulary_output`) of matching shapes
+    also gets `kl_divergence` {mean, p99, max}: with `top1_agreement` (the share of positions
+    whose most likely token is unchanged), the figures its drift is read in, since cosine says
+    little about a distribution over tokens."""
     records: list[dict[str, object]] = []
     drifts = outputs_drift(reference, candidate)  # checks the counts match
-    for drift, ref, got in zip(drifts, reference, candidate, strict=True):
-        records.append(
-            {
-                **drift.to_json(),
-                "histogram": list(difference_histogram(ref, got)),
-                "top1_agreement": top1_agreement(ref, got),
-            }
-        )
+    output_names = names or ("",) * len(drifts)  # no name: no output is a vocabulary output
+    for drift, ref, got, name in zip(drifts, reference, candidate, output_names, strict=True):
+        record: dict[str, object] = {
+            **drift.to_json(),
+            "histogram": list(difference_histogram(ref, got)),
+            "top1_agreement": top1_agreement(ref, got),
+        }
+        if drift.shape_match and is_vocabulary_output(name, ref):
+            logits = logit_drift(ref, got)
+            record["kl_divergence"] = logits.kl_divergence_json()
+        records.append(record)
     return records

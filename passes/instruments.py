@@ -121,7 +121,8 @@ class DumpIR(Instrument):
 
 class NumericCheck(Instrument):
     """Runs the model on a fixed seeded batch after every pass that changed it, and records the
-    drift against the previous pass and against the input model.
+    drift against the previous pass and against the input model (for a vocabulary output, also
+    in KL divergence and same-top-1: `ir.drift.drift_record`).
 
     `runner` runs the model: the reference path, unless the caller hands in one that knows
     where else to run a model holding ops the reference path lacks (`passes.checked_run`). The
@@ -175,9 +176,10 @@ class NumericCheck(Instrument):
         if run.outputs is None:
             return {NUMERIC_FIELD: {"seed": self.seed, "where": run.where}}
         numeric: dict[str, Any] = {"seed": self.seed}
+        names = [output.name for output in model.graph.outputs]  # names pick the vocabulary
         if previous is not None:
-            numeric["vs_previous"] = drift_record(previous, run.outputs)
-        numeric["vs_input"] = drift_record(self._input.outputs, run.outputs)
+            numeric["vs_previous"] = drift_record(previous, run.outputs, names)
+        numeric["vs_input"] = drift_record(self._input.outputs, run.outputs, names)
         if run.where is not None:
             numeric["where"] = run.where
         return {NUMERIC_FIELD: numeric}

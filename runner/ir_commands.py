@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ir.bindings import check_bindings, check_dim_size
-from ir.errors import AsicperfError
+from ir.bindings import load_bound_model, parse_dim_options
 from ir.files import check_output_file
 from ir.listing import counted, format_listing, summarize
 from ir.model_io import load_model, save_model
@@ -47,22 +46,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     check.set_defaults(handler=verify_model)
 
 
-def _parse_bindings(pairs: list[str]) -> dict[str, int]:
-    bindings = {}
-    for pair in pairs:
-        name, _, value = pair.partition("=")
-        if not name or not value.strip().isdigit():
-            raise AsicperfError(f"--dim '{pair}': expected NAME=SIZE (0 or more), e.g. batch=8")
-        bindings[name] = check_dim_size(int(value), f"--dim {name}")
-    return bindings
-
-
 def show_model(args: argparse.Namespace) -> int:
-    bindings = _parse_bindings(args.dim)
-    path = resolve_model(args.model)
-    if bindings:  # the dims' names are checked on the model as stored, before binding them
-        check_bindings(load_model(path, infer_shapes=False), bindings, "--dim")
-    model = load_model(path, bindings=bindings)
+    bindings = parse_dim_options(args.dim)
+    model = load_bound_model(resolve_model(args.model), bindings)
     summary = summarize(model, bindings)
     if args.json:
         print(json.dumps(summary.to_json(), indent=2))

@@ -275,17 +275,31 @@ def rank_layers(args: argparse.Namespace) -> int:
 
 
 def _worst_input_drift(record: PassRecord) -> tuple[str, str, str]:
-    """(max abs error, min cosine, min top-1 agreement) against the input model, over all
-    outputs."""
+    """(max abs error over all outputs, then min cosine and min top-1 agreement; or, for a
+    model with a vocabulary output, the worst mean KL divergence and min same-top-1 rate of its
+    vocabulary outputs) against the input model."""
     if not record.numeric:
         return "-", "-", "-"
     if "vs_input" not in record.numeric:
         return "not checked", "-", "-"
     drifts = record.numeric["vs_input"]
-    max_abs = max(d["max_abs"] for d in drifts)
+    max_abs = f"{max(d['max_abs'] for d in drifts):.3g}"
+    vocabulary = [d for d in drifts if "kl_divergence" in d]
+    if vocabulary:
+        kl = max(d["kl_divergence"]["mean"] for d in vocabulary)
+        return max_abs, f"{kl:.3g}", f"{min(d['top1_agreement'] for d in vocabulary):.4f}"
     cosine = min(d["cosine"] for d in drifts)
     top1 = [d["top1_agreement"] for d in drifts if d.get("top1_agreement") is not None]
-    return f"{max_abs:.3g}", f"{cosine:.7f}", f"{min(top1):.4f}" if top1 else "-"
+    return max_abs, f"{cosine:.7f}", f"{min(top1):.4f}" if top1 else "-"
+
+
+def _drift_heading(records: Sequence[PassRecord]) -> str:
+    """The drift column's heading: a model with a vocabulary output (its records carry KL) is
+    read in mean KL divergence, others in cosine."""
+    for record in records:
+        if record.numeric and any("kl_divergence" in d for d in record.numeric.get("vs_input", ())):
+            return "KL mean"
+    return "cosine"
 
 
 def _numeric_notes(records: Sequence[PassRecord]) -> list[str]:
@@ -307,8 +321,8 @@ def _pass_cell(record: PassRecord) -> str:
 
 
 def _summary_table(records: list[PassRecord] | tuple[PassRecord, ...]) -> Table:
-    columns = ("#", "pass", "nodes", "changes by rule", "skipped", "ms", "max abs", "cosine")
-    summary = table("pipeline", *columns, "top-1")
+    columns = ("#", "pass", "nodes", "changes by rule", "skipped", "ms", "max abs")
+    summary = table("pipeline", *columns, _drift_heading(records), "top-1")
     groups = repeat_groups(records)
     if groups:
         summary.caption = "; ".join(f"{r.group}: {r.outcome()}" for r in groups)

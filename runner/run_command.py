@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
+from ir.bindings import load_bound_model, parse_dim_options
 from ir.drift import outputs_drift
 from ir.errors import AsicperfError, first_line
 from ir.files import check_output_dir, write_bytes_atomically
 from ir.memory import check_fits_in_memory
-from ir.model_io import load_model, save_model
+from ir.model_io import save_model
 from ir.seeded_inputs import seeded_inputs
 from passes.instruments import VerifyAfterEachPass
 from passes.manager import run_pipeline
@@ -46,6 +47,14 @@ def register(run: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME=FILE.npy",
         help="an input array (repeatable); seeded random data for inputs not given",
+    )
+    run.add_argument(
+        "--dim",
+        action="append",
+        default=[],
+        metavar="NAME=SIZE",
+        help="give a symbolic dimension a size (repeatable); the seeded inputs take it, "
+        "unbound dims are 1",
     )
     run.add_argument("--output-dir", default="outputs", metavar="DIR", help="default: outputs")
     run.add_argument("--compare", metavar="TARGET", help="run the same inputs on a second target")
@@ -154,8 +163,9 @@ def run_model(args: argparse.Namespace) -> int:
     # as given, which the passes resolve through the registry (a `module:Class` included)
     passes = parse_pipeline(bind_pipeline(args.pipeline, target)) if args.pipeline else []
     _check_numbers(args)
+    bindings = parse_dim_options(args.dim)
     output_dir = check_output_dir(args.output_dir, "--output-dir")
-    model = load_model(resolve_model(args.model))
+    model = load_bound_model(resolve_model(args.model), bindings)
     check_fits_in_memory(model, f"model {args.model}")
     model_inputs = {
         v.name: (np.dtype(v.dtype.numpy()), tuple(v.shape.dims) if v.shape else ())
@@ -166,7 +176,7 @@ def run_model(args: argparse.Namespace) -> int:
     _check_feeds(model_inputs, given)
     if passes:
         run_pipeline(model, passes, [VerifyAfterEachPass()])
-    feeds = {**seeded_inputs(model, args.seed), **{k: g.array for k, g in given.items()}}
+    feeds = {**seeded_inputs(model, args.seed, bindings), **{k: g.array for k, g in given.items()}}
     runs = [(target, options), *([compare] if compare is not None else [])]
     with tempfile.TemporaryDirectory(prefix="asicperf-run-") as folder:
         path = save_model(model, Path(folder) / "model.onnx")

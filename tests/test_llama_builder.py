@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from small_decoders import SMALL_DECODER
 
 from ir.errors import AsicperfError
 from ir.model_io import load_model
@@ -28,18 +29,7 @@ from zoo.llm.config import (
 )
 from zoo.llm.numpy_decoder import KVCache, NumpyDecoder
 
-SMALL = DecoderConfig(
-    vocab_size=64,
-    hidden_size=32,
-    intermediate_size=48,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    rope_theta=10000.0,
-    rms_norm_eps=1e-5,
-    context_length=128,
-    tie_embeddings=True,
-)
+SMALL = SMALL_DECODER
 ONE_LAYER = dataclasses.replace(SMALL, num_layers=1)
 TOKENS = np.array([5, 17, 3, 42, 8, 60, 1])
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ir.errors import AsicperfError
+from ir.log_probs import log_softmax, target_log_probs
 from zoo.llm.evaluation_text import evaluation_text
-from zoo.llm.log_probs import log_softmax, target_log_probs
 from zoo.llm.logit_drift import first_difference, logit_drift, token_kl_divergence
 from zoo.llm.perplexity import context_chunks, first_scored, perplexity
 

@@ -13,6 +13,7 @@ import onnx
 import pytest
 from bench_models import save_matmul
 from onnx import TensorProto, helper
+from small_decoders import small_decoder
 
 from runner import run_command
 from runner.cli import main
@@ -201,3 +202,58 @@ def test_run_target_tvm_compiles_silently_no_more(tmp_path, capsys, monkeypatch)
     assert json_terminal.getvalue() == ""
     assert json.loads(capsys.readouterr().out)["runs"][0]["ok"]
     assert sorted(path.name for path in out.iterdir()) == ["output_0.npy"]
+
+
+def _decoder(tmp_path: Path) -> Path:
+    """A 2-layer Llama decoder (4 query heads, 2 KV heads of 8, vocabulary 64) on seeded weights,
+    with the symbolic dims batch, sequence_length, past_sequence_length, total_sequence_length."""
+    path = tmp_path / "decoder.onnx"
+    onnx.save(small_decoder(), path)
+    return path
+
+
+PREFILL = ["batch=1", "sequence_length=3", "past_sequence_length=0", "total_sequence_length=3"]
+
+
+def test_run_dims_size_the_seeded_inputs_of_a_decoder_prefill(tmp_path, capsys):
+    """The bound lengths reach the seeded inputs: 3 new tokens and an empty cache give logits
+    for 3 positions and a cache of 3 (unbound, every length is 1, and the mask of 1 token does
+    not match the total of 1 cached + 1 new)."""
+    args = ["run", str(_decoder(tmp_path)), "--target", "onnxruntime"]
+    args += ["--output-dir", str(tmp_path / "out")]
+    for binding in PREFILL:
+        args += ["--dim", binding]
+    assert main(args) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("output")]
+    assert [line.rsplit(" -> ", 1)[0] for line in printed] == [
+        "output 0 logits float32[1, 3, 64]",
+        "output 1 present.0.key float32[1, 2, 3, 8]",
+        "output 2 present.0.value float32[1, 2, 3, 8]",
+        "output 3 present.1.key float32[1, 2, 3, 8]",
+        "output 4 present.1.value float32[1, 2, 3, 8]",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("binding", "message"),
+    [
+        (
+            "seq=3",
+            "--dim seq=3: the model has no dim 'seq' (batch, past_sequence_length, "
+            "sequence_length, total_sequence_length)",
+        ),
+        ("batch", "--dim 'batch': expected NAME=SIZE (0 or more), e.g. batch=8"),
+        ("batch=-1", "--dim 'batch=-1': expected NAME=SIZE (0 or more), e.g. batch=8"),
+        (
+            "batch=1099511627777",
+            "--dim batch: 1099511627777 is out of range (expected 0 to 1099511627776)",
+        ),
+        ("sequence_length=2", "--dim sequence_length=2: 'sequence_length' is already given"),
+    ],
+)
+def test_run_dim_bad_name_or_size_is_one_line_before_running(
+    tmp_path, capsys, no_target_runs, binding, message
+):
+    args = ["run", str(_decoder(tmp_path)), "--target", "onnxruntime"]
+    args += ["--dim", "sequence_length=3", "--dim", binding]
+    assert _error(capsys, args) == message

@@ -20,6 +20,7 @@ from ir.fingerprint import fingerprint
 from ir.model_io import load_model
 from ir.seeded_inputs import seeded_inputs
 from targets.api import CompiledModel
+from targets.executable import compile_model
 from targets.reference_target import ReferenceTarget
 from targets.registry import get_target
 from targets.tvm_compiler import _build, cache_dir
@@ -223,6 +224,43 @@ def test_unfoldable_symbolic_shape_chain_is_one_line_with_a_hint(tmp_path: Path)
     with pytest.raises(AsicperfError, match=r"Node /Max cannot .*\(symbolic input dims") as error:
         TvmTarget().compile(model, TvmConfig())
     assert "\n" not in str(error.value)
+
+
+def _repeated_kv(total: int | str) -> onnx.ModelProto:
+    """The decoder's running positions and grouped-query repeat, in miniature: CumSum over the
+    cache, then Unsqueeze + Expand to 3 copies per KV head, then Relu."""
+    constants = {"axis": np.array(3), "axes": np.array([2]), "copies": np.array([1, 1, 3, 1, 1])}
+    nodes = [
+        helper.make_node("CumSum", ["kv", "axis"], ["summed"]),
+        helper.make_node("Unsqueeze", ["summed", "axes"], ["one_copy"]),
+        helper.make_node("Expand", ["one_copy", "copies"], ["copied"]),
+        helper.make_node("Relu", ["copied"], ["out"]),
+    ]
+    inputs = {"kv": (TensorProto.FLOAT, [2, 2, 4, total])}
+    return _model(nodes, inputs, ["out"], constants)
+
+
+def test_symbolic_length_expand_and_cumsum_fall_back_and_the_rest_runs(tmp_path: Path) -> None:
+    """TVM's Expand converter reads every dim of its input as a number when the target shape
+    is a constant (a symbolic length fails after the whole frontend ran), and its CPU schedule
+    pipeline fails on CumSum's scan: both fall back, Unsqueeze and Relu stay on tvm."""
+    model = load(_repeated_kv("total"), tmp_path)
+    executable = compile_model(TvmTarget(), model, TvmConfig())
+    assert sorted(executable.plan.unsupported.values()) == [
+        "TVM's ONNX frontend expands to a constant shape only from an input of static shape",
+        "TVM's SplitLayoutRewritePreproc, in the CPU schedule pipeline, fails on CumSum's scan",
+    ]
+    assert [s.on_target for s in executable.plan.segments] == [False, True, False, True]
+    kv = np.random.default_rng(0).standard_normal((2, 2, 4, 5), dtype=np.float32)
+    expected = np.maximum(np.repeat(np.cumsum(kv, axis=3)[:, :, None], 3, axis=2), 0)
+    np.testing.assert_allclose(executable.session(1).run({"kv": kv})[0], expected, rtol=1e-6)
+
+
+def test_static_length_expand_stays_on_tvm(tmp_path: Path) -> None:
+    target = TvmTarget()
+    model = load(_repeated_kv(5), tmp_path)
+    expand = next(node for node in model.graph if node.op_type == "Expand")
+    assert target.unsupported_reason(expand, target.capabilities()) is None
 
 
 def test_compile_leaves_the_model_alone(tmp_path: Path) -> None:

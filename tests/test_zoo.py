@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
 import zoo.resolve
 from ir.model_io import load_model
@@ -18,6 +20,7 @@ from tests.zoo_small import BUILT, small_build
 from zoo.cache import cached_path, model_file
 from zoo.catalog import ZOO
 from zoo.model import Requirement, ZooModel
+from zoo.stats import ModelStats
 
 
 @pytest.mark.parametrize("name", BUILT)
@@ -96,9 +99,63 @@ def test_zoo_list_prints_small_param_counts_readably(capsys, tmp_path, monkeypat
     assert "(3.58 K params, 29.2 KFLOP at batch 1)" in capsys.readouterr().out
 
     assert main(["zoo", "list"]) == 0
-    (line,) = [line for line in capsys.readouterr().out.splitlines() if "tiny" in line]
-    cells = [cell.strip() for cell in line.split("\u2502")]
+    models, inputs = [line for line in capsys.readouterr().out.splitlines() if "tiny" in line]
+    cells = [cell.strip() for cell in models.split("\u2502")]
     assert cells[4:6] == ["3.58 K", "29.2 K"]
+    assert [cell.strip() for cell in inputs.split("\u2502")][1:4] == [
+        "tiny",
+        "attention_mask",
+        "i64[1,4]",
+    ]
+
+
+def test_inputs_differing_in_one_number_share_a_line_when_their_types_agree():
+    inputs = {
+        "input_ids": "i64[1,sequence_length]",
+        **{f"past.{n}.key": "f32[1,3,past,64]" for n in range(4)},
+        "past.4.key": "f32[1,3,past,32]",  # another shape: apart
+        "past.5.key": "f32[1,3,past,64]",  # after a gap: listed, not a range
+        "block0.conv1": "f32[8]",
+        "block1.conv2": "f32[8]",  # two numbers differ: apart
+        "layer01": "f32[2]",
+        "layer02": "f32[2]",  # written with a leading zero: listed as written
+    }
+    assert zoo_commands.grouped_inputs(inputs) == [
+        ("input_ids", "i64[1,sequence_length]"),
+        ("past.{0,1,2,3,5}.key", "f32[1,3,past,64]"),
+        ("past.4.key", "f32[1,3,past,32]"),
+        ("block0.conv1", "f32[8]"),
+        ("block1.conv2", "f32[8]"),
+        ("layer{01,02}", "f32[2]"),
+    ]
+
+
+def test_zoo_list_gives_a_kv_cache_one_line_per_tensor_at_80_columns(capsys, monkeypatch):
+    """A decoder of 30 layers: 3 input lines and 2 for its cache, not 60; nothing cut short."""
+    kv = {
+        f"past_key_values.{n}.{kind}": "f32[1,3,past_sequence_length,64]"
+        for n in range(30)
+        for kind in ("key", "value")
+    }
+    tokens = {"input_ids": "i64[1,sequence_length]", "position_ids": "i64[1,sequence_length]"}
+    stats = ModelStats(134_515_008, 270_000_000, {**tokens, **kv})
+    entry = ZooModel("decoder", "SOTA", "text generation", "d", "perplexity", file=Path("x"))
+    monkeypatch.setattr(zoo_commands, "ZOO", {"decoder": entry})
+    monkeypatch.setattr(zoo_commands, "stats_for", lambda path, compute: stats)
+    monkeypatch.setattr(zoo_commands, "console", lambda: Console(width=80, highlight=False))
+
+    assert main(["zoo", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80 and "\u2026" not in "".join(lines)
+    start = next(i for i, line in enumerate(lines) if "input_ids" in line)
+    listed = [line.replace("\u2502", " ").split() for line in lines[start : start + 4]]
+    assert listed == [
+        ["decoder", "input_ids", "i64[1,sequence_length]"],
+        ["position_ids", "i64[1,sequence_length]"],
+        ["past_key_values.{0..29}.key", "f32[1,3,past_sequence_length,64]"],
+        ["past_key_values.{0..29}.value", "f32[1,3,past_sequence_length,64]"],
+    ]
+    assert lines[start + 4].startswith("\u2514")  # the table's bottom edge: nothing more
 
 
 def test_missing_zoo_package_error_prints_the_runnable_pip_command():

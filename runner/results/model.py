@@ -61,9 +61,20 @@ class Coverage(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class KlDivergenceRecord(Record):
+    """A vocabulary output's KL divergence from the reference per position, in nats
+    (ir/logit_drift.py)."""
+
+    mean: float
+    p99: float
+    max: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class OutputDriftRecord(Record):
     """One output against the reference: ir/drift.py's figures, the counts of |difference|
-    per histogram bin and the top-1 agreement (None where it does not apply)."""
+    per histogram bin and the top-1 agreement (None where it does not apply); a vocabulary
+    output's KL divergence and same-top-1 rate (absent for other outputs)."""
 
     index: int
     max_abs: float | None = None
@@ -74,6 +85,8 @@ class OutputDriftRecord(Record):
     shape_match: bool | None = None
     histogram: tuple[int, ...] | None = None
     top1_agreement: float | None = None
+    # a frozen record: the call only marks the field as left out when None
+    kl_divergence: KlDivergenceRecord | None = omitted_when_none()  # noqa: RUF009
 
 
 @dataclass(frozen=True, kw_only=True)

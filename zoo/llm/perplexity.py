@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ir.errors import AsicperfError
-from zoo.llm.log_probs import target_log_probs
+from ir.log_probs import target_log_probs
 
 # token ids [chunks, n_ctx] int64 -> logits [chunks, n_ctx, vocab] float32
 Logits = Callable[[np.ndarray], np.ndarray]
