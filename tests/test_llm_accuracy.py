@@ -12,8 +12,9 @@ import pytest
 
 from ir.errors import AsicperfError
 from ir.log_probs import log_softmax, target_log_probs
+from ir.logit_drift import logit_drift, token_kl_divergence
 from zoo.llm.evaluation_text import evaluation_text
-from zoo.llm.logit_drift import first_difference, logit_drift, token_kl_divergence
+from zoo.llm.greedy import first_difference
 from zoo.llm.perplexity import context_chunks, first_scored, perplexity
 
 VOCAB = 8

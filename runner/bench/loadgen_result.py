@@ -4,6 +4,7 @@ the result's folder (so a result folder moved with its logs still finds them).""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -14,17 +15,8 @@ from runner.results.model import LatencyStats, LoadgenRecord
 
 
 def latency_stats_of(latency: LoadgenLatency) -> LatencyStats:
-    return LatencyStats(
-        mean=latency.mean,
-        p50=latency.p50,
-        p90=latency.p90,
-        p95=latency.p95,
-        p97=latency.p97,
-        p99=latency.p99,
-        p999=latency.p999,
-        min=latency.min,
-        max=latency.max,
-    )
+    """LoadGen's figures as the result records them (the same fields, in milliseconds)."""
+    return LatencyStats(**dataclasses.asdict(latency))
 
 
 def verdict(run: LoadgenRun, performance: LoadgenPerformance) -> tuple[bool, str]:

@@ -1,15 +1,10 @@
-"""The LLM accuracy measures against a reference on the same tokens: the logit drift (KL
-divergence per position, same-top-1 rate; ir/logit_drift.py, where the pass audit reads them
-too) and, for greedy generation, where the two token sequences part.
-"""
+"""Where two greedy generations part: the generation-side drift measure. The per-position
+measures (KL divergence, same-top-1 rate) are in ir/logit_drift.py, where the pass audit reads
+them too."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from ir.logit_drift import LogitDrift, logit_drift, token_kl_divergence
-
-__all__ = ["LogitDrift", "first_difference", "logit_drift", "token_kl_divergence"]
 
 
 def first_difference(reference: Sequence[int], candidate: Sequence[int]) -> int | None:
