@@ -1,36 +1,34 @@
 """`runner bench --level model --model M`: throughput and latency per batch size under an MLPerf
 LoadGen scenario (run by LoadGen itself), with LoadGen's verdict, the best batch size and drift
-against the reference. `--level op` is runner/op_bench_command.py."""
+against the reference. `--level op` is runner/op_bench_command.py, `--level llm`
+runner/llm_bench_command.py."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, TaskID
 
 from ir.bindings import check_dim_size
 from ir.errors import AsicperfError
 from ir.files import check_output_dir
 from passes.pipeline import PipelineError, parse_pipeline, split_options
-from runner import op_bench_command
+from runner import llm_bench_command, op_bench_command
 from runner.bench.engine import BenchPlan, bench, loadgen_settings
-from runner.console import console
+from runner.bench_output import print_result, progress_bars, results_folder
+from runner.llm_bench_command import LLM_FLAGS, LLM_OPTIONS
 from runner.loadgen.settings import SCENARIOS
 from runner.report.show import batch_summary
-from runner.results.model import BatchResult, ModelResult
+from runner.results.model import BatchResult
 from zoo.resolve import resolve_model
 from zoo.workload import Workload, check_field, default_workload, workload_for
 
-DEFAULT_RESULTS = "bench-results"  # under the current directory, when --out is not given
-_MODEL_OPTIONS = (
+# Options shared by the model and LLM levels, then each level's own.
+_LOADGEN_OPTIONS = (
     "model",
     "workload",
     "target",
@@ -39,17 +37,21 @@ _MODEL_OPTIONS = (
     "scenario",
     "min_duration",
     "min_queries",
-    "latency_bound",
-    "server_qps",
     "latency_percentile",
-    "samples_per_query",
     "loadgen_log",
 )
+_MODEL_ONLY = ("latency_bound", "server_qps", "samples_per_query")
 _OP_OPTIONS = ("provider", "op", "dtype", "shape", "suite")
+_OPTIONS_OF = {
+    "model": _LOADGEN_OPTIONS + _MODEL_ONLY,
+    "op": _OP_OPTIONS,
+    "llm": _LOADGEN_OPTIONS + LLM_OPTIONS,
+}
+_FLAGS_OF = {"model": ("resume",), "op": ("flush_cache",), "llm": ("resume", *LLM_FLAGS)}
 
 
 def register(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--level", choices=("model", "op"), default="model")
+    parser.add_argument("--level", choices=("model", "op", "llm"), default="model")
     parser.add_argument("--model", metavar="MODEL", help="path to an .onnx file or a zoo name")
     parser.add_argument(
         "--workload",
@@ -102,6 +104,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the result document")
     op_bench_command.register_options(parser)
+    llm_bench_command.register_options(parser)
     parser.set_defaults(handler=run_bench)
 
 
@@ -146,12 +149,17 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {field: value for field, value in given.items() if value is not None}
 
 
+def _others(names_of: dict[str, tuple[str, ...]], level: str) -> list[str]:
+    """The names other levels take and `level` does not, in the order they are declared."""
+    own = set(names_of[level])
+    return list(dict.fromkeys(n for names in names_of.values() for n in names if n not in own))
+
+
 def _refuse_other_level(args: argparse.Namespace) -> None:
-    """An option of the other level is a mistake to name, not to ignore."""
-    other = _OP_OPTIONS if args.level == "model" else _MODEL_OPTIONS
-    given = [name for name in other if getattr(args, name) is not None]
-    flags = {"model": ("flush_cache",), "op": ("resume",)}[args.level]
-    given += [name for name in flags if getattr(args, name)]
+    """An option of another level is a mistake to name, not to ignore."""
+    options = _others(_OPTIONS_OF, args.level)
+    given = [name for name in options if getattr(args, name) is not None]
+    given += [name for name in _others(_FLAGS_OF, args.level) if getattr(args, name)]
     if given:
         options = ", ".join("--" + name.replace("_", "-") for name in given)
         raise AsicperfError(f"{options}: not an option of --level {args.level}")
@@ -190,12 +198,9 @@ def _plan(args: argparse.Namespace) -> tuple[BenchPlan, Path]:
 def _out_folder(args: argparse.Namespace, workload: Workload) -> Path:
     """`--out`, else a folder named after what changes the figures (model, target with its
     options, pipeline, scenario), so two different runs never replace each other's files."""
-    if args.out:
-        return check_output_dir(args.out, "--out")
     model = Path(workload.model).stem  # the zoo name, or the file name without .onnx
     parts = (model, workload.target_spec, workload.pipeline or "none", workload.scenario)
-    name = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("_") for part in parts)
-    return check_output_dir(Path(DEFAULT_RESULTS) / name, "results folder (--out)")
+    return results_folder(args.out, parts)
 
 
 class _Bars:
@@ -248,19 +253,10 @@ def run_bench(args: argparse.Namespace) -> int:
     _refuse_other_level(args)
     if args.level == "op":
         return op_bench_command.run_op_bench(args)
+    if args.level == "llm":
+        return llm_bench_command.run_llm_bench(args)
     plan, folder = _plan(args)
-    columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(file=sys.stderr), transient=args.json) as progress:
+    with progress_bars(quiet=args.json) as progress:
         result = bench(plan, folder, args.resume, _Bars(progress))
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        _print(result, folder)
+    print_result(result, batch_summary(result, folder), folder, as_json=args.json)
     return 0
-
-
-def _print(result: ModelResult, folder: Path) -> None:
-    out = console()
-    for renderable in batch_summary(result, folder):
-        out.print(renderable)
-    out.print(f"results: {folder}", markup=False)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import re
 import sys
 import time
@@ -14,8 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from ir.errors import AsicperfError
 from ir.files import check_output_dir
@@ -26,7 +24,7 @@ from microbench.providers.registry import discover, get_provider
 from microbench.roofline import Roofline, host_roofline, spec_roofline
 from microbench.suite import Suite, SuiteCase, load_suite, shipped_suites
 from microbench.timing import TimingPolicy
-from runner.console import console
+from runner.bench_output import print_result, progress_bars
 from runner.report.environment import environment
 from runner.report.show import op_renderables, unsupported_groups
 from runner.results.files import RESULT_FILE, write_result
@@ -74,14 +72,8 @@ def run_op_bench(args: argparse.Namespace) -> int:
     plan = _plan(suite, providers, args)
     policy = _policy(args)
     rooflines: dict[str, Roofline] = {}
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
     started = time.time()
-    with Progress(*columns, console=Console(file=sys.stderr), transient=args.json) as progress:
+    with progress_bars(quiet=args.json, count=True) as progress:
         bar = _Bar(progress, sum(len(p) for _, p in plan))
         outcomes = list(
             run_cases(plan, policy, lambda p: _roofline(p, policy, rooflines), bar, seed=args.seed)
@@ -89,10 +81,7 @@ def run_op_bench(args: argparse.Namespace) -> int:
     seconds = time.time() - started
     result = _result(suite, policy, rooflines, outcomes, args, seconds)
     write_result(folder / RESULT_FILE, result)
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        _print(result, folder)
+    print_result(result, op_renderables(result), folder, as_json=args.json)
     failed = result.failed
     if failed:
         print(
@@ -264,13 +253,6 @@ def _result(
         ),
         failed=tuple(CaseNotRunRecord.from_json(o.to_json(), "case") for o in not_run if o.failed),
     )
-
-
-def _print(result: OpResult, folder: Path) -> None:
-    out = console()
-    for renderable in op_renderables(result):
-        out.print(renderable)
-    out.print(f"results: {folder}", markup=False)
 
 
 def _slug(text: str) -> str:

@@ -57,3 +57,26 @@ class HangingTarget(CrashingTarget):
 
     def load(self, compiled: CompiledModel, batch_size: int) -> Session:
         return _Hanging()
+
+
+PREFILL_S, DECODE_S = 0.030, 0.010  # PacedTarget's time per prompt call and per decode step
+
+
+class _Paced(Session):
+    def __init__(self, inner: Session) -> None:
+        self.inner = inner
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        prompt = feeds["input_ids"].shape[1] > 1
+        time.sleep(PREFILL_S if prompt else DECODE_S)
+        return self.inner.run(feeds)
+
+
+class PacedTarget(OnnxRuntimeTarget):
+    """onnxruntime underneath, each call of a decoder made to take a known time first:
+    PREFILL_S for a prompt (more than one token), DECODE_S for a decode step."""
+
+    name = "paced"
+
+    def load(self, compiled: CompiledModel, batch_size: int) -> Session:
+        return _Paced(super().load(compiled, batch_size))

@@ -18,7 +18,7 @@ from ir.errors import AsicperfError
 from ir.model_io import load_model
 from ir.ops import node_cost
 from ir.verifier import verify
-from zoo.builders.llama import build_decoder, past_name, present_name, seeded_weights
+from zoo.builders.llama import build_decoder, seeded_weights
 from zoo.llm.config import (
     EMBED_TOKENS,
     FINAL_NORM,
@@ -27,6 +27,7 @@ from zoo.llm.config import (
     layer_weight,
     weight_shapes,
 )
+from zoo.llm.decoder_io import past_name, present_name
 from zoo.llm.numpy_decoder import KVCache, NumpyDecoder
 
 SMALL = SMALL_DECODER

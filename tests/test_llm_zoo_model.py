@@ -19,10 +19,11 @@ from runner.cli import main
 from targets.api import Session
 from targets.executable import Executable, compile_model
 from targets.registry import get_target
-from zoo.builders.llama import CACHE_KINDS, past_name, present_name, seeded_weights
+from zoo.builders.llama import CACHE_KINDS, seeded_weights
 from zoo.cache import model_file
 from zoo.catalog import ZOO
 from zoo.llm.config import DecoderConfig
+from zoo.llm.decoder_io import past_name, present_name
 from zoo.llm.numpy_decoder import NumpyDecoder
 
 ENTRY = ZOO["smollm2-135m"]

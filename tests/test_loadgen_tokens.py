@@ -122,6 +122,22 @@ def test_ttft_and_tpot_are_the_streams_known_delays(tmp_path: Path) -> None:
     assert run.loadgen.errors == () and run.loadgen.batch_size == 1
 
 
+class BatchStream(StreamingSession):
+    """The same pace for a static batch of 3 sequences: each chunk is [3, 1]."""
+
+    def __call__(self, index: int) -> Iterator[np.ndarray]:
+        for chunk in super().__call__(index):
+            yield np.repeat(chunk.reshape(1, -1), 3, axis=0)
+
+
+def test_a_batch_streams_tpot_is_each_sequences_pace(tmp_path: Path) -> None:
+    """A static batch's step yields one token per sequence: LoadGen counts tokens per
+    sequence, so TPOT stays the step time, not the step time over the batch."""
+    run = run_token_loadgen(token_settings(), BatchStream(), sample_count=3, log_dir=tmp_path)
+    assert run.tokens is not None and run.tokens.tpot_ms is not None
+    assert 5 <= run.tokens.tpot_ms.p50 < 6
+
+
 def test_a_ttft_bound_tighter_than_the_stream_is_invalid_in_loadgens_words(tmp_path: Path) -> None:
     settings = token_settings(**SHORT_SERVER, ttft_ms=10.0, tpot_ms=50.0)
     run = run_token_loadgen(settings, StreamingSession(), sample_count=3, log_dir=tmp_path)

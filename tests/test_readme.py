@@ -30,8 +30,8 @@ def _subcommand(name: str) -> argparse.ArgumentParser:
     return subparsers.choices[name]
 
 
-def _bench_options() -> tuple[set[str], set[str]]:
-    """(options of every level, options of --level op) of `runner bench`."""
+def _bench_options() -> tuple[set[str], set[str], set[str]]:
+    """(options of the model level, of --level op, of --level llm) of `runner bench`."""
     bench = _subcommand("bench")
     by_group = {
         group.title: {
@@ -43,17 +43,20 @@ def _bench_options() -> tuple[set[str], set[str]]:
         for group in bench._action_groups
     }
     op_only = by_group.pop("--level op")
-    return set().union(*by_group.values()), op_only
+    llm_only = by_group.pop("--level llm")
+    return set().union(*by_group.values()), op_only, llm_only
 
 
 def test_readme_bench_rows_name_server_qps_latency_bound_and_every_option() -> None:
-    shared, op_only = _bench_options()
+    shared, op_only, llm_only = _bench_options()
     model_row = set(re.findall(r"--[a-z-]+", _row("runner bench --level model").split("` |")[0]))
     op_row = set(re.findall(r"--[a-z-]+", _row("runner bench --level op").split("` |")[0]))
+    llm_row = set(re.findall(r"--[a-z-]+", _row("runner bench --level llm").split("` |")[0]))
 
     assert {"--server-qps", "--latency-bound"} <= model_row
     assert shared - model_row == set()
     assert op_only - op_row == set()
+    assert llm_only - llm_row == set()
 
 
 def test_readme_says_to_create_a_venv_before_the_two_install_commands() -> None:

@@ -27,6 +27,7 @@ from runner.report.costs import CostOverride
 from runner.report.html import render_html
 from runner.report.svg import Frame
 from targets.hardware.database import all_specs
+from tests.html_pages import section_of, table_rows
 
 ORT = model_document("tiny", "onnxruntime", None, {1: 100.0, 8: 400.0})
 TVM = model_document("tiny", "tvm", "O1", {1: 50.0, 8: 150.0, 32: 600.0})
@@ -40,18 +41,6 @@ def _page(*documents: dict, overrides: dict | None = None) -> str:
     return render_html(named, overrides or {})
 
 
-def _section(page: str, anchor: str) -> str:
-    match = re.search(rf'<section id="{anchor}">(.*?)</section>', page, re.S)
-    assert match, f"no section {anchor}"
-    return match[1]
-
-
-def _rows(fragment: str) -> list[list[str]]:
-    body = re.findall(r"<tbody>(.*?)</tbody>", fragment, re.S)
-    rows = [row for part in body for row in re.findall(r"<tr>(.*?)</tr>", part, re.S)]
-    return [re.findall(r"<td[^>]*>(.*?)</td>", row, re.S) for row in rows]
-
-
 def _titles(fragment: str, css: str) -> list[str]:
     return re.findall(rf'class="{css}"[^>]*><title>(.*?)</title>', fragment)
 
@@ -60,7 +49,7 @@ def test_summary_has_one_row_per_result_with_its_figures() -> None:
     accuracy = {"metric": "top-1", "value": 0.9, "threshold": 0.95, "passed": False}
     worse = drift_output([0] * 9 + [2, 8, 0, 0], cosine=0.99, max_abs=0.5)
     int8 = model_document("tiny", "onnxruntime", "int8", accuracy=accuracy, outputs=[worse])
-    rows = _rows(_section(_page(ORT, int8, op_document([GEMM])), "summary"))
+    rows = table_rows(section_of(_page(ORT, int8, op_document([GEMM])), "summary"))
     where = "Test CPU; 0123456789; 2026-01-02T03:04:05+00:00"
     fail = 'top-1 0.9 <span class="badge bad">fail</span>'
     assert rows == [
@@ -85,7 +74,7 @@ def test_summary_has_one_row_per_result_with_its_figures() -> None:
 def test_throughput_points_sit_at_their_batch_and_samples_per_second() -> None:
     invalid = model_document("tiny", "tvm", "O1", {1: 50.0, 8: 150.0, 32: 600.0})
     invalid["batches"][2] = batch(32, 600.0, valid=False)
-    section = _section(_page(ORT, invalid), "throughput")
+    section = section_of(_page(ORT, invalid), "throughput")
     frame = Frame()
     x = frame.x_scale(1 / 1.5, 32 * 1.5, log=True)
     y = frame.y_scale(0.0, 600.0)  # 50..600 spans 12x: linear, up to a round 600
@@ -102,7 +91,7 @@ def test_throughput_points_sit_at_their_batch_and_samples_per_second() -> None:
 
 
 def test_latency_boxes_from_raw_samples_and_from_summary_statistics() -> None:
-    section = _section(_page(ORT, op_document([GEMM])), "latency")
+    section = section_of(_page(ORT, op_document([GEMM])), "latency")
     boxes = re.findall(r'<g class="box"><title>(.*?)</title>', section)
     assert boxes == [
         "batch 1: min 1, p10 1, p25 1, median 2, p75 3, p90 4, p99 4, max 4 ms (4 samples)",
@@ -110,7 +99,7 @@ def test_latency_boxes_from_raw_samples_and_from_summary_statistics() -> None:
         "gemm · numpy: min 10, p10 10, p25 10, median 20, p75 30, p90 40, p99 40, max 40 µs "
         "(4 samples)",
     ]
-    legacy = _section(_page(legacy_model_document()), "latency")
+    legacy = section_of(_page(legacy_model_document()), "latency")
     assert "Raw latencies were not recorded" in legacy
     assert re.findall(r'<g class="box"><title>(.*?)</title>', legacy) == [
         "batch 1: min 1, median 2, p90 4, p99 4, max 4 ms (summary statistics only)"
@@ -120,7 +109,7 @@ def test_latency_boxes_from_raw_samples_and_from_summary_statistics() -> None:
 def test_drift_histogram_draws_a_bar_per_non_empty_bin_and_result() -> None:
     worse = drift_output([0] * 9 + [2, 8, 0, 0], cosine=0.99, max_abs=0.5)
     int8 = model_document("tiny", "onnxruntime", "int8", outputs=[worse])
-    section = _section(_page(ORT, int8), "drift")
+    section = section_of(_page(ORT, int8), "drift")
     assert section.count('class="bar"') == 3  # ORT: bin "0"; int8: two bins
     assert _titles(section, "bar") == [
         "tiny · onnxruntime · no passes (batch 1): 10 of 10 elements (100%) with |diff| 0",
@@ -138,16 +127,16 @@ def test_audit_table_has_a_row_per_pass_and_no_change_without_numbers() -> None:
             audited_pass(2, "quantize-int8", (8, 24), vs_input=[moved, EXACT]),
         ],
     }
-    section = _section(_page(ORT, model_document(pipeline="int8", audit=audit)), "audit")
+    section = section_of(_page(ORT, model_document(pipeline="int8", audit=audit)), "audit")
     assert "tiny · onnxruntime · int8" in section and "no passes" not in section
-    assert _rows(section) == [
+    assert table_rows(section) == [
         ["1", "fold-constants", "no", "8 → 8", "1.5", "no change", "no change"],
         ["2", "quantize-int8", "yes", "8 → 24", "1.5", "0.25", "0.999"],
     ]
 
 
 def test_roofline_plots_cases_with_flops_and_lists_the_rest() -> None:
-    section = _section(_page(op_document([GEMM, SOFTMAX, COPY])), "roofline")
+    section = section_of(_page(op_document([GEMM, SOFTMAX, COPY])), "roofline")
     assert section.count("<svg") == 1
     assert _titles(section, "point") == [
         "gemm fp32 64x64 · numpy: 50 GFLOP/s at 20 FLOP/byte; 50% of peak (compute bound)",
@@ -155,14 +144,14 @@ def test_roofline_plots_cases_with_flops_and_lists_the_rest() -> None:
     ]
     assert ">fp32: 100</text>" in section and ">int8: 400</text>" in section
     assert ">memory 10 GB/s</text>" in section
-    assert _rows(section) == [["memcpy fp32 64x64 · numpy", "5", "50"]]
+    assert table_rows(section) == [["memcpy fp32 64x64 · numpy", "5", "50"]]
 
 
 def test_hardware_costs_per_dollar_and_watt_and_datasheet_charts() -> None:
     unknown = model_document("tiny", "tvm", "int8", hardware=None)
     overrides = {"host": CostOverride(usd=0.1, hourly=True, watts=10.0)}
-    section = _section(_page(ORT, unknown, overrides=overrides), "hardware")
-    rows = _rows(section)
+    section = section_of(_page(ORT, unknown, overrides=overrides), "hardware")
+    rows = table_rows(section)
     assert rows[0][:7] == [
         "tiny · onnxruntime · no passes",
         "host",
@@ -195,10 +184,10 @@ def test_every_name_from_a_result_is_escaped() -> None:
 
 def test_sections_without_results_say_so_and_draw_no_empty_chart() -> None:
     ops_only = _page(op_document([GEMM]))
-    assert "No model results." in _section(ops_only, "throughput")
+    assert "No model results." in section_of(ops_only, "throughput")
     models_only = _page(ORT)
-    assert "No op-level results." in _section(models_only, "roofline")
-    assert "No model results with a pass audit." in _section(models_only, "audit")
+    assert "No op-level results." in section_of(models_only, "roofline")
+    assert "No model results with a pass audit." in section_of(models_only, "audit")
     for page in (ops_only, models_only):
         charts = re.findall(r"<svg.*?</svg>", page, re.S)
         assert charts and all("<title>" in chart for chart in charts)
@@ -239,7 +228,7 @@ def test_cli_renders_a_version_1_result(tmp_path, capsys) -> None:
     old = write(tmp_path, "old", legacy_model_document("old-model"))
     out = tmp_path / "report.html"
     assert main(["report", "html", str(old), "-o", str(out)]) == 0
-    (row,) = _rows(_section(out.read_text(encoding="utf-8"), "summary"))
+    (row,) = table_rows(section_of(out.read_text(encoding="utf-8"), "summary"))
     assert row[:3] == ["model (upgraded from 1)", "old-model", "onnxruntime 1.0"]
     assert row[9] == "cpu: Old CPU; no git; unknown time"
 
@@ -255,6 +244,7 @@ def test_page_is_self_contained() -> None:
         "#latency",
         "#drift",
         "#audit",
+        "#llm",
         "#roofline",
         "#hardware",
     ]
@@ -280,7 +270,7 @@ def test_batches_show_loadgens_notes_and_link_its_logs_relative_to_the_page(
     page = tmp_path / "pages" / "report.html"
     page.parent.mkdir()
     assert main(["report", "html", str(folder), "-o", str(page)]) == 0
-    section = _section(page.read_text(encoding="utf-8"), "batches")
+    section = section_of(page.read_text(encoding="utf-8"), "batches")
     hrefs = re.findall(r'<a href="([^"]+)">([^<]+)</a>', section)
     assert hrefs == [
         ("../my%20run/loadgen/batch-1/mlperf_log_summary.txt", "summary"),

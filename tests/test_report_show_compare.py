@@ -397,7 +397,8 @@ def test_compare_op_with_model_is_one_line_error(tmp_path, capsys) -> None:
     err = capsys.readouterr().err
     assert err == (
         f"runner: error: cannot compare {op} (op result) with {model} (model result): compare "
-        "model results with model results, op results with op results\n"
+        "model results with model results, op results with op results, llm results with llm "
+        "results\n"
     )
 
 

@@ -12,6 +12,7 @@ import pytest
 from ir.errors import AsicperfError
 from runner.bench.engine import loadgen_settings
 from runner.loadgen.settings import SCENARIOS
+from tests.workload_files import load_error, replaced
 from zoo.catalog import ZOO
 from zoo.model import TEXT_GENERATION
 from zoo.workload import (
@@ -82,18 +83,11 @@ def test_default_workload_for_a_user_model() -> None:
 def _error(tmp_path: Path, text: str) -> str:
     path = tmp_path / "w.toml"
     path.write_text(text)
-    with pytest.raises(AsicperfError) as caught:
-        load_workload(path)
-    message = str(caught.value)
-    assert "\n" not in message
-    prefix = f"{path}: "
-    assert message.startswith(prefix)
-    return message.removeprefix(prefix)
+    return load_error(load_workload, path)
 
 
 def _replace(field: str, value: str) -> str:
-    lines = [line for line in _VALID.splitlines() if not line.startswith(f"{field} =")]
-    return "\n".join([*lines, f"{field} = {value}"]) + "\n"
+    return replaced(_VALID, field, value)
 
 
 def _toml_value(text: str) -> object:

@@ -85,6 +85,7 @@ MODELS = (
         dataset="pydoc_data.topics (perplexity)",
         metric="perplexity",
         builder=Builder("zoo.builders.llama", "build_smollm2"),
+        gguf=("zoo.llm.gguf_file", "shipped_gguf"),
         requires=(
             Requirement("gguf", "gguf"),
             Requirement("tokenizers", "tokenizers"),

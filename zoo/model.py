@@ -74,6 +74,16 @@ class ZooModel:
     requires: tuple[Requirement, ...] = ()
     # Smaller options that keep the architecture, for the fast test that builds every entry.
     test_options: Mapping[str, Any] = field(default_factory=dict)
+    # Text generation: where the GGUF file its weights and tokenizer come from is found, as
+    # (module, function returning the path), imported only when a benchmark needs it.
+    gguf: tuple[str, str] | None = None
+
+    def gguf_path(self) -> Path | None:
+        """The GGUF file this entry is built from; None for a model built from no GGUF."""
+        if self.gguf is None:
+            return None
+        module, function = self.gguf
+        return getattr(importlib.import_module(module), function)()
 
     def unavailable(self) -> str | None:
         """Why the model cannot be had on this machine, or None."""

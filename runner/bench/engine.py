@@ -40,13 +40,13 @@ from passes.pipeline import make_config, parse_pipeline
 from passes.target_binding import bind_pipeline
 from runner.bench.loadgen_result import latency_stats_of, loadgen_record, log_references, verdict
 from runner.bench.results import (
-    RunKey,
     batch_choice,
     best_batch,
     coverage_of,
     load_completed,
     write_batch,
 )
+from runner.bench.run_key import RunKey
 from runner.bench.stats import latency_stats
 from runner.loadgen.log_files import LoadgenLogFiles
 from runner.loadgen.progress import Tick

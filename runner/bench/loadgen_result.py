@@ -69,11 +69,13 @@ def log_references(
     files: LoadgenLogFiles, result_folder: Path, *, accuracy: bool
 ) -> tuple[str, ...]:
     """The logs worth reading, relative to the result's folder: the summary and the detail
-    log, and for an accuracy run the responses it logged. The trace is off, and a performance
-    run's accuracy log is an empty list."""
+    log, for an accuracy run the responses it logged, and the trace where LoadGen kept one
+    (LLM performance runs: each sample's first token and completion). A performance run's
+    accuracy log is an empty list, and an untraced run leaves an empty trace file."""
     wanted = [files.summary, files.detail] + ([files.accuracy] if accuracy else [])
+    wanted.append(files.trace)
     return tuple(
         Path(os.path.relpath(path.absolute(), result_folder.absolute())).as_posix()
         for path in wanted
-        if path.is_file()
+        if path.is_file() and path.stat().st_size > 0
     )

@@ -4,64 +4,13 @@ latency bound, which asicperf adds on top of LoadGen's verdicts."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from ir.errors import AsicperfError
-from ir.files import write_text_atomically
+from runner.bench.part_files import read_part, write_part
+from runner.bench.run_key import RunKey
 from runner.results.model import BatchChoice, BatchResult, Coverage
-from runner.results.record import ResultError
 from targets.partition import PartitionPlan
-
-
-@dataclass(frozen=True)
-class RunKey:
-    """What batch results must share to be combined in one result (and resumed): everything
-    that changes a batch's figures or its verdict."""
-
-    ir_fingerprint: str
-    target: str
-    pipeline: str | None
-    scenario: str
-    loadgen: str  # LoadGen's version: another one may judge the same run differently
-    settings: Mapping[str, Any]  # every LoadGen setting asicperf fills (LoadgenSettings)
-    accuracy: Mapping[str, Any]  # the metric, its threshold and the data set fraction
-
-    def to_json(self) -> dict[str, Any]:
-        """In the order `difference` compares: a batch file measured before LoadGen, whose
-        settings differ too, is named by its missing LoadGen version first."""
-        return {
-            "ir_fingerprint": self.ir_fingerprint,
-            "target": self.target,
-            "pipeline": self.pipeline,
-            "scenario": self.scenario,
-            "loadgen": self.loadgen,
-            "settings": dict(self.settings),
-            "accuracy": dict(self.accuracy),
-        }
-
-    def difference(self, stored: Mapping[str, Any]) -> str | None:
-        """The first field where `stored` (another run's key) differs, as
-        "name stored-value, this run value"; None when they match."""
-        for name, value in _flat(self.to_json()).items():
-            found = _flat(stored).get(name)
-            if found != value:
-                return f"{name} {found!r}, this run {value!r}"
-        return None
-
-
-def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"settings": {"seed": 0}} -> {"settings.seed": 0}, so a difference names the setting."""
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def coverage_of(plan: PartitionPlan) -> Coverage:
@@ -138,8 +87,7 @@ def batch_path(folder: Path, batch_size: int) -> Path:
 
 
 def write_batch(folder: Path, key: RunKey, result: BatchResult) -> Path:
-    document = {"key": key.to_json(), "batch": result.to_json()}
-    return write_text_atomically(batch_path(folder, result.batch_size), _dumps(document))
+    return write_part(batch_path(folder, result.batch_size), key, "batch", result)
 
 
 def load_completed(folder: Path, key: RunKey, batch_sizes: Sequence[int]) -> dict[int, BatchResult]:
@@ -147,26 +95,7 @@ def load_completed(folder: Path, key: RunKey, batch_sizes: Sequence[int]) -> dic
     rather than mixed in."""
     done = {}
     for size in batch_sizes:
-        path = batch_path(folder, size)
-        if not path.exists():
-            continue
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-            stored = document["key"]
-            result = BatchResult.from_json(document["batch"], str(path), "batch")
-        except (ValueError, KeyError, TypeError) as error:
-            raise AsicperfError(f"--resume: {path}: not a bench batch file ({error})") from None
-        except ResultError as error:
-            raise AsicperfError(f"--resume: {error}") from None
-        difference = key.difference(stored)
-        if difference is not None:
-            raise AsicperfError(
-                f"--resume: {path} is from another run ({difference}); "
-                "use another --out or drop --resume"
-            )
-        done[size] = result
+        result = read_part(batch_path(folder, size), key, "batch", BatchResult)
+        if result is not None:
+            done[size] = result
     return done
-
-
-def _dumps(document: Mapping[str, Any]) -> str:
-    return json.dumps(document, indent=2) + "\n"

@@ -31,4 +31,6 @@ Modules, one job each:
     tokens.py        `token_server`: a token-streaming session (LLMs), first token reported
     token_latencies.py `token_latencies_of`: LoadGen's TTFT and TPOT from its detail log
     token_run.py     `run_token_loadgen`: a token run with token latencies on
+    sample_trace.py  `sample_timings`: each sample's TTFT and latency from LoadGen's trace
+    goodput.py       `goodput`: the Server requests that met every token bound, per second
 """

@@ -1,8 +1,11 @@
 """Where LoadGen writes its logs, and the settings that send them there.
 
 The summary and detail logs and the accuracy log are kept (the result references them). The
-trace is turned off: it grows by about a kilobyte per query, hundreds of megabytes on a long
-run of a small model, and nothing here reads it; LoadGen still leaves an empty file.
+trace (per-sample events) is on for token-latency performance runs only, which read each
+sample's first-token and completion times from it (sample_trace.py): an LLM run has few, long
+samples, so it stays small. Elsewhere it is off: it grows by about a kilobyte per query,
+hundreds of megabytes on a long run of a small model, and nothing reads it; LoadGen still
+leaves an empty file.
 """
 
 from __future__ import annotations
@@ -31,12 +34,16 @@ class LoadgenLogFiles:
     def accuracy(self) -> Path:
         return self.folder / "mlperf_log_accuracy.json"
 
+    @property
+    def trace(self) -> Path:
+        return self.folder / "mlperf_log_trace.json"
 
-def log_settings(files: LoadgenLogFiles) -> lg.LogSettings:
+
+def log_settings(files: LoadgenLogFiles, *, trace: bool) -> lg.LogSettings:
     """LoadGen's log settings for `files` (the folder must exist): nothing on stdout, which
-    belongs to asicperf's own output, and no trace."""
+    belongs to asicperf's own output, and the trace only with `trace`."""
     settings = lg.LogSettings()
     settings.log_output.outdir = str(files.folder)
     settings.log_output.copy_summary_to_stdout = False
-    settings.enable_trace = False
+    settings.enable_trace = trace
     return settings

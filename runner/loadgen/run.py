@@ -29,7 +29,7 @@ from runner.loadgen.progress import Goal, Tick, progress_goal
 from runner.loadgen.serving import RunBatch, SampleServer, batch_server
 from runner.loadgen.settings import LoadgenSettings
 from runner.loadgen.sut import BatchSut, SutTiming
-from runner.loadgen.warmup import fastest_batch_s
+from runner.loadgen.warmup import WARMUP_RUNS, fastest_batch_s
 
 NO_AUDIT_CONFIG = ""  # LoadGen would apply an audit.config found in the working directory
 
@@ -98,6 +98,7 @@ def run_server(
     serve: SampleServer,
     *,
     warm_up: RunBatch,
+    warmup_runs: int = WARMUP_RUNS,
     batch_count: int,
     batch_size: int,
     log_dir: Path,
@@ -105,14 +106,14 @@ def run_server(
     tick: Tick,
 ) -> tuple[LoadgenRun, DetailLog]:
     """`run_loadgen` for any `SampleServer` (a token server, say): `warm_up` runs one sample
-    whole, outside LoadGen, before a performance run. The detail log comes back too, for the
-    figures such a server's runs add (token latencies)."""
+    whole, `warmup_runs` times, outside LoadGen, before a performance run. The detail log comes
+    back too, for the figures such a server's runs add (token latencies)."""
     if batch_count < 1 or batch_size < 1:
         raise AsicperfError(
             f"LoadGen needs at least one input batch of at least one item, "
             f"got {batch_count} batches of {batch_size}"
         )
-    expected_batch_s = None if accuracy else fastest_batch_s(warm_up, batch_count)
+    expected_batch_s = None if accuracy else fastest_batch_s(warm_up, batch_count, warmup_runs)
     test = to_test_settings(
         settings, batch_size=batch_size, expected_batch_s=expected_batch_s, accuracy=accuracy
     )
@@ -193,13 +194,18 @@ class _LoadgenTest(threading.Thread):
 
     def run(self) -> None:
         try:
-            lg.StartTestWithLogSettings(
-                *self._handles, self._test, log_settings(self._files), NO_AUDIT_CONFIG
-            )
+            logs = log_settings(self._files, trace=_traced(self._test))
+            lg.StartTestWithLogSettings(*self._handles, self._test, logs, NO_AUDIT_CONFIG)
         except BaseException as error:  # reported by run_sut, on the caller's thread
             self.errors.append(error)
         finally:
             self.returned.set()
+
+
+def _traced(test: lg.TestSettings) -> bool:
+    """Whether LoadGen writes its trace: for a token-latency performance run, whose samples'
+    timings are read from it (token_run.py)."""
+    return test.use_token_latencies and test.mode == lg.TestMode.PerformanceOnly
 
 
 def _in_memory(indices: Sequence[int]) -> None:

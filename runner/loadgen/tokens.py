@@ -4,10 +4,12 @@
 `TokenStream` is what such a session offers: given an input (the QSL sample index, as a
 batch index is for `RunBatch`) it yields the generated token ids in chunks as they come, a
 chunk being an integer array of one or more tokens (one decoding step; a speculative or
-multi-token step yields several). The first non-empty chunk is reported at once through
+multi-token step yields several): [tokens] for one sequence, or [batch, tokens] for a static
+batch of sequences generated in lockstep. The first non-empty chunk is reported at once through
 `lg.FirstTokenComplete`, which is the sample's TTFT, and the sample completes when the stream
-ends, with the number of tokens generated, from which LoadGen computes its TPOT. So a session
-must yield each chunk as soon as it exists: the figures are only as true as the stream.
+ends, with the number of tokens generated per sequence (a chunk's last axis), from which
+LoadGen computes its TPOT: each sequence's pace, whatever the batch. So a session must yield
+each chunk as soon as it exists: the figures are only as true as the stream.
 
 The response (accuracy runs) is the token ids of every chunk, concatenated, in the dtype the
 session yields; LoadGen logs it as `data`, the first chunk as `token_data`, and the count as
@@ -44,7 +46,7 @@ def token_server(generate: TokenStream, *, with_responses: bool) -> SampleServer
                 tokens = np.ascontiguousarray(chunk)
                 if tokens.size and not count:
                     _report_first_token(sample, tokens if with_responses else None)
-                count += tokens.size
+                count += tokens.shape[-1] if tokens.size else 0
                 if with_responses:
                     kept.append(tokens.ravel())
         finally:

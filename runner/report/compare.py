@@ -2,9 +2,10 @@
 whether its raw samples say the difference is real.
 
 Rows are matched, never guessed: model results by batch size, op results by (op, dtype, shape,
-provider); what has no partner is listed as only in A or only in B. Comparing targets, pipelines
-or hosts is the point, so different ones are allowed; the header names every difference and
-warns where a ratio mixes in more than the target (another host, another model).
+provider), LLM results by (batch size, prompt length, generation length) with their accuracy on
+real text as one more row; what has no partner is listed as only in A or only in B. Comparing
+targets, pipelines or hosts is the point, so different ones are allowed; the header names every
+difference and warns where a ratio mixes in more than the target (another host, another model).
 """
 
 from __future__ import annotations
@@ -18,15 +19,20 @@ from rich.text import Text
 
 from ir.errors import AsicperfError
 from runner.bench.stats import percentile
+from runner.report.llm_readings import run_name, tpot_p50, ttft_p50
 from runner.report.readings import worst_cosine
-from runner.report.show import number_text, revision_text
+from runner.report.show import revision_text
 from runner.report.significance import significance
-from runner.results.files import Result
+from runner.report.terminal import number_text
+from runner.results.files import RESULT_KINDS, Result
+from runner.results.llm import LlmAccuracy, LlmResult, LlmRun
 from runner.results.model import BatchResult, ModelResult
 from runner.results.op import CaseResultRecord, OpResult
+from runner.results.upgrade import VERSIONS_WITHOUT_ENVIRONMENT
 
 _SHORT_FINGERPRINT = 19  # "sha256:" and 12 hex digits
-Measured = TypeVar("Measured", BatchResult, CaseResultRecord)  # what a row is matched on
+# what a row is matched on
+Measured = TypeVar("Measured", BatchResult, CaseResultRecord, LlmRun, LlmAccuracy)
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,23 @@ OP_METRICS: tuple[Metric[CaseResultRecord], ...] = (
     Metric("GFLOP/s", ".1f", lambda case: case.gflops, timed=True),
     Metric("GB/s", ".1f", lambda case: case.gbps, timed=True),
 )
-_SPECS = {metric.name: metric.spec for metric in (*MODEL_METRICS, *OP_METRICS)}
+# LLM runs keep no raw samples: their timed rows say so rather than test anything
+LLM_RUN_METRICS: tuple[Metric[LlmRun], ...] = (
+    Metric("TTFT p50 ms", ".3f", ttft_p50, timed=True),
+    Metric("TPOT p50 ms", ".3f", tpot_p50, timed=True),
+    Metric("decode tokens/s", ".1f", lambda run: run.decode_tokens_per_s, timed=True),
+    Metric("prefill tokens/s", ".1f", lambda run: run.prefill_tokens_per_s, timed=True),
+)
+LLM_ACCURACY_METRICS: tuple[Metric[LlmAccuracy], ...] = (
+    Metric("perplexity", ".4f", lambda accuracy: accuracy.perplexity.value, timed=False),
+    Metric("KL mean", ".4g", lambda accuracy: accuracy.kl_divergence.mean, timed=False),
+    Metric("KL p99", ".4g", lambda accuracy: accuracy.kl_divergence.p99, timed=False),
+    Metric("same top-1", ".4f", lambda accuracy: accuracy.same_top1, timed=False),
+)
+_SPECS = {
+    metric.name: metric.spec
+    for metric in (*MODEL_METRICS, *OP_METRICS, *LLM_RUN_METRICS, *LLM_ACCURACY_METRICS)
+}
 
 
 @dataclass(frozen=True)
@@ -109,11 +131,12 @@ class Comparison:
 
 @dataclass(frozen=True)
 class _Item(Generic[Measured]):
-    """A matchable part of a result: a batch size or an op case, with its raw samples and
-    its p10..p90 range where known."""
+    """A matchable part of a result: a batch size, an op case, an LLM run or its accuracy,
+    with the metrics compared on it, its raw samples and its p10..p90 range where known."""
 
     key: str
     record: Measured
+    metrics: Sequence[Metric[Measured]]
     samples: Sequence[float] | None
     spread: tuple[float, float] | None
 
@@ -121,16 +144,17 @@ class _Item(Generic[Measured]):
 def compare_results(a: Result, b: Result, a_name: str, b_name: str) -> Comparison:
     """B against A: ratios B/A of every matched metric; an error when the kinds differ."""
     if a.KIND != b.KIND:
+        alike = ", ".join(f"{kind} results with {kind} results" for kind in RESULT_KINDS)
         raise AsicperfError(
             f"cannot compare {a_name} ({a.KIND} result) with {b_name} ({b.KIND} result): "
-            "compare model results with model results, op results with op results"
+            f"compare {alike}"
         )
-    (a_items, metrics), (b_items, _) = _items(a), _items(b)
+    a_items, b_items = _items(a), _items(b)
     rows = tuple(
         row
         for key, a_item in a_items.items()
         if key in b_items
-        for row in _rows(a_item, b_items[key], metrics)
+        for row in _rows(a_item, b_items[key])
     )
     differences = _differences(a, b)
     return Comparison(
@@ -188,10 +212,10 @@ def _rows_table(rows: Sequence[Row]) -> Table:
     return table
 
 
-def _rows(a: _Item[Measured], b: _Item[Measured], metrics: Sequence[Metric[Measured]]) -> list[Row]:
+def _rows(a: _Item[Measured], b: _Item[Measured]) -> list[Row]:
     timing = significance(a.samples, b.samples, a.spread, b.spread)
     rows = []
-    for metric in metrics:
+    for metric in a.metrics:
         a_value, b_value = metric.value(a.record), metric.value(b.record)
         if a_value is None and b_value is None:
             continue
@@ -210,11 +234,13 @@ def _rows(a: _Item[Measured], b: _Item[Measured], metrics: Sequence[Metric[Measu
     return rows
 
 
-def _items(result: Result) -> tuple[dict[str, _Item[Any]], tuple[Metric[Any], ...]]:
-    """The result's matchable items by key, and the metrics compared on them."""
+def _items(result: Result) -> dict[str, _Item[Any]]:
+    """The result's matchable items by key."""
     if isinstance(result, ModelResult):
-        return _model_items(result), MODEL_METRICS
-    return _op_items(result), OP_METRICS
+        return _model_items(result)
+    if isinstance(result, LlmResult):
+        return _llm_items(result)
+    return _op_items(result)
 
 
 def _model_items(result: ModelResult) -> dict[str, _Item[BatchResult]]:
@@ -226,7 +252,7 @@ def _model_items(result: ModelResult) -> dict[str, _Item[BatchResult]]:
             ordered = sorted(latencies)
             spread = (percentile(ordered, 10), percentile(ordered, 90))
         key = f"batch {batch.batch_size}"
-        items[key] = _Item(key, batch, latencies, spread)
+        items[key] = _Item(key, batch, MODEL_METRICS, latencies, spread)
     return items
 
 
@@ -235,7 +261,17 @@ def _op_items(result: OpResult) -> dict[str, _Item[CaseResultRecord]]:
     for case in result.cases:
         key = f"{case.op} {case.dtype} {case.shape} on {case.provider}"
         latency = case.latency_us
-        items[key] = _Item(key, case, case.samples_us, (latency.p10, latency.p90))
+        items[key] = _Item(key, case, OP_METRICS, case.samples_us, (latency.p10, latency.p90))
+    return items
+
+
+def _llm_items(result: LlmResult) -> dict[str, _Item[Any]]:
+    """A run per (batch, prompt, gen), without raw samples; the accuracy, where measured."""
+    items: dict[str, _Item[Any]] = {
+        run_name(run): _Item(run_name(run), run, LLM_RUN_METRICS, None, None) for run in result.runs
+    }
+    if result.accuracy is not None:
+        items["accuracy"] = _Item("accuracy", result.accuracy, LLM_ACCURACY_METRICS, None, None)
     return items
 
 
@@ -251,7 +287,7 @@ def _differences(a: Result, b: Result) -> tuple[Difference, ...]:
 def _identity(result: Result) -> dict[str, str | None]:
     """What a run was, field by field; None where the document did not record it."""
     environment = result.environment
-    if isinstance(result, ModelResult):
+    if isinstance(result, ModelResult | LlmResult):
         info = result.target_info
         fields: dict[str, str | None] = {
             "model": result.model,
@@ -260,11 +296,14 @@ def _identity(result: Result) -> dict[str, str | None]:
             "pipeline": result.pipeline or "none",
             "scenario": result.scenario,
         }
+        if isinstance(result, LlmResult):
+            fields["KV cache"] = result.kv_cache
     else:
         fields = {"suite": result.suite}
     git = environment.git
     host = environment.host
-    fields["host"] = None if result.migrated_from else f"{host.cpu}, {host.cores} cores"
+    unrecorded = result.migrated_from in VERSIONS_WITHOUT_ENVIRONMENT
+    fields["host"] = None if unrecorded else f"{host.cpu}, {host.cores} cores"
     fields["git revision"] = None if git is None else revision_text(git)
     fields["asicperf version"] = environment.packages.get("asicperf")
     return fields

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from runner.report.costs import CostOverride
 from runner.report.hardware_section import hardware_section
+from runner.report.llm_html import llm_section, perplexity_cell
 from runner.report.markup import (
     Markup,
     badge,
@@ -31,6 +32,7 @@ from runner.report.model_sections import (
 from runner.report.op_sections import op_latency_figures, roofline_section
 from runner.report.readings import result_folder, where, worst_cosine
 from runner.results.files import Result
+from runner.results.llm import LlmResult
 from runner.results.model import AccuracyRecord, ModelResult
 from runner.results.op import OpResult
 
@@ -96,6 +98,7 @@ SECTIONS = (
     ("latency", "Latency"),
     ("drift", "Drift"),
     ("audit", "Pass audit"),
+    ("llm", "LLM runs"),
     ("roofline", "Roofline"),
     ("hardware", "Hardware"),
 )
@@ -114,6 +117,9 @@ def render_html(
     models = list(enumerate(model_results))
     folders = {i: _href(result_folder(s), page_folder) for i, (s, _) in enumerate(model_sources)}
     ops = [r for _, r in results if isinstance(r, OpResult)]
+    llms = [
+        (r, _href(result_folder(s), page_folder)) for s, r in results if isinstance(r, LlmResult)
+    ]
     latency = latency_figures(models) + op_latency_figures(ops)
     body = [
         section("summary", "Summary", "One row per result file.", _summary(results)),
@@ -129,6 +135,7 @@ def render_html(
         else _empty("latency", "model or op"),
         drift_section(models) or _empty("drift", "model", "with drift histograms"),
         audit_section(models) or _empty("audit", "model", "with a pass audit"),
+        llm_section(llms) or _empty("llm", "LLM"),
         roofline_section(ops) or _empty("roofline", "op-level"),
         hardware_section(model_results, ops, overrides),
     ]
@@ -166,17 +173,23 @@ def _summary_row(path: str, result: Result) -> list[object]:
         unmeasured = [None] * 6  # pipeline, batch, throughput, latency, accuracy, drift
         return [kind, result.suite, ", ".join(result.providers()), *unmeasured, where(result), path]
     info = result.target_info
-    chosen = result.best()
+    if isinstance(result, LlmResult):  # no best batch; its runs are in the LLM section
+        measured: list[object] = [None, None, None, perplexity_cell(result.accuracy), None]
+    else:
+        chosen = result.best()
+        measured = [
+            result.best_batch,
+            number(chosen.qps) if chosen else None,
+            number(chosen.latency_ms.p99) if chosen else None,
+            _accuracy(result.accuracy),
+            number(worst_cosine(result.drift.outputs), 9),
+        ]
     return [
         kind,
         result.model,
         f"{info.name} {info.version or ''}".strip(),
         result.pipeline or "none",
-        result.best_batch,
-        number(chosen.qps) if chosen else None,
-        number(chosen.latency_ms.p99) if chosen else None,
-        _accuracy(result.accuracy),
-        number(worst_cosine(result.drift.outputs), 9),
+        *measured,
         where(result),
         path,
     ]

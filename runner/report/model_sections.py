@@ -107,7 +107,7 @@ def batches_section(models: Indexed, folders: Mapping[int, str]) -> str:
         accuracy = result.accuracy
         accuracy_logs = ""
         if accuracy is not None and accuracy.logs:
-            links = _log_links(accuracy.logs, folder).html
+            links = log_links(accuracy.logs, folder).html
             accuracy_logs = f'<p class="note">LoadGen logs of the accuracy run: {links}</p>'
         meaning = latency_note(result)
         blocks.append(
@@ -125,7 +125,7 @@ def batches_section(models: Indexed, folders: Mapping[int, str]) -> str:
     return section("batches", "Batch sizes, coverage and verdicts", intro, "".join(blocks))
 
 
-def _log_links(logs: Sequence[str], folder: str) -> Markup:
+def log_links(logs: Sequence[str], folder: str) -> Markup:
     """A link per log ("summary", "detail", "accuracy"), relative to the page."""
     links = []
     for log in logs:
@@ -153,7 +153,7 @@ def _batch_row(batch: BatchResult, choice: dict[int, str], folder: str) -> list[
         share_text(None if coverage is None else coverage.flop_coverage),
         Markup(f"{verdict} {esc(batch.why)}{notes}"),
         choice.get(batch.batch_size),
-        _log_links(logs, folder) if logs else None,
+        log_links(logs, folder) if logs else None,
     ]
 
 

@@ -12,12 +12,14 @@ from runner.bench.results import bounded_latency
 from runner.bench.stats import percentile
 from runner.report.charts import Distribution
 from runner.results.files import Result
-from runner.results.model import BatchResult, ModelResult, OutputDriftRecord
+from runner.results.llm import LlmResult, LlmRun
+from runner.results.model import BatchResult, Coverage, ModelResult, OutputDriftRecord
 from runner.results.op import OpResult
 
 
 def label(result: Result) -> str:
-    """`model · target · pipeline` for a model result, `suite · providers` for an op result."""
+    """`model · target · pipeline` for a model or LLM result, `suite · providers` for an op
+    result."""
     if isinstance(result, OpResult):
         return f"{result.suite} · {', '.join(result.providers())}"
     pipeline = result.pipeline or "no passes"
@@ -95,19 +97,19 @@ def share_text(share: float | None) -> str:
     return ">99.9%" if share < 1 and text == "100%" else text
 
 
-def fallback_warning(result: ModelResult) -> str | None:
-    """What ran on the reference fallback path instead of the target, per batch size; None when
-    everything ran on the target (or the result did not record coverage)."""
-    parts = []
-    for batch in result.batches:
-        coverage = batch.coverage
-        if coverage is None or not coverage.fallback_nodes:
-            continue
-        flop_share = coverage.flop_coverage
-        flops = "" if flop_share is None else f", {share_text(1 - flop_share)} of FLOPs"
-        parts.append(
-            f"batch {batch.batch_size}: {coverage.fallback_nodes} of {coverage.nodes} nodes{flops}"
-        )
+def fallback_warning(result: ModelResult | LlmResult) -> str | None:
+    """What ran on the reference fallback path instead of the target, per batch size (for an
+    LLM result, of its one decoder); None when everything ran on the target (or the result
+    did not record coverage)."""
+    if isinstance(result, LlmResult):
+        coverage = result.coverage
+        parts = [_fallback_share(coverage)] if coverage.fallback_nodes else []
+    else:
+        parts = [
+            f"batch {batch.batch_size}: {_fallback_share(batch.coverage)}"
+            for batch in result.batches
+            if batch.coverage is not None and batch.coverage.fallback_nodes
+        ]
     if not parts:
         return None
     target = result.target_info.name
@@ -115,6 +117,12 @@ def fallback_warning(result: ModelResult) -> str | None:
         f"WARNING: work ran on the reference fallback path, not on {target}, so these figures "
         f"measure it in part: {'; '.join(parts)}"
     )
+
+
+def _fallback_share(coverage: Coverage) -> str:
+    flop_share = coverage.flop_coverage
+    flops = "" if flop_share is None else f", {share_text(1 - flop_share)} of FLOPs"
+    return f"{coverage.fallback_nodes} of {coverage.nodes} nodes{flops}"
 
 
 def best_batch_rule(result: ModelResult) -> str:
@@ -135,9 +143,9 @@ def latency_note(result: ModelResult) -> str | None:
     )
 
 
-def loadgen_notes(batch: BatchResult) -> list[str]:
-    """LoadGen's errors and warnings on a batch size's run; an error already among the
-    verdict's reasons (LoadGen's errors make a run INVALID) is not repeated."""
+def loadgen_notes(batch: BatchResult | LlmRun) -> list[str]:
+    """LoadGen's errors and warnings on a batch size's (or an LLM run's) run; an error already
+    among the verdict's reasons (LoadGen's errors make a run INVALID) is not repeated."""
     if batch.loadgen is None:
         return []
     errors = [f"LoadGen error: {e}" for e in batch.loadgen.errors if e not in batch.why]
@@ -159,3 +167,10 @@ def log_groups(logs: Sequence[str]) -> list[tuple[str, list[str]]]:
         folder, name = posixpath.split(log)
         groups.setdefault(folder, []).append(name)
     return list(groups.items())
+
+
+def logs_text(logs: Sequence[str], folder: Path) -> str:
+    """ "in DIR: a.txt, b.txt" per folder of logs, DIR under the result's `folder`."""
+    return "; ".join(
+        f"in {folder / where}: {', '.join(names)}" for where, names in log_groups(logs)
+    )

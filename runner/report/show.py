@@ -12,25 +12,29 @@ from rich.console import RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from runner.report.llm_sections import llm_header_fields, llm_renderables
 from runner.report.readings import (
     best_batch_rule,
     fallback_warning,
     latency_note,
     loadgen_notes,
-    log_groups,
+    logs_text,
     result_folder,
     share_text,
     worst_cosine,
     worst_max_abs,
 )
+from runner.report.terminal import add_text_row, number_text, text_table
 from runner.results.document import Environment, GitRevision, Host, ThreadSettings
 from runner.results.files import Result
+from runner.results.llm import LlmResult
 from runner.results.model import AccuracyRecord, AuditedPass, DriftRecord, ModelResult
 from runner.results.op import CaseNotRunRecord, OpResult, RooflineRecord, TimingPolicyRecord
 
-_MIGRATION_NOTES = {
-    "model": "read from schema version 1: no raw latencies/environment recorded",
-    "op": "read from schema version 1: no environment recorded",
+_MIGRATION_NOTES = {  # by the version a document was upgraded from
+    "1": "read from schema version 1: no raw latencies/environment recorded",
+    "asicperf.op-bench/1": "read from schema version 1: no environment recorded",
+    "2": "read from schema version 2",
 }
 _SHORT_REVISION = 12
 
@@ -40,6 +44,10 @@ def show_renderables(result: Result, source: str) -> list[RenderableType]:
     the result.json or its folder, which the paths of LoadGen's logs are shown under."""
     if isinstance(result, ModelResult):
         body = model_renderables(result, result_folder(source))
+    elif isinstance(result, LlmResult):
+        body = llm_renderables(result, result_folder(source))
+        if result.audit is not None:
+            body.append(_audit_table(result.audit.passes))
     else:
         body = op_renderables(result)
     return [*header_renderables(result, source), *body]
@@ -50,7 +58,7 @@ def header_renderables(result: Result, source: str) -> list[RenderableType]:
     title = Text(f"{result.KIND} result {source}", style="bold")
     shown: list[RenderableType] = [title]
     if result.migrated_from:
-        shown.append(Text(_MIGRATION_NOTES[result.KIND], style="yellow"))
+        shown.append(Text(_MIGRATION_NOTES[result.migrated_from], style="yellow"))
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -65,7 +73,7 @@ def model_renderables(result: ModelResult, folder: Path) -> list[RenderableType]
     logs under `folder`, the result's."""
     shown = [*batch_summary(result, folder), Text(_accuracy_line(result.accuracy))]
     if result.accuracy is not None and result.accuracy.logs:
-        shown.append(Text(f"accuracy: LoadGen logs {_logs_text(result.accuracy.logs, folder)}"))
+        shown.append(Text(f"accuracy: LoadGen logs {logs_text(result.accuracy.logs, folder)}"))
     if result.drift.outputs:
         shown.append(_drift_table(result.drift))
     if result.audit is not None:
@@ -81,11 +89,11 @@ def batch_summary(result: ModelResult, folder: Path) -> list[RenderableType]:
     of its own, so the tables stay readable at 80 columns."""
     device = result.target_info.device
     title = f"bench {result.model} on {result.target} ({result.scenario}, {device})"
-    headline = _table(
+    headline = text_table(
         title,
         ("batch", "samples/s", "p50 ms", "p99 ms", "nodes on target", "FLOPs on target", "verdict"),
     )
-    details = _table(
+    details = text_table(
         "details",
         ("batch", "mean ms", "p90 ms", "p99 ms per batch", "queries", "compile s", "max |Δ|"),
     )
@@ -95,7 +103,7 @@ def batch_summary(result: ModelResult, folder: Path) -> list[RenderableType]:
         latency = batch.latency_ms
         coverage = batch.coverage
         verdict = "VALID" if batch.valid else "INVALID"
-        _add_row(
+        add_text_row(
             headline,
             size,
             f"{batch.qps:.1f}",
@@ -106,7 +114,7 @@ def batch_summary(result: ModelResult, folder: Path) -> list[RenderableType]:
             verdict,
         )
         drift = worst_max_abs(batch.drift.outputs) or 0.0
-        _add_row(
+        add_text_row(
             details,
             size,
             f"{latency.mean:.3f}",
@@ -119,7 +127,7 @@ def batch_summary(result: ModelResult, folder: Path) -> list[RenderableType]:
         reasons.append(Text(f"batch {size}: {verdict}: {batch.why}"))
         reasons += [Text(f"batch {size}: {note}") for note in loadgen_notes(batch)]
         if batch.loadgen is not None and batch.loadgen.logs:
-            logs = _logs_text(batch.loadgen.logs, folder)
+            logs = logs_text(batch.loadgen.logs, folder)
             reasons.append(Text(f"batch {size}: LoadGen logs {logs}"))
     shown: list[RenderableType] = [headline, details]
     note = latency_note(result)
@@ -130,13 +138,6 @@ def batch_summary(result: ModelResult, folder: Path) -> list[RenderableType]:
     if warning is not None:
         shown.append(Text(warning, style="bold yellow"))
     return [*shown, *_best_batch_lines(result)]
-
-
-def _logs_text(logs: Sequence[str], folder: Path) -> str:
-    """ "in DIR: a.txt, b.txt" per folder of logs, DIR under the result's `folder`."""
-    return "; ".join(
-        f"in {folder / where}: {', '.join(names)}" for where, names in log_groups(logs)
-    )
 
 
 def _best_batch_lines(result: ModelResult) -> list[Text]:
@@ -172,7 +173,7 @@ def op_renderables(result: OpResult) -> list[RenderableType]:
 
 def _header_fields(result: Result) -> list[tuple[str, str]]:
     environment = result.environment
-    if isinstance(result, ModelResult):
+    if isinstance(result, ModelResult | LlmResult):
         info = result.target_info
         fields = [
             ("model", f"{result.model} ({result.ir_fingerprint})"),
@@ -181,6 +182,8 @@ def _header_fields(result: Result) -> list[tuple[str, str]]:
             ("pipeline", _pipeline_text(result)),
             ("scenario", result.scenario),
         ]
+        if isinstance(result, LlmResult):
+            fields += llm_header_fields(result)
     else:
         fields = [("suite", result.suite), ("policy", _policy(result.policy))]
     return fields + _environment_fields(result.created, environment)
@@ -202,7 +205,7 @@ def _environment_fields(created: str | None, environment: Environment) -> list[t
     ]
 
 
-def _pipeline_text(result: ModelResult) -> str:
+def _pipeline_text(result: ModelResult | LlmResult) -> str:
     """The pipeline as given, and as resolved for the target where that differs."""
     given, resolved = result.pipeline, result.resolved_pipeline
     if not given:
@@ -265,12 +268,12 @@ def _accuracy_line(accuracy: AccuracyRecord | None) -> str:
 
 def _drift_table(drift: DriftRecord) -> Table:
     at = f" at batch {drift.batch_size}" if drift.batch_size is not None else ""
-    table = _table(
+    table = text_table(
         f"drift against the reference{at}",
         ("output", "max abs", "mean abs", "max rel", "cosine", "top-1 agreement"),
     )
     for output in drift.outputs:
-        _add_row(
+        add_text_row(
             table,
             str(output.index),
             number_text(output.max_abs, ".3g"),
@@ -283,14 +286,14 @@ def _drift_table(drift: DriftRecord) -> Table:
 
 
 def _audit_table(passes: Sequence[AuditedPass]) -> Table:
-    table = _table(
+    table = text_table(
         "pipeline audit",
         ("#", "pass", "modified", "nodes", "wall ms", "max abs vs input", "cosine vs input"),
     )
     for record in passes:
         vs_input = () if record.numeric is None else record.numeric.vs_input
         max_abs, cosine = worst_max_abs(vs_input), worst_cosine(vs_input)
-        _add_row(
+        add_text_row(
             table,
             _or(record.seq, "-"),
             record.pass_name,
@@ -304,7 +307,7 @@ def _audit_table(passes: Sequence[AuditedPass]) -> Table:
 
 
 def _cases_table(result: OpResult) -> Table:
-    table = _table(
+    table = text_table(
         f"op benchmarks: suite {result.suite}",
         ("op", "dtype", "shape", "provider", "median µs", "p10..p90 µs"),
     )
@@ -313,7 +316,7 @@ def _cases_table(result: OpResult) -> Table:
     for case in result.cases:
         latency = case.latency_us
         noise = number_text(case.noise, ".1%") + (" noisy" if case.noisy else "")
-        _add_row(
+        add_text_row(
             table,
             case.op,
             case.dtype,
@@ -346,46 +349,31 @@ def unsupported_groups(entries: Iterable[CaseNotRunRecord]) -> list[str]:
 def _roofline_table(hardware: str, roofline: RooflineRecord) -> Table:
     """The ceilings a case's bound and % peak are measured against, with where each came
     from (the host's units and clock, or a datasheet), then what libraries achieve there."""
-    table = _table(f"roofline of {hardware} ({roofline.device})", ("ceiling", "value", "source"))
+    table = text_table(
+        f"roofline of {hardware} ({roofline.device})", ("ceiling", "value", "source")
+    )
     for dtype, ceiling in roofline.compute_gflops.items():
-        _add_row(table, dtype, f"{ceiling.value:.0f} {_rate(dtype)}", ceiling.source)
+        add_text_row(table, dtype, f"{ceiling.value:.0f} {_rate(dtype)}", ceiling.source)
     bandwidth = roofline.bandwidth_gbs
     if bandwidth:
-        _add_row(table, "memory", f"{bandwidth.value:.1f} GB/s", bandwidth.source)
+        add_text_row(table, "memory", f"{bandwidth.value:.1f} GB/s", bandwidth.source)
     achievable = roofline.achievable
     if achievable is not None:
         for dtype, ceiling in achievable.compute_gflops.items():
             value = f"{ceiling.value:.0f} {_rate(dtype)}"
-            _add_row(table, f"{dtype} achievable", value, ceiling.source)
+            add_text_row(table, f"{dtype} achievable", value, ceiling.source)
         measured = achievable.bandwidth_gbs
         if measured:
-            _add_row(table, "memory achievable", f"{measured.value:.1f} GB/s", measured.source)
+            add_text_row(table, "memory achievable", f"{measured.value:.1f} GB/s", measured.source)
     if roofline.cache_bytes:
         size = f"{roofline.cache_bytes / 2**20:.0f} MiB"
-        _add_row(table, "cache", size, "a working set that fits is cache-bound")
+        add_text_row(table, "cache", size, "a working set that fits is cache-bound")
     return table
 
 
 def _rate(dtype: str) -> str:
     """Integer throughput counts operations, floating point FLOPs."""
     return "GOP/s" if dtype.startswith("int") else "GFLOP/s"
-
-
-def _table(title: str, columns: Sequence[str]) -> Table:
-    table = Table(title=Text(title))
-    for column in columns:
-        table.add_column(Text(column))
-    return table
-
-
-def _add_row(table: Table, *cells: str) -> None:
-    """Cells as plain text: a reason or a name in brackets is not rich markup."""
-    table.add_row(*(Text(cell) for cell in cells))
-
-
-def number_text(value: float | None, spec: str) -> str:
-    """`value` formatted, or "-" where it was not measured or not recorded."""
-    return "-" if value is None else format(value, spec)
 
 
 def _joined(*parts: str | None) -> str:

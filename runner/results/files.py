@@ -8,14 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from ir.files import write_text_atomically
+from runner.results.llm import LlmResult
 from runner.results.model import ModelResult
 from runner.results.op import OpResult
 from runner.results.record import ResultError
 from runner.results.upgrade import upgrade
 
 RESULT_FILE = "result.json"  # a result folder's document; batch files sit beside it
-Result = ModelResult | OpResult
-_BY_KIND: dict[str, type[Result]] = {kind.KIND: kind for kind in (ModelResult, OpResult)}
+Result = ModelResult | OpResult | LlmResult
+_BY_KIND: dict[str, type[Result]] = {kind.KIND: kind for kind in (ModelResult, OpResult, LlmResult)}
+RESULT_KINDS = tuple(_BY_KIND)  # "model", "op", "llm"
 
 
 def result_from_json(document: Any, where: str) -> Result:

@@ -1,7 +1,8 @@
 """Reading documents written by older versions: version 1 had no `schema` key for model results
-and `asicperf.op-bench/1` for op results, and kept no environment or raw model latencies. It is
-upgraded in memory (`migrated_from` says so, and what it never recorded is null); a document
-of a newer version is refused rather than misread."""
+and `asicperf.op-bench/1` for op results, and kept no environment or raw model latencies;
+version 2 is version 3 without the `llm` kind. An older document is upgraded in memory
+(`migrated_from` says so, and what it never recorded is null); a document of a newer version
+is refused rather than misread."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ from runner.results.document import SCHEMA, SCHEMA_NAME, SCHEMA_VERSION
 from runner.results.record import ResultError
 
 _OP_BENCH_V1 = "asicperf.op-bench/1"
+_V2 = f"{SCHEMA_NAME}/2"
+_V2_KINDS = ("model", "op")  # the kinds version 2 knew
+VERSIONS_WITHOUT_ENVIRONMENT = ("1", _OP_BENCH_V1)  # `migrated_from` of documents that kept none
 
 
 def upgrade(document: dict[str, Any], where: str) -> dict[str, Any]:
@@ -23,6 +27,8 @@ def upgrade(document: dict[str, Any], where: str) -> dict[str, Any]:
         return _model_v1(document)
     if schema == _OP_BENCH_V1:
         return _op_v1(document)
+    if schema == _V2:
+        return _v2(document, where)
     name, _, number = str(schema).partition("/")
     if name == SCHEMA_NAME and number.isdigit() and int(number) > SCHEMA_VERSION:
         raise ResultError(
@@ -71,6 +77,16 @@ def _op_v1(old: dict[str, Any]) -> dict[str, Any]:
     environment = _legacy_environment(str(device), {}, old.get("command"), old.get("seed"))
     created = old.get("created")
     return {**_header("op", created, environment), **body, "migrated_from": _OP_BENCH_V1}
+
+
+def _v2(old: dict[str, Any], where: str) -> dict[str, Any]:
+    """Version 2 records what version 3 does for its kinds; only the schema differs."""
+    kind = old.get("kind")
+    if kind not in _V2_KINDS:
+        raise ResultError(
+            f"{where}: kind {kind!r} did not exist in schema {_V2} ({', '.join(_V2_KINDS)})"
+        )
+    return {**old, "schema": SCHEMA, "migrated_from": "2"}
 
 
 def _header(kind: str, created: str | None, environment: Mapping[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from zoo.llm.config import (
     layer_weight,
     weight_shapes,
 )
+from zoo.llm.decoder_io import past_name, present_name
 
 BATCH = "batch"
 SEQUENCE = "sequence_length"
@@ -56,16 +57,6 @@ TOTAL_SEQUENCE = "total_sequence_length"
 CACHE_KINDS = ("key", "value")
 _MASKED = np.finfo(np.float32).min
 _MIN_OPSET = 13  # Unsqueeze axes as an input; Softmax over one axis, not a flattened tail
-
-
-def past_name(layer: int, kind: str) -> str:
-    """The graph input holding layer `layer`'s cached keys or values (`kind`)."""
-    return f"past_key_values.{layer}.{kind}"
-
-
-def present_name(layer: int, kind: str) -> str:
-    """The graph output holding layer `layer`'s keys or values after this call."""
-    return f"present.{layer}.{kind}"
 
 
 def seeded_weights(config: DecoderConfig, *, seed: int = 0) -> dict[str, np.ndarray]:

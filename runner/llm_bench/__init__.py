@@ -1,0 +1,1 @@
+"""`runner bench --level llm`: token latencies, token rates, memory and accuracy of decoder LLMs."""
