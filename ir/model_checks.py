@@ -32,9 +32,10 @@ KNOWN_DOMAINS = frozenset(
         "com.ms.internal.nhwc",
     }
 )
-# Default-domain ops onnxruntime runs at opsets before ONNX defined them (it registers its own
-# kernels there): LayerNormalization before opset 17. Fusion passes emit them for old models.
-_EARLY_DEFAULT_DOMAIN_OPS = frozenset({"LayerNormalization"})
+# Default-domain ops onnxruntime runs at opsets where ONNX does not define them (it registers its
+# own kernels there): LayerNormalization before opset 17, and SimplifiedLayerNormalization
+# (RMSNorm), which ONNX never defines. Fusion passes emit them for onnxruntime.
+_EARLY_DEFAULT_DOMAIN_OPS = frozenset({"LayerNormalization", "SimplifiedLayerNormalization"})
 # Domains whose schemas ONNX itself defines, so `onnx.checker.check_node` can verify their nodes.
 _ONNX_SCHEMA_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
 

@@ -4,6 +4,7 @@ time; a drift budget keeps the most sensitive layers out of it."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 
 import onnx_ir as oir
@@ -29,6 +30,24 @@ class LayerScopeConfig(PassConfig):
         if node_id in self.skip_nodes:
             return False
         return not self.nodes or node_id in self.nodes
+
+
+# A node named by its id, as `include=` / `exclude=` take it next to op types.
+NODE_ID_NAME = re.compile(r"n\d+")
+
+
+def check_op_scope(
+    include: tuple[str, ...], exclude: tuple[str, ...], op_types: tuple[str, ...]
+) -> None:
+    """A one-line ValueError for an `include` or `exclude` entry that is neither one of
+    `op_types` nor a node id like n12."""
+    for option, names in (("include", include), ("exclude", exclude)):
+        for name in names:
+            if name not in op_types and not NODE_ID_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{option}: '{name}' is neither a quantizable op type "
+                    f"({', '.join(op_types)}) nor a node id like n12"
+                )
 
 
 def is_layer_scoped(pass_: Pass) -> bool:

@@ -37,6 +37,12 @@ PIPELINES: Mapping[str, str] = {
     # it fuses QDQ pairs would leave those Gemms float. uint8 activations (asymmetric) suit x86's
     # u8s8 VNNI integer kernels and keep BERT's drift lower.
     "int8": "cleanup,fuse-matmul-add{reshape_nd=true},quantize-int8{activations=asymmetric}",
+    # Decoder LLMs: RMSNorm, rotary embedding and KV-cache attention fused for the target (its
+    # declared ops), SwiGLU gates recorded; then weights in 8 or 4 bits per block of 32 along K,
+    # the output projection at 8 bits either way (as llama.cpp keeps it at Q8_0).
+    "llm": "cleanup,fuse-rms-norm,fuse-rotary,fuse-gqa,recognize-swiglu,dce",
+    "llm-int8": "llm,quantize-weights{bits=8 block=32}",
+    "llm-int4": "llm,quantize-weights{bits=4 block=32}",
     "bf16": "cleanup,mixed-precision{dtype=bfloat16}",
     "fp16": "cleanup,mixed-precision{dtype=float16}",
 }

@@ -83,7 +83,9 @@ def replace_nodes(
     """
     graph = old[0].graph
     assert graph is not None, "pattern nodes must be in a graph"
-    old = sorted(old, key=graph.index)  # records list replaced ids in graph order
+    # Records list replaced ids in graph order; one walk, as graph.index walks the graph per call.
+    position = {node: index for index, node in enumerate(graph)}
+    old = sorted(old, key=position.__getitem__)
     last = old[-1]
     graph.insert_after(last, list(new))
     for old_value, new_value in outputs.items():
@@ -248,3 +250,26 @@ def leaked_value_reason(nodes: Sequence[oir.Node], outputs: Sequence[oir.Value])
                 reader = describe_node(outside[0])
                 return f"intermediate value '{value.name}' is also read by {reader}"
     return None
+
+
+def orphaned_producers(removed: Sequence[oir.Node]) -> tuple[oir.Node, ...]:
+    """The nodes, beyond `removed`, that feed only `removed` (directly or through each other)
+    and produce no graph output: the shape computations and shared tables a fusion leaves with
+    no reader. Build the replacement nodes first: their reads keep what they use alive."""
+    gone = set(removed)
+    graph = removed[0].graph
+    found: list[oir.Node] = []
+    pending = [value for node in removed for value in node.inputs]
+    while pending:
+        value = pending.pop()
+        node = None if value is None else value.producer()
+        if node is None or node in gone or node.graph is not graph:
+            continue
+        if any(
+            out.is_graph_output() or not gone.issuperset(out.consumers()) for out in node.outputs
+        ):
+            continue
+        gone.add(node)
+        found.append(node)
+        pending.extend(node.inputs)
+    return tuple(found)

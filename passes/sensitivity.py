@@ -16,6 +16,7 @@ import onnx_ir as oir
 
 from ir.drift import drift_record
 from ir.errors import AsicperfError
+from ir.logit_drift import VOCABULARY_OUTPUT_NAME
 from ir.model_io import copy_model
 from ir.node_ids import NODE_ID_KEY
 from ir.seeded_inputs import seeded_inputs
@@ -23,6 +24,20 @@ from passes.base import Pass
 from passes.checked_run import ModelRunner, ReferenceRunner
 from passes.layer_scope import is_layer_scoped, scoped
 from passes.manager import PipelineResult, run_pipeline
+
+
+def _worst_kl(drifts: list[dict]) -> float:
+    """The largest mean KL divergence of the vocabulary outputs (`ir.drift.drift_record`): a
+    language model's drift is read in its next-token distributions, not in its raw logits."""
+    means = [d["kl_divergence"]["mean"] for d in drifts if "kl_divergence" in d]
+    if not means:
+        raise AsicperfError(
+            "kl: the model has no vocabulary output (a float [..., vocab] output named "
+            f"'{VOCABULARY_OUTPUT_NAME}') to read KL divergence in; use cosine, "
+            "top1-agreement or max-abs"
+        )
+    return max(means)
+
 
 # Metric name -> (how it is read from the per-output drift records, whether higher is better).
 _METRICS: dict[str, tuple[Callable[[list[dict]], float], bool]] = {
@@ -35,13 +50,14 @@ _METRICS: dict[str, tuple[Callable[[list[dict]], float], bool]] = {
         True,
     ),
     "max-abs": (lambda drifts: max(d["max_abs"] for d in drifts), False),
+    "kl": (_worst_kl, False),
 }
 
 
 @dataclass(frozen=True)
 class DriftBudget:
     """`metric` must stay at or above `value` (cosine, top-1 agreement) or at or below it
-    (max-abs)."""
+    (max-abs, kl: the mean KL divergence of a `logits` output)."""
 
     metric: str
     value: float
@@ -97,10 +113,19 @@ class DriftProbe:
     ):
         self.feeds = seeded_inputs(model, seed, bindings)
         self.runner = runner or ReferenceRunner()
+        self.names = tuple(value.name or "" for value in model.graph.outputs)
         self.reference = self._outputs(model, "the input model")
 
     def drift(self, model: oir.Model) -> list[dict]:
-        return drift_record(self.reference, self._outputs(model, "the pipeline's output"))
+        return self._drift(self._outputs(model, "the pipeline's output"))
+
+    def check_metric(self, budget: DriftBudget) -> None:
+        """Raise the metric's one-line error when the model's outputs cannot be read in it
+        (KL without a vocabulary output), before any candidate runs."""
+        budget.measure(self._drift(self.reference))
+
+    def _drift(self, outputs: list[np.ndarray]) -> list[dict]:
+        return drift_record(self.reference, outputs, self.names)
 
     def _outputs(self, model: oir.Model, what: str) -> list[np.ndarray]:
         run = self.runner.run(model, self.feeds)
@@ -140,6 +165,7 @@ def layer_sensitivity(
 ) -> list[LayerSensitivity]:
     """Each touched layer alone through the pipeline, the most damaging (by `budget`'s metric)
     first."""
+    probe.check_metric(budget)
     results = []
     for node in touched_layers(model, passes):
         node_id = node.metadata_props[NODE_ID_KEY]

@@ -84,7 +84,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         "--max-drift",
         metavar="METRIC=VALUE",
         help="keep the most sensitive layers in FP32 until e.g. cosine=0.999, "
-        "top1-agreement=0.99 or max-abs=0.01 holds against the input model",
+        "top1-agreement=0.99, max-abs=0.01 or kl=0.01 (mean KL divergence of a `logits` "
+        "output) holds against the input model",
     )
     run.add_argument(
         "--debug",
@@ -110,7 +111,7 @@ def register(parser: argparse.ArgumentParser) -> None:
     sensitivity.add_argument(
         "--metric",
         default="cosine",
-        choices=["cosine", "top1-agreement", "max-abs"],
+        choices=["cosine", "top1-agreement", "max-abs", "kl"],
         help="what ranks the layers (default cosine)",
     )
     sensitivity.add_argument("--seed", type=int, default=0, help="seed of the batch")

@@ -86,9 +86,20 @@ FUSED_OPS = (
     FusedOp(
         "MultiHeadAttention",
         _MICROSOFT,
-        variants=frozenset({"bias"}),
+        variants=frozenset({"bias", "kv-cache"}),
         dtypes=frozenset({"float32", "float16", "bfloat16"}),
     ),
+    # The decoder LLM ops (onnxruntime-genai's models use them): RMSNorm as the default-domain
+    # contrib SimplifiedLayerNormalization (ONNX's RMSNormalization from opset 23), with the
+    # residual Add as SkipSimplifiedLayerNormalization; the rotate-half rotary embedding;
+    # grouped-query attention over a past/present KV cache; and weight-only quantized MatMul
+    # (4 or 8 bits, blocked along K).
+    FusedOp("SimplifiedLayerNormalization"),
+    FusedOp("RMSNormalization", opsets=(23, None)),
+    FusedOp("SkipSimplifiedLayerNormalization", _MICROSOFT),
+    FusedOp("RotaryEmbedding", _MICROSOFT),
+    FusedOp("GroupQueryAttention", _MICROSOFT, variants=frozenset({"kv-cache"})),
+    FusedOp("MatMulNBits", _MICROSOFT, variants=frozenset({"bits=4", "bits=8"})),
 )
 
 

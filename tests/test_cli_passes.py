@@ -36,11 +36,16 @@ ALL_PASSES = [
     "fuse-activation",
     "fuse-attention",
     "fuse-conv-bn",
+    "fuse-gqa",
     "fuse-matmul-add",
+    "fuse-rms-norm",
+    "fuse-rotary",
     "mixed-precision",
     "quantize-int8",
+    "quantize-weights",
     "recognize-gelu",
     "recognize-layernorm",
+    "recognize-swiglu",
     "remove-identity",
     "sparsify",
 ]
@@ -57,7 +62,7 @@ def test_list_shows_every_pass_and_pipeline(capsys):
     assert main(["passes", "list"]) == 0
     text = capsys.readouterr().out
     assert sorted(PASSES) == ALL_PASSES
-    pipelines = ["cleanup", "fuse", "O1", "int8", "bf16", "fp16"]
+    pipelines = ["cleanup", "fuse", "O1", "llm", "llm-int8", "llm-int4", "int8", "bf16", "fp16"]
     for name in [*ALL_PASSES, *pipelines, "max_elements=16777216"]:
         assert name in text
 

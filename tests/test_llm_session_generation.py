@@ -11,6 +11,7 @@ import pytest
 
 from ir.errors import AsicperfError
 from ir.model_io import load_model
+from ir.seeded_inputs import dim_sizes, seeded_inputs
 from targets.executable import compile_model
 from targets.registry import get_target
 from tests.bench_models import save_gemm_relu
@@ -91,3 +92,18 @@ def test_logits_are_every_positions_from_an_empty_cache(generator: SessionGenera
 def test_zero_new_tokens_is_refused(generator: SessionGenerator) -> None:
     with pytest.raises(AsicperfError, match="generation of 0 tokens: at least 1 needed"):
         list(generator.generate(left_padded([[1, 2]], 0), 0))
+
+
+def test_seeded_inputs_give_a_decoder_a_mask_over_its_cache_and_new_tokens(tmp_path) -> None:
+    """Unbound, the total length is the past plus the new tokens, not 1: a numeric check's
+    seeded step is one a decoder can take."""
+    path = tmp_path / "small.onnx"
+    onnx.save(small_decoder(), path)
+    model = load_model(path)
+    assert dim_sizes(model)["total_sequence_length"] == 2
+    sizes = dim_sizes(model, {"past_sequence_length": 3, "sequence_length": 2})
+    assert (sizes["batch"], sizes["total_sequence_length"]) == (1, 5)
+    assert dim_sizes(model, {"total_sequence_length": 7})["total_sequence_length"] == 7
+    feeds = seeded_inputs(model, 0, {"past_sequence_length": 3})
+    assert feeds["attention_mask"].shape == (1, 4)
+    assert feeds["past_key_values.0.key"].shape == (1, 2, 3, 8)

@@ -24,6 +24,7 @@ _PER_ELEMENT: dict[str, int] = {
     "GroupNormalization": LAYER_NORM_FLOPS,
     "MeanVarianceNormalization": _STATISTICS + _NORMALIZE,
     "RMSNormalization": RMS_NORM_FLOPS,
+    "SimplifiedLayerNormalization": RMS_NORM_FLOPS,  # onnxruntime's default-domain RMSNorm
     "LpNormalization": 3,  # |x| or x^2, sum, divide
 }
 

@@ -87,7 +87,8 @@ def _in_graph_order(nodes: tuple[oir.Node, ...]) -> tuple[oir.Node, ...]:
     graph = nodes[0].graph
     if graph is None or any(node.graph is not graph for node in nodes):
         return nodes
-    return tuple(sorted(nodes, key=graph.index))
+    position = {node: index for index, node in enumerate(graph)}  # graph.index walks per call
+    return tuple(sorted(nodes, key=position.__getitem__))
 
 
 def _context(

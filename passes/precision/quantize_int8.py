@@ -14,7 +14,6 @@ range.
 
 from __future__ import annotations
 
-import re
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from ir.seeded_inputs import seeded_inputs
 from passes.audit import ChangeKind
 from passes.base import Pass, PassLog
 from passes.contracts import CONSTANT_WEIGHTS
-from passes.layer_scope import LayerScopeConfig
+from passes.layer_scope import LayerScopeConfig, check_op_scope
 from passes.option_range import bounded
 from passes.precision.calibration import (
     ActivationMode,
@@ -48,7 +47,6 @@ from passes.rewrite import add_initializer, constant_array, default_opset, produ
 QUANTIZABLE = ("Conv", "Gemm", "MatMul")
 # Per-channel DequantizeLinear (its `axis`) arrived in opset 13.
 MIN_OPSET = 13
-_NODE_ID = re.compile(r"n\d+")
 # Ops whose outputs lie in [0, 1] whatever their inputs.
 _UNIT_RANGE_OPS = frozenset({"Softmax", "Sigmoid", "HardSigmoid"})
 
@@ -83,13 +81,7 @@ class QuantizeInt8Config(LayerScopeConfig):
                 raise ValueError(f"unknown {option} '{value}' (expected one of {expected})")
         if self.calibration_batches is not None and self.calibration_batches <= 0:
             raise ValueError(f"calibration={self.calibration}: the calibration set is empty")
-        for option, names in (("include", self.include), ("exclude", self.exclude)):
-            for name in names:
-                if name not in QUANTIZABLE and not _NODE_ID.fullmatch(name):
-                    raise ValueError(
-                        f"{option}: '{name}' is neither a quantizable op type "
-                        f"({', '.join(QUANTIZABLE)}) nor a node id like n12"
-                    )
+        check_op_scope(self.include, self.exclude, QUANTIZABLE)
 
     @property
     def calibration_batches(self) -> int | None:
