@@ -25,6 +25,11 @@ class LayerScopeConfig(PassConfig):
         Relu rewired to read its output); None: any node the pass records a change on."""
         return None
 
+    def milder(self) -> LayerScopeConfig | None:
+        """This pass at a less lossy setting, for the layers a drift budget would otherwise
+        keep out of it entirely (4-bit weights at 8 bits); None when it has none."""
+        return None
+
     def in_scope(self, node: oir.Node) -> bool:
         node_id = node.metadata_props.get(NODE_ID_KEY, "")
         if node_id in self.skip_nodes:
@@ -55,20 +60,33 @@ def is_layer_scoped(pass_: Pass) -> bool:
 
 
 def scoped(
-    passes: list[Pass], *, only: tuple[str, ...] = (), skip: tuple[str, ...] = ()
+    passes: list[Pass],
+    *,
+    only: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
+    milder: tuple[str, ...] = (),
 ) -> list[Pass]:
     """The same pipeline with every layer-scoped pass limited to `only` (when given) and kept
-    off `skip` (added to what it already skips); other passes unchanged."""
+    off `skip` and `milder` (added to what it already skips), and followed, where it has a
+    milder setting, by itself at that setting on the `milder` layers only; other passes
+    unchanged."""
     result = []
     for pass_ in passes:
-        if is_layer_scoped(pass_):
-            config = pass_.config
-            assert isinstance(config, LayerScopeConfig)
-            config = replace(
-                config,
-                nodes=only or config.nodes,
-                skip_nodes=tuple(dict.fromkeys((*config.skip_nodes, *skip))),
+        if not is_layer_scoped(pass_):
+            result.append(pass_)
+            continue
+        config = pass_.config
+        assert isinstance(config, LayerScopeConfig)
+        result.append(
+            type(pass_)(
+                replace(
+                    config,
+                    nodes=only or config.nodes,
+                    skip_nodes=tuple(dict.fromkeys((*config.skip_nodes, *skip, *milder))),
+                )
             )
-            pass_ = type(pass_)(config)
-        result.append(pass_)
+        )
+        gentler = config.milder()
+        if milder and gentler is not None:
+            result.append(type(pass_)(replace(gentler, nodes=milder)))
     return result

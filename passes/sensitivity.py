@@ -183,41 +183,62 @@ def layer_sensitivity(
 
 @dataclass(frozen=True)
 class BudgetFit:
-    """The pipeline's result with `kept` layers left in FP32 (most sensitive first), the drift
+    """The pipeline's result with `milder` layers run at their pass's milder setting (4-bit
+    weights at 8 bits) and `kept` layers left in FP32, each most sensitive first; the drift
     it ends with, and whether the budget holds."""
 
     result: PipelineResult
     kept: tuple[LayerSensitivity, ...]
     drifts: tuple[dict, ...]
     holds: bool
+    milder: tuple[LayerSensitivity, ...] = ()
 
     def to_json(self, budget: DriftBudget) -> dict[str, object]:
-        return {
-            "budget": {"metric": budget.metric, "value": budget.value},
-            "holds": self.holds,
-            "measured": budget.measure(list(self.drifts)),
-            "kept_fp32": [
+        def listed(layers: tuple[LayerSensitivity, ...]) -> list[dict[str, object]]:
+            return [
                 {
                     **layer.to_json(),
                     "reason": f"alone it moves {budget.metric} to "
                     f"{budget.measure(list(layer.drifts)):.6g}",
                 }
-                for layer in self.kept
-            ],
+                for layer in layers
+            ]
+
+        return {
+            "budget": {"metric": budget.metric, "value": budget.value},
+            "holds": self.holds,
+            "measured": budget.measure(list(self.drifts)),
+            "kept_milder": listed(self.milder),
+            "kept_fp32": listed(self.kept),
         }
+
+
+def _has_milder(passes: Sequence[Pass]) -> bool:
+    return any(
+        is_layer_scoped(p) and p.config.milder() is not None  # type: ignore[attr-defined]
+        for p in passes
+    )
 
 
 def fit_budget(
     model: oir.Model, passes: Sequence[Pass], budget: DriftBudget, probe: DriftProbe
 ) -> BudgetFit:
-    """Run the pipeline; while the budget does not hold, keep the next most sensitive layer
-    out of the layer-scoped passes and run again. `model` is left unchanged."""
+    """Run the pipeline; while the budget does not hold, move the next most sensitive layer to
+    its pass's milder setting where the pass has one (4-bit weights at 8 bits), and once every
+    layer is there, keep the next most sensitive out of the layer-scoped passes (FP32); run
+    again each time. `model` is left unchanged."""
     ranking = layer_sensitivity(model, passes, probe, budget)
-    kept: list[LayerSensitivity] = []
+    steps = [("milder", layer) for layer in ranking] if _has_milder(passes) else []
+    steps += [("kept", layer) for layer in ranking]
+    placed: dict[str, list[LayerSensitivity]] = {"milder": [], "kept": []}
     while True:
-        skip = tuple(layer.node for layer in kept)
-        result = run_pipeline(copy_model(model), scoped(list(passes), skip=skip))
+        kept = tuple(placed["kept"])
+        milder = tuple(layer for layer in placed["milder"] if layer not in kept)
+        layers = {"skip": tuple(k.node for k in kept), "milder": tuple(m.node for m in milder)}
+        result = run_pipeline(copy_model(model), scoped(list(passes), **layers))
         drifts = probe.drift(result.model)
-        if budget.holds(drifts) or len(kept) == len(ranking):
-            return BudgetFit(result, tuple(kept), tuple(drifts), budget.holds(drifts))
-        kept.append(ranking[len(kept)])
+        done = len(placed["milder"]) + len(kept)
+        if budget.holds(drifts) or done == len(steps):
+            return BudgetFit(result, kept, tuple(drifts), budget.holds(drifts), milder)
+        where, layer = steps[done]
+        placed[where].append(layer)

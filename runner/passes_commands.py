@@ -211,7 +211,11 @@ def run_passes(args: argparse.Namespace) -> int:
                     f"--max-drift {args.max_drift}: cannot hold, with every layer kept in FP32 "
                     f"the pipeline still reaches {budget.metric} {measured:.6g}"
                 )
-            passes = scoped(passes, skip=tuple(layer.node for layer in fit.kept))
+            passes = scoped(
+                passes,
+                skip=tuple(layer.node for layer in fit.kept),
+                milder=tuple(layer.node for layer in fit.milder),
+            )
             budget_record = fit.to_json(budget)
         instruments.append(VerifyAfterEachPass())
         if not args.no_numeric:
@@ -241,7 +245,9 @@ def run_passes(args: argparse.Namespace) -> int:
     # Printed once the progress is gone: while it shows, stdout goes through its console.
     if budget_record is not None:
         kept = ", ".join(k["node"] for k in budget_record["kept_fp32"]) or "none"
-        print(f"drift budget {args.max_drift}: kept in FP32: {kept}")
+        milder = ", ".join(k["node"] for k in budget_record["kept_milder"])
+        at_milder = f"; at the pass's milder setting: {milder}" if milder else ""
+        print(f"drift budget {args.max_drift}: kept in FP32: {kept}{at_milder}")
     console().print(_summary_table(records))
     for note in _numeric_notes(records):
         print(note)

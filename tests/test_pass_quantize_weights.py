@@ -5,6 +5,7 @@ tied embedding kept consistent on the small decoder; the audit's figures; drift 
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -385,8 +386,31 @@ def test_sensitivity_reads_a_decoders_drift_in_kl(tmp_path: Path) -> None:
     assert kls == sorted(kls, reverse=True) and kls[0] > 0
     everything = budget.measure(probe.drift(passes[0](load_model(path)).model))
     fit = fit_budget(model, passes, DriftBudget("kl", everything / 2), probe)
-    assert fit.holds and fit.kept[0].node == ranking[0].node
-    assert fit.to_json(DriftBudget("kl", everything / 2))["measured"] <= everything / 2
+    # the most sensitive layers go to 8 bits first; none needs FP32 for half the drift
+    assert fit.holds and fit.milder[0].node == ranking[0].node and fit.kept == ()
+    widths = Counter(
+        node.attributes["bits"].value
+        for node in fit.result.model.graph
+        if node.op_type == "MatMulNBits"
+    )
+    # 7 projections at 4 bits and the head at 8 in a plain run; each milder layer (the head
+    # perhaps among them) moves to 8
+    assert widths[4] + widths[8] == 8 and widths[4] <= 7 - len(fit.milder) + 1
+    record = fit.to_json(DriftBudget("kl", everything / 2))
+    assert record["measured"] <= everything / 2 and record["kept_fp32"] == []
+    assert [layer["node"] for layer in record["kept_milder"]] == [m.node for m in fit.milder]
+
+
+def test_a_budget_8_bits_cannot_meet_keeps_layers_in_fp32(tmp_path: Path) -> None:
+    path = tmp_path / "one_layer.onnx"
+    onnx.save(small_decoder(layers=1), path)
+    model = load_model(path)
+    probe = DriftProbe(model, bindings=PROBE_DIMS)
+    passes = [QuantizeWeights(QuantizeWeightsConfig(target=ORT))]
+    fit = fit_budget(model, passes, DriftBudget("kl", 0.0), probe)
+    # every layer at 8 bits still drifts, so all end in FP32: nothing left at 8 bits
+    assert fit.holds and len(fit.kept) == 8 and fit.milder == ()
+    assert not [node for node in fit.result.model.graph if node.op_type == "MatMulNBits"]
 
 
 def test_kl_needs_a_logits_output(tmp_path: Path) -> None:

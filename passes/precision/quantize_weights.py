@@ -23,7 +23,7 @@ and the projection see the same weights.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx_ir as oir
@@ -76,6 +76,10 @@ class QuantizeWeightsConfig(LayerScopeConfig, TargetedPassConfig):
 
     def layer_op_types(self) -> frozenset[str]:
         return frozenset(QUANTIZABLE)
+
+    def milder(self) -> QuantizeWeightsConfig | None:
+        """4-bit weights at 8 bits: what a drift budget tries before keeping a layer FP32."""
+        return replace(self, bits=8) if self.bits == 4 else None
 
     def __post_init__(self) -> None:
         super().__post_init__()
