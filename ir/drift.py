@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ir.logit_drift import is_vocabulary_output, logit_drift
+from ir.logit_drift import is_vocabulary_output, logit_drift, token_perplexity
 
 # Relative error is measured against max(|reference|, this), so near-zero references do not
 # turn rounding noise into huge relative errors.
@@ -119,13 +119,15 @@ def drift_record(
     reference: Sequence[np.ndarray],
     candidate: Sequence[np.ndarray],
     names: Sequence[str] = (),
+    token_ids: np.ndarray | None = None,
 ) -> list[dict[str, object]]:
     """Per output: the drift figures, the counts per `HISTOGRAM_BINS` bin and the top-1
     agreement (null where it does not apply), as the audit stores them. With the outputs'
     `names`, a vocabulary output (`ir.logit_drift.is_vocabulary_output`) of matching shapes
     also gets `kl_divergence` {mean, p99, max}: with `top1_agreement` (the share of positions
     whose most likely token is unchanged), the figures its drift is read in, since cosine says
-    little about a distribution over tokens."""
+    little about a distribution over tokens; with the `token_ids` the logits follow (real
+    text), also `perplexity` {reference, candidate, ratio} of those tokens."""
     records: list[dict[str, object]] = []
     drifts = outputs_drift(reference, candidate)  # checks the counts match
     output_names = names or ("",) * len(drifts)  # no name: no output is a vocabulary output
@@ -138,5 +140,18 @@ def drift_record(
         if drift.shape_match and is_vocabulary_output(name, ref):
             logits = logit_drift(ref, got)
             record["kl_divergence"] = logits.kl_divergence_json()
+            change = None if token_ids is None else _perplexity_change(ref, got, token_ids)
+            if change is not None:
+                record["perplexity"] = change
         records.append(record)
     return records
+
+
+def _perplexity_change(
+    reference: np.ndarray, candidate: np.ndarray, token_ids: np.ndarray
+) -> dict[str, float] | None:
+    before = token_perplexity(reference, token_ids)
+    after = token_perplexity(candidate, token_ids)
+    if before is None or after is None:
+        return None
+    return {"reference": before, "candidate": after, "ratio": after / before}

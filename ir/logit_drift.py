@@ -18,11 +18,15 @@ from typing import Any
 import numpy as np
 
 from ir.errors import AsicperfError
-from ir.log_probs import log_softmax
+from ir.log_probs import log_softmax, target_log_probs
 
 # The output name onnxruntime-genai and Hugging Face's exporters give a decoder's next-token
 # scores; see `is_vocabulary_output`.
 VOCABULARY_OUTPUT_NAME = "logits"
+
+# The input holding the token ids those scores follow (onnxruntime-genai's name): given it,
+# a check also reads the change in perplexity of those tokens (`token_perplexity`).
+TOKEN_INPUT_NAME = "input_ids"
 
 # Positions per step: bounds the float64 temporaries at a few times rows * vocab * 8 bytes
 # (a 49,152-token vocabulary: 25 MiB each), whatever the number of tokens compared.
@@ -96,6 +100,17 @@ def logit_drift(reference: np.ndarray, candidate: np.ndarray) -> LogitDrift:
         kl_max=float(divergences.max()),
         same_top1_tokens=int(same.sum()),
     )
+
+
+def token_perplexity(logits: np.ndarray, token_ids: np.ndarray) -> float | None:
+    """exp(mean negative log-likelihood) of each token given the logits one position before,
+    for logits [batch, length, vocab] over token ids [batch, length]; None when the shapes do
+    not pair so, or fewer than two positions leave nothing to predict."""
+    shaped = logits.ndim == 3 and token_ids.ndim == 2 and logits.shape[:2] == token_ids.shape
+    if not shaped or token_ids.shape[1] < 2 or int(token_ids.max()) >= logits.shape[2]:
+        return None
+    log_probs = target_log_probs(logits[:, :-1], token_ids[:, 1:])
+    return float(np.exp(-log_probs.mean()))
 
 
 def _rows(reference: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ from ir.drift import drift_record
 from ir.errors import AsicperfError
 from ir.files import write_text_atomically
 from ir.listing import counted, format_listing, summarize
+from ir.logit_drift import TOKEN_INPUT_NAME
 from ir.seeded_inputs import seeded_inputs
 from ir.verifier import verify
 from passes.audit import NUMERIC_FIELD, PassRecord, repeat_groups
@@ -129,7 +130,9 @@ class NumericCheck(Instrument):
     record's `where` then says where the check ran, or that the pass was not checked and why;
     `vs_previous` is left out after a pass that was not checked. With `require_checked` (a
     drift bound was asked for, which an unchecked pass leaves unverified) a pass nothing could
-    run is an error."""
+    run is an error. `feeds` replaces the seeded batch with given inputs (real text for a
+    decoder, whose `input_ids` then also give each vocabulary output's perplexity change).
+    """
 
     def __init__(
         self,
@@ -137,8 +140,10 @@ class NumericCheck(Instrument):
         bindings: Mapping[str, int] | None = None,
         runner: ModelRunner | None = None,
         require_checked: bool = False,
+        feeds: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         self.seed = seed
+        self.given_feeds = dict(feeds) if feeds is not None else None
         self.bindings = dict(bindings or {})
         self.runner = runner or ReferenceRunner()
         self.require_checked = require_checked
@@ -147,7 +152,7 @@ class NumericCheck(Instrument):
         self._previous: list[np.ndarray] | None = None
 
     def before_pipeline(self, model):
-        self._feeds = seeded_inputs(model, self.seed, self.bindings)
+        self._feeds = self.given_feeds or seeded_inputs(model, self.seed, self.bindings)
         self._input = self.runner.run(model, self._feeds)
         if self._input.outputs is None and self.require_checked:
             raise AsicperfError(
@@ -177,9 +182,10 @@ class NumericCheck(Instrument):
             return {NUMERIC_FIELD: {"seed": self.seed, "where": run.where}}
         numeric: dict[str, Any] = {"seed": self.seed}
         names = [output.name for output in model.graph.outputs]  # names pick the vocabulary
+        ids = self._feeds.get(TOKEN_INPUT_NAME) if self.given_feeds else None  # real tokens
         if previous is not None:
-            numeric["vs_previous"] = drift_record(previous, run.outputs, names)
-        numeric["vs_input"] = drift_record(self._input.outputs, run.outputs, names)
+            numeric["vs_previous"] = drift_record(previous, run.outputs, names, ids)
+        numeric["vs_input"] = drift_record(self._input.outputs, run.outputs, names, ids)
         if run.where is not None:
             numeric["where"] = run.where
         return {NUMERIC_FIELD: numeric}

@@ -16,7 +16,7 @@ from passes.base import Pass
 from targets.executable import compile_model
 from targets.registry import get_target
 from zoo.llm.decoder_io import decoder_signature
-from zoo.llm.session_generation import PromptBatch, SessionGenerator, left_padded
+from zoo.llm.session_generation import PromptBatch, SessionGenerator, left_padded, prefill_feeds
 
 # Two prompts of different lengths: the shorter row is padded on the left.
 PADDED = left_padded([[9, 4, 33], [5, 17, 3, 42, 8]], pad_id=0)
@@ -52,14 +52,7 @@ def generator(model: oir.Model, path: Path) -> SessionGenerator:
 def prefill(model: oir.Model, path: Path, batch: PromptBatch = PADDED) -> dict[str, np.ndarray]:
     """Every output of one prefill call of `model` on `batch` on onnxruntime, by name: from an
     empty cache, positions counting real tokens (as the generation loop feeds them)."""
-    signature = decoder_signature(model, str(path))
-    empty = np.zeros((batch.batch_size, signature.kv_heads, 0, signature.head_dim), np.float32)
-    feeds = {
-        "input_ids": batch.ids,
-        "attention_mask": batch.mask,
-        "position_ids": np.maximum(np.cumsum(batch.mask, axis=1) - 1, 0),
-        **{past: empty for past, _ in signature.cache_names()},
-    }
+    feeds = prefill_feeds(decoder_signature(model, str(path)), batch)
     executable = compile_model(get_target("onnxruntime"), model)
     outputs = executable.session(batch.batch_size).run(feeds)
     return dict(zip(executable.output_names, outputs, strict=True))

@@ -11,11 +11,15 @@ import numpy as np
 import pytest
 
 from ir.logit_drift import logit_drift
+from passes.instruments import NumericCheck
 from passes.manager import run_pipeline
 from passes.pipeline import parse_pipeline
 from passes.target_binding import bind_pipeline
+from targets.reference_fallback import TargetFallback
 from tests.fused_decoders import generator, greedy, op_counts, prefill, saved
 from tests.small_decoders import small_decoder
+from zoo.llm.decoder_io import decoder_signature
+from zoo.llm.session_generation import PromptBatch, prefill_feeds
 
 pytest.importorskip("onnxruntime")
 
@@ -63,3 +67,21 @@ def test_llm_int_pipelines_store_every_matmul_weight_in_blocks(
     assert op_counts(model)["MatMul"] == 0  # attention's products are inside its fused op
     drift = logit_drift(prefill(*unfused)["logits"], prefill(model, path)["logits"])
     assert drift.kl_mean < (1e-3 if bits == 8 else 0.5)
+
+
+def test_a_check_fed_real_tokens_records_each_passs_perplexity_change(tmp_path) -> None:
+    """The LLM bench hands its audit real text: each pass's record then has the perplexity of
+    those tokens before and after, beside KL and same-top-1."""
+    model, path = saved(small_decoder(), tmp_path)
+    ids = np.array([[5, 17, 3, 42, 8, 60, 1, 9, 33, 4]], np.int64)
+    feeds = prefill_feeds(decoder_signature(model, str(path)), PromptBatch(ids, np.ones_like(ids)))
+    check = NumericCheck(runner=TargetFallback("onnxruntime"), feeds=feeds)
+    result = run_pipeline(model, parse_pipeline(bind_pipeline("llm-int4", "onnxruntime")), [check])
+    (quantize,) = [r for r in result.records if r.pass_name == "quantize-weights"]
+    (logits,) = [d for d in quantize.extra["numeric"]["vs_input"] if "perplexity" in d]
+    change = logits["perplexity"]
+    assert change["ratio"] == pytest.approx(change["candidate"] / change["reference"])
+    assert change["ratio"] != 1.0 and "kl_divergence" in logits
+    (fusion,) = [r for r in result.records if r.pass_name == "fuse-gqa"]
+    (exact,) = [d for d in fusion.extra["numeric"]["vs_input"] if "perplexity" in d]
+    assert exact["perplexity"]["ratio"] == pytest.approx(1.0, abs=1e-5)

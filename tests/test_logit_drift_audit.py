@@ -17,7 +17,7 @@ from rich.console import Console
 from small_decoders import SMALL_DECODER
 
 from ir.drift import drift_record
-from ir.logit_drift import is_vocabulary_output
+from ir.logit_drift import is_vocabulary_output, token_perplexity
 from passes.audit import PassRecord
 from passes.instruments import NumericCheck
 from passes.manager import run_pipeline
@@ -151,3 +151,20 @@ def test_table_reads_vocabulary_outputs_in_kl_and_other_models_in_cosine() -> No
     assert passes_commands._drift_heading([encoder, decoder]) == "KL mean"
     assert passes_commands._worst_input_drift(encoder) == ("0.5", "0.9000000", "0.2500")
     assert passes_commands._drift_heading([encoder]) == "cosine"
+
+
+def test_token_perplexity_is_the_next_tokens_likelihood_by_hand() -> None:
+    """Two positions over a 3-token vocabulary: position 0 gives the next token (id 2)
+    probability e^2 / (1 + 1 + e^2); position 1 predicts nothing (it is the last)."""
+    logits = np.array([[[0.0, 0.0, 2.0], [5.0, 0.0, 0.0]]], np.float32)
+    ids = np.array([[1, 2]])
+    expected = (2 + np.exp(2.0)) / np.exp(2.0)  # 1 / p of the one scored token
+    assert token_perplexity(logits, ids) == pytest.approx(expected, rel=1e-6)
+    assert token_perplexity(logits, ids[:, :1]) is None  # shapes do not pair
+    assert token_perplexity(logits, np.array([[1, 7]])) is None  # id outside the vocabulary
+    record = drift_record([logits], [logits * 0.5], ["logits"], ids)[0]
+    change = record["perplexity"]
+    assert change["reference"] == pytest.approx(expected, rel=1e-6)
+    assert change["ratio"] == pytest.approx(change["candidate"] / change["reference"])
+    assert "perplexity" not in drift_record([logits], [logits * 0.5], ["logits"])[0]
+    assert OutputDriftRecord.from_json({"index": 0, **record}).perplexity is not None

@@ -64,11 +64,18 @@ from targets.registry import get_target
 from zoo.builders.llama import BATCH, PAST_SEQUENCE, SEQUENCE, TOTAL_SEQUENCE
 from zoo.llm.decoder_io import DecoderSignature, decoder_signature
 from zoo.llm.evaluation_text import evaluation_text
-from zoo.llm.session_generation import KV_CACHE_GROWTH, SessionGenerator, StepClock
+from zoo.llm.session_generation import (
+    KV_CACHE_GROWTH,
+    PromptBatch,
+    SessionGenerator,
+    StepClock,
+    prefill_feeds,
+)
 from zoo.llm_workload import LlmWorkload
 
-# The pass audit's seeded check: one row of a short prompt from an empty cache.
-AUDIT_BINDINGS = {BATCH: 1, SEQUENCE: 16, PAST_SEQUENCE: 0, TOTAL_SEQUENCE: 16}
+# The pass audit's numeric check: one prefill of the perplexity text's first tokens, so each
+# pass's drift is read in KL, same-top-1 and the perplexity of real text.
+AUDIT_TOKENS = 64
 WARMUP_GENERATIONS = 1  # a whole sequence before LoadGen times any: first-call costs paid
 
 
@@ -155,9 +162,12 @@ class _Compiled:
     weights_bytes: int
 
 
-def _compile(plan: LlmPlan, model: oir.Model, pipeline_spec: str) -> _Compiled:
-    """The pipeline applied (audited) and the model compiled, its session loaded for the
-    largest batch size (the lengths are symbolic: one session serves every run)."""
+def _compile(
+    plan: LlmPlan, model: oir.Model, pipeline_spec: str, audit_feeds: dict[str, np.ndarray]
+) -> _Compiled:
+    """The pipeline applied (audited on `audit_feeds`) and the model compiled, its session
+    loaded for the largest batch size (the lengths are symbolic: one session serves every
+    run)."""
     w = plan.workload
     target = get_target(w.target)
     config = make_config(type(target), w.target_options, kind="target")
@@ -166,7 +176,7 @@ def _compile(plan: LlmPlan, model: oir.Model, pipeline_spec: str) -> _Compiled:
         runner = TargetFallback(w.target, config, 1)
         instruments: list[Instrument] = [
             VerifyAfterEachPass(),
-            NumericCheck(plan.seed, AUDIT_BINDINGS, runner=runner),
+            NumericCheck(plan.seed, runner=runner, feeds=audit_feeds),
         ]
         pipeline = run_pipeline(model, parse_pipeline(pipeline_spec), instruments)
         audit = AuditSummary.from_json(audit_summary(pipeline.records), "audit")
@@ -222,7 +232,9 @@ def bench_llm(plan: LlmPlan, folder: Path, resume: bool, progress: LlmProgress) 
     text = evaluation_text()
     stream = text.tokens(plan.model.tokenizer.encode, None)
     progress.compiling()
-    compiled = _compile(plan, model, pipeline)
+    audit_ids = np.asarray([stream[:AUDIT_TOKENS]], np.int64)
+    audit_feeds = prefill_feeds(signature, PromptBatch(audit_ids, np.ones_like(audit_ids)))
+    compiled = _compile(plan, model, pipeline, audit_feeds)
     del model  # the pipeline changed it; the reference reloads it, and runs need the memory
     generator = SessionGenerator(compiled.session, compiled.output_names, signature)
     logs = plan.loadgen_log or folder / LOADGEN_FOLDER

@@ -71,10 +71,21 @@ class KlDivergenceRecord(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PerplexityChangeRecord(Record):
+    """The perplexity of the checked token ids under the reference's and the candidate's
+    logits (a numeric check fed real text), and their ratio."""
+
+    reference: float
+    candidate: float
+    ratio: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class OutputDriftRecord(Record):
     """One output against the reference: ir/drift.py's figures, the counts of |difference|
     per histogram bin and the top-1 agreement (None where it does not apply); a vocabulary
-    output's KL divergence and same-top-1 rate (absent for other outputs)."""
+    output's KL divergence and same-top-1 rate (absent for other outputs), and, checked on
+    real text, its perplexity change."""
 
     index: int
     max_abs: float | None = None
@@ -87,6 +98,7 @@ class OutputDriftRecord(Record):
     top1_agreement: float | None = None
     # a frozen record: the call only marks the field as left out when None
     kl_divergence: KlDivergenceRecord | None = omitted_when_none()  # noqa: RUF009
+    perplexity: PerplexityChangeRecord | None = omitted_when_none()  # noqa: RUF009
 
 
 @dataclass(frozen=True, kw_only=True)

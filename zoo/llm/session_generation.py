@@ -59,6 +59,20 @@ def left_padded(prompts: Sequence[Sequence[int]], pad_id: int) -> PromptBatch:
     return PromptBatch(ids, mask)
 
 
+def prefill_feeds(signature: DecoderSignature, batch: PromptBatch) -> dict[str, np.ndarray]:
+    """A decoder's inputs for `batch` from an empty cache: positions count real tokens, so a
+    padded row sees what it would alone."""
+    empty = np.zeros(
+        (batch.batch_size, signature.kv_heads, 0, signature.head_dim), signature.cache_dtype
+    )
+    return {
+        "input_ids": batch.ids,
+        "attention_mask": batch.mask,
+        "position_ids": np.maximum(np.cumsum(batch.mask, axis=1) - 1, 0),
+        **{past: empty for past, _ in signature.cache_names()},
+    }
+
+
 @dataclass
 class StepClock:
     """The session's own time per call, in ms, appended as generation goes: `prefill_ms` one
@@ -86,7 +100,7 @@ class SessionGenerator:
         """Every position's logits [batch, length, vocab] for unpadded rows of token ids, from an
         empty cache (a perplexity chunk)."""
         batch = PromptBatch(ids.astype(np.int64), np.ones(ids.shape, np.int64))
-        return self._run(self._prefill_feeds(batch))[self._outputs[LOGITS]]
+        return self._run(prefill_feeds(self._signature, batch))[self._outputs[LOGITS]]
 
     def generate(
         self, batch: PromptBatch, new_tokens: int, clock: StepClock | None = None
@@ -95,7 +109,7 @@ class SessionGenerator:
         prefill, then one per decode step, `new_tokens` steps in all."""
         if new_tokens < 1:
             raise AsicperfError(f"generation of {new_tokens} tokens: at least 1 needed")
-        feeds = self._prefill_feeds(batch)
+        feeds = prefill_feeds(self._signature, batch)
         mask = batch.mask
         positions = np.maximum(mask.sum(axis=1, keepdims=True) - 1, 0)
         times = clock.prefill_ms if clock is not None else None
@@ -120,16 +134,6 @@ class SessionGenerator:
                 },
             }
             times = clock.decode_ms if clock is not None else None
-
-    def _prefill_feeds(self, batch: PromptBatch) -> dict[str, np.ndarray]:
-        s = self._signature
-        empty = np.zeros((batch.batch_size, s.kv_heads, 0, s.head_dim), s.cache_dtype)
-        return {
-            "input_ids": batch.ids,
-            "attention_mask": batch.mask,
-            "position_ids": np.maximum(np.cumsum(batch.mask, axis=1) - 1, 0),
-            **{past: empty for past, _ in s.cache_names()},
-        }
 
     def _run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self._session.run(feeds)
