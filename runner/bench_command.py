@@ -16,9 +16,10 @@ from rich.progress import Progress, TaskID
 from ir.bindings import check_dim_size
 from ir.errors import AsicperfError
 from ir.files import check_output_dir
-from passes.pipeline import PipelineError, parse_pipeline, split_options
+from passes.pipeline import PipelineError, split_options
 from runner import llm_bench_command, op_bench_command
 from runner.bench.engine import BenchPlan, bench, loadgen_settings
+from runner.bench_options import check_shared_options
 from runner.bench_output import print_result, progress_bars, results_folder
 from runner.llm_bench_command import LLM_FLAGS, LLM_OPTIONS
 from runner.loadgen.settings import SCENARIOS
@@ -167,13 +168,8 @@ def _refuse_other_level(args: argparse.Namespace) -> None:
 
 def _workload(args: argparse.Namespace) -> Workload:
     """The workload with the command line's overrides, every value checked."""
-    if not (args.model or args.workload):
-        raise AsicperfError("--level model needs --model or --workload")
-    if args.seed < 0:
-        raise AsicperfError(f"--seed {args.seed}: must be 0 or more")
+    check_shared_options(args)
     overrides = _overrides(args)
-    if args.pipeline:
-        parse_pipeline(args.pipeline)  # a bad spec fails before the model is loaded
     base = workload_for(args.workload) if args.workload else default_workload(args.model)
     if args.scenario is not None:
         base = base.in_scenario(args.scenario)

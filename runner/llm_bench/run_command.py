@@ -12,7 +12,7 @@ from rich.progress import Progress, TaskID
 
 from ir.errors import AsicperfError
 from ir.files import check_output_dir
-from passes.pipeline import parse_pipeline
+from runner.bench_options import check_shared_options
 from runner.bench_output import print_result, progress_bars, results_folder
 from runner.llm_bench.anchor import llama_cpp_available
 from runner.llm_bench.engine import LlmPlan, bench_llm
@@ -26,31 +26,30 @@ from zoo.llm_workload import (
     llm_workload_for,
 )
 
+# The command-line options that override an LLM workload's fields (zoo.llm_workload).
+_OVERRIDES = (
+    "model",
+    "pipeline",
+    "target",
+    "batch",
+    "prompt_len",
+    "gen_len",
+    "rate",
+    "ttft_bound",
+    "tpot_bound",
+    "min_duration",
+    "min_queries",
+    "latency_percentile",
+)
+
 
 def _workload(args: argparse.Namespace) -> LlmWorkload:
-    if not (args.model or args.workload):
-        raise AsicperfError("--level llm needs --model or --workload")
-    if args.seed < 0:
-        raise AsicperfError(f"--seed {args.seed}: must be 0 or more")
-    if args.pipeline:
-        parse_pipeline(args.pipeline)  # a bad spec fails before the model is loaded
+    """The workload with the command line's overrides, every value checked."""
+    check_shared_options(args)
     base = llm_workload_for(args.workload) if args.workload else default_llm_workload(args.model)
     if args.scenario is not None:
         base = base.in_scenario(args.scenario)
-    given = {
-        "model": args.model,
-        "pipeline": args.pipeline,
-        "target": args.target,
-        "batch": args.batch,
-        "prompt_len": args.prompt_len,
-        "gen_len": args.gen_len,
-        "rate": args.rate,
-        "ttft_bound": args.ttft_bound,
-        "tpot_bound": args.tpot_bound,
-        "min_duration": args.min_duration,
-        "min_queries": args.min_queries,
-        "latency_percentile": args.latency_percentile,
-    }
+    given = {name: getattr(args, name) for name in _OVERRIDES}
     return llm_overrides(base, {name: value for name, value in given.items() if value is not None})
 
 
