@@ -49,7 +49,20 @@ GROUPS = (
         "the roofline",
     ),
     CommandGroup(
+        "profile",
+        "runner.profile_command",
+        "per-layer times on a target, in the IR's node ids, each against the roofline",
+    ),
+    CommandGroup(
         "report", "runner.report_commands", "read results: terminal view, comparison, HTML"
+    ),
+    CommandGroup(
+        "sweep",
+        "runner.sweep_command",
+        "a sweep file's benchmarks (models x targets x pipelines x batch sizes) spread over Ray",
+    ),
+    CommandGroup(
+        "node", "runner.sweep.node_command", "make this machine a Ray node that runs sweep jobs"
     ),
 )
 GROUP_NAMES = frozenset(group.name for group in GROUPS)

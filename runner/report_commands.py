@@ -11,8 +11,11 @@ from runner.console import console
 from runner.report.compare import compare_results, comparison_table
 from runner.report.costs import CostOverride, parse_override
 from runner.report.html import render_html
+from runner.report.profile_compare import compare_profiles, profile_comparison_table
 from runner.report.show import show_renderables
-from runner.results.files import read_result
+from runner.report.sweep_folder import is_sweep_folder, read_sweep_folder
+from runner.results.files import Result, read_result
+from runner.results.profile import ProfileResult
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +32,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     compare.set_defaults(handler=compare_reports)
 
     html = commands.add_parser("html", help="one self-contained HTML dashboard")
-    html.add_argument("results", nargs="+", metavar="RESULT", help="result files or folders")
+    html.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULT",
+        help="result files or folders, or sweep folders (`runner sweep --out`)",
+    )
     html.add_argument("-o", "--output", required=True, metavar="FILE", help="the .html to write")
     html.add_argument(
         "--price",
@@ -53,7 +61,15 @@ def show_report(args: argparse.Namespace) -> int:
 
 
 def compare_reports(args: argparse.Namespace) -> int:
-    comparison = compare_results(read_result(args.a), read_result(args.b), args.a, args.b)
+    a, b = read_result(args.a), read_result(args.b)
+    if isinstance(a, ProfileResult) and isinstance(b, ProfileResult):
+        profiles = compare_profiles(a, b, args.a, args.b)
+        if args.json:
+            print(json.dumps(profiles.to_json(), indent=2))
+        else:
+            console().print(profile_comparison_table(profiles))
+        return 0
+    comparison = compare_results(a, b, args.a, args.b)
     if args.json:
         print(json.dumps(comparison.to_json(), indent=2))
     else:
@@ -63,9 +79,16 @@ def compare_reports(args: argparse.Namespace) -> int:
 
 def html_report(args: argparse.Namespace) -> int:
     output = check_output_file(args.output, "-o")
-    results = [(path, read_result(path)) for path in args.results]
+    results: list[tuple[str, Result]] = []
+    sweeps = []
+    for path in args.results:
+        if is_sweep_folder(path):  # its jobs' results, and its side-by-side section
+            sweeps.append(read_sweep_folder(path))
+            results += sweeps[-1].results()
+        else:
+            results.append((path, read_result(path)))
     overrides = _overrides(args.price, args.watts)
-    write_text_atomically(output, render_html(results, overrides, output.parent))
+    write_text_atomically(output, render_html(results, overrides, output.parent, sweeps))
     console().print(f"report: {output}", markup=False)
     return 0
 

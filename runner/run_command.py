@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from rich.table import Table
+from rich.text import Text
 
 from ir.bindings import load_bound_model, parse_dim_options
 from ir.drift import outputs_drift
@@ -26,8 +27,10 @@ from passes.manager import run_pipeline
 from passes.pipeline import PipelineError, make_config, parse_pipeline, split_options
 from passes.target_binding import bind_pipeline
 from runner.console import console
+from runner.report.terminal import WARNING_STYLE, flagged
 from runner.spinner import spinner
 from targets.isolation import JobResult, TargetJob, run_isolated
+from targets.precision_choice import PrecisionChoice, precision_of
 from targets.registry import get_target
 from zoo.resolve import resolve_model
 
@@ -216,6 +219,7 @@ def _document(model: str, results: list[JobResult], files: list[str], names: lis
     for result in results:
         record = result.compile_record or {}
         partition = record.get("partition") or {}
+        precision = precision_of(record)
         doc["runs"].append(
             {
                 "target": result.target,
@@ -228,6 +232,7 @@ def _document(model: str, results: list[JobResult], files: list[str], names: lis
                 "node_coverage": partition.get("node_coverage"),
                 "flop_coverage": partition.get("flop_coverage"),
                 "fallback_groups": partition.get("fallback_groups"),
+                "precision": None if precision is None else precision.to_json(),
                 "compile_record": record or None,
             }
         )
@@ -242,9 +247,26 @@ def _document(model: str, results: list[JobResult], files: list[str], names: lis
     return doc
 
 
+def _choice(run: dict) -> PrecisionChoice | None:
+    """The precision a run's target recorded, where it recorded one."""
+    return None if run["precision"] is None else PrecisionChoice.from_json(run["precision"])
+
+
+def _precision_cell(choice: PrecisionChoice | None) -> str | Text:
+    """The flag, styled as a warning, where the target chose the precision on its own (or
+    ignored the one asked); else the precision and who chose it."""
+    if choice is None:
+        return "-"
+    if choice.flag is not None:
+        return Text(choice.flag, style=WARNING_STYLE)
+    return Text(choice.description)
+
+
 def _print(doc: dict) -> None:
     out = console()
     table = Table(title=f"run {doc['model']}")
+    choices = [_choice(run) for run in doc["runs"]]
+    recorded = any(choice is not None for choice in choices)  # a column only where one did
     for column in (
         "target",
         "status",
@@ -252,9 +274,10 @@ def _print(doc: dict) -> None:
         "compile ms",
         "run ms",
         "coverage (nodes / FLOPs)",
+        *(["precision"] if recorded else []),
     ):
         table.add_column(column)
-    for run in doc["runs"]:
+    for run, choice in zip(doc["runs"], choices, strict=True):
         coverage = "-"
         if run["node_coverage"] is not None:
             flops = run["flop_coverage"]
@@ -262,7 +285,17 @@ def _print(doc: dict) -> None:
         status = "ok" if run["ok"] else f"FAILED: {run['error']}"
         compile_ms = "-" if run["compile_ms"] is None else f"{run['compile_ms']:.1f}"
         run_ms = "-" if run["run_ms"] is None else f"{run['run_ms']:.2f}"
-        table.add_row(run["target"], status, run["device"] or "-", compile_ms, run_ms, coverage)
+        cells: list[str | Text] = [
+            run["target"],
+            status,
+            run["device"] or "-",
+            compile_ms,
+            run_ms,
+            coverage,
+        ]
+        if recorded:
+            cells.append(_precision_cell(choice))
+        table.add_row(*cells)
     out.print(table)
     for output in doc.get("outputs", []):
         out.print(
@@ -271,7 +304,14 @@ def _print(doc: dict) -> None:
             markup=False,
         )
     if "compare" in doc:
-        drift = Table(title=f"drift against {doc['compare']['reference']}")
+        # beside the drift, the flag of either run whose target chose its precision
+        flags = [
+            f"{run['target']}: {choice.flag}"
+            for run, choice in zip(doc["runs"], choices, strict=True)
+            if choice is not None and choice.flag is not None
+        ]
+        title = f"drift against {doc['compare']['reference']}"
+        drift = Table(title=flagged(title, "; ".join(flags) or None))
         for column in ("output", "max abs", "mean abs", "max rel", "cosine"):
             drift.add_column(column)
         for d in doc["compare"]["drift"]:

@@ -11,6 +11,12 @@ import importlib
 import importlib.metadata
 import importlib.util
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ir.errors import first_line
+
+if TYPE_CHECKING:
+    from targets.api import TargetInfo
 
 
 def installed_version(module: str, distributions: Sequence[str]) -> str:
@@ -29,3 +35,32 @@ def installed_version(module: str, distributions: Sequence[str]) -> str:
         except importlib.metadata.PackageNotFoundError:
             continue
     return str(getattr(importlib.import_module(module), "__version__", "unknown"))
+
+
+def host_runtime_info(
+    name: str,
+    module: str,
+    distributions: Sequence[str],
+    preferred_batch_sizes: tuple[int, ...],
+    install_hint: str = "",
+) -> TargetInfo:
+    """The info of a target whose runtime library runs on this machine's CPU: its version
+    from the package metadata (`installed_version`), or unavailable with the import error and
+    how to install the library (`install_hint`, "pip install ...")."""
+    from targets.api import TargetInfo
+    from targets.device import host_device
+
+    try:
+        version = installed_version(module, distributions)
+    except Exception as error:  # not installed, or its native library fails to load
+        why = f"cannot import {module}: {first_line(error)}"
+        why += f" ({install_hint})" if install_hint else ""
+        return TargetInfo(name, "?", host_device(), available=False, why_not=why, hardware="host")
+    return TargetInfo(
+        name,
+        version,
+        host_device(),
+        available=True,
+        hardware="host",
+        preferred_batch_sizes=preferred_batch_sizes,
+    )

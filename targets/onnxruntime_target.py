@@ -32,8 +32,8 @@ from targets.api import (
     graph_io_names,
 )
 from targets.compile_record import artifact_digest, compile_record, op_count_changes, op_counts
-from targets.device import host_device
-from targets.installed import installed_version
+from targets.installed import host_runtime_info
+from targets.profiling import ProfilingTarget, TargetProfile
 
 if TYPE_CHECKING:
     import numpy as np
@@ -125,26 +125,14 @@ class OnnxRuntimeClaims:
         return super().unsupported_reason(node, capabilities) or onnxruntime_gap(node)  # type: ignore[misc]
 
 
-class OnnxRuntimeTarget(OnnxRuntimeClaims, Target):
+class OnnxRuntimeTarget(OnnxRuntimeClaims, ProfilingTarget, Target):
     name = "onnxruntime"
     config_type = OnnxRuntimeConfig
 
     def info(self) -> TargetInfo:
         """From the package metadata: which providers the build has is known only once
         onnxruntime is imported, so a provider this build lacks is reported by `compile`."""
-        try:
-            version = installed_version("onnxruntime", DISTRIBUTIONS)
-        except Exception as error:  # not installed, or its native library fails to load
-            why = f"cannot import onnxruntime: {first_line(error)}"
-            return TargetInfo(self.name, "?", host_device(), available=False, why_not=why)
-        return TargetInfo(
-            self.name,
-            version,
-            host_device(),
-            available=True,
-            hardware="host",
-            preferred_batch_sizes=(1, 8, 32),
-        )
+        return host_runtime_info(self.name, "onnxruntime", DISTRIBUTIONS, (1, 8, 32))
 
     def capabilities(self) -> Capabilities:
         return replace(super().capabilities(), fused_ops=FUSED_OPS)
@@ -203,9 +191,30 @@ class OnnxRuntimeTarget(OnnxRuntimeClaims, Target):
             path.write_bytes(compiled.payload)
             return OnnxRuntimeSession(_session(os.fspath(path), config), self.name)
 
+    def profile(
+        self,
+        compiled: CompiledModel,
+        batch_size: int,
+        feeds: Mapping[str, np.ndarray],
+        runs: int,
+    ) -> TargetProfile:
+        """onnxruntime's session profiler, its node names mapped to IR ids
+        (`targets.ort_profile`); any batch size the model's shapes allow."""
+        from targets.ort_profile import profile_onnxruntime
+
+        config = OnnxRuntimeConfig(**compiled.options)
+
+        def open_session(path: str, folder: Path) -> ort.InferenceSession:
+            return _session(path, config, optimized_path=folder / "optimized.onnx", profile=folder)
+
+        return profile_onnxruntime(compiled.payload, feeds, runs, open_session, self.name)
+
 
 def _session(
-    data: bytes | str, config: OnnxRuntimeConfig, optimized_path: Path | None = None
+    data: bytes | str,
+    config: OnnxRuntimeConfig,
+    optimized_path: Path | None = None,
+    profile: Path | None = None,
 ) -> ort.InferenceSession:
     import onnxruntime as ort
 
@@ -218,6 +227,9 @@ def _session(
         options.intra_op_num_threads = config.threads
     if optimized_path is not None:
         options.optimized_model_filepath = os.fspath(optimized_path)
+    if profile is not None:  # the trace goes to `profile`/profile_<time>.json
+        options.enable_profiling = True
+        options.profile_file_prefix = os.fspath(profile / "profile")
     try:
         return ort.InferenceSession(data, options, providers=[_PROVIDERS[config.provider]])
     except Exception as error:  # onnxruntime's own exception types

@@ -38,11 +38,12 @@ from passes.pipeline import parse_pipeline
 from targets.api import Capabilities, CompiledModel, Session, graph_io_names
 from targets.compile_record import compile_record, op_count_changes, op_counts
 from targets.hardware.host import detect_cpu
+from targets.tvm_profile import LoweredNode, lowered_nodes
 from targets.tvm_schedules.apply import FunctionSchedule
 from targets.tvm_schedules.host_tuning import CpuTuning, host_tuning
 from targets.tvm_schedules.mcpu import McpuChoice, choose_mcpu
 from targets.tvm_schedules.pipeline import cpu_pipeline
-from targets.tvm_schedules.profile import profile_calls
+from targets.tvm_schedules.profile import ProfiledRun, profile_calls, profile_runs
 from targets.tvm_schedules.rules import cpu_rules
 from targets.tvm_target import DTYPES, FUSED_OPS, LOWERING, TvmConfig
 
@@ -55,11 +56,13 @@ _NOT_THE_ONNX_OP = frozenset({"Attention"})
 @dataclass(frozen=True)
 class _Artifact:
     """What `load` needs: the compiled module, its parameters' names in order, and how many
-    outputs `main` returns (more than one come as a tuple)."""
+    outputs `main` returns (more than one come as a tuple); and the nodes of the model it was
+    built from, which the profile maps the VM's calls to (`targets.tvm_profile`)."""
 
     module: Any  # tvm.runtime.Executable (just built) or tvm.runtime.Module (from the cache)
     params: tuple[str, ...]
     outputs: int
+    lowered: tuple[LoweredNode, ...]
 
 
 @dataclass(frozen=True)
@@ -151,7 +154,12 @@ def compile_tvm(
             **_schedule_summary(built.schedules, config, tuning),
         },
     )
-    artifact = _Artifact(built.module, graph_io_names(lowered)[0], len(outputs))
+    artifact = _Artifact(
+        built.module,
+        graph_io_names(lowered)[0],
+        len(outputs),
+        lowered_nodes(lowered, lowering.records, model),
+    )
     return CompiledModel(
         name,
         record.in_fingerprint,
@@ -203,6 +211,24 @@ class TvmSession(Session):
     def profile(self, feeds: Mapping[str, np.ndarray], runs: int = 3) -> dict[str, float]:
         """Mean seconds per run in each compiled function (see `profile_calls`)."""
         return profile_calls(self._machine, self._arguments(feeds), runs)
+
+    def profile_runs(
+        self, feeds: Mapping[str, np.ndarray], runs: int
+    ) -> tuple[tuple[int, ...], list[ProfiledRun]]:
+        """The input tensors' data addresses (in `input_names` order) and `runs` runs with
+        every compiled function's call timed (see `profile_runs`)."""
+        arguments = self._arguments(feeds)
+        addresses = tuple(argument.data_ptr() for argument in arguments)
+        return addresses, profile_runs(self._machine, arguments, runs)
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return self._artifact.params
+
+    @property
+    def lowered(self) -> tuple[LoweredNode, ...]:
+        """The nodes of the model TVM built, in graph order."""
+        return self._artifact.lowered
 
     def _arguments(self, feeds: Mapping[str, np.ndarray]) -> list[Any]:
         params = self._artifact.params

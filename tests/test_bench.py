@@ -95,7 +95,7 @@ def test_json_document(relu_path, tmp_path, capsys):
         "audit",
         "environment",
     } <= set(doc)
-    assert doc["schema"] == "asicperf.result/3" and doc["kind"] == "model"
+    assert doc["schema"] == "asicperf.result/4" and doc["kind"] == "model"
     assert doc["ir_fingerprint"].startswith("sha256:") and doc["target"] == SLEEPY
     assert doc["environment"]["command"][:4] == ["runner", "bench", "--model", str(relu_path)]
     first = doc["batches"][0]

@@ -48,7 +48,7 @@ def test_json_document_carries_every_case_field(tmp_path, capsys) -> None:
     doc = _bench(
         capsys, out, "--provider", "numpy,onnxruntime", "--op", "add", "--shape", "1024x1024"
     )
-    assert doc["schema"] == "asicperf.result/3" and doc["suite"] == "add-1024x1024"
+    assert doc["schema"] == "asicperf.result/4" and doc["suite"] == "add-1024x1024"
     assert doc["kind"] == "op" and doc["environment"]["command"][:3] == [
         "runner",
         "bench",

@@ -126,7 +126,7 @@ def test_the_result_says_what_ran_and_how_the_cache_grows(measured) -> None:
     assert result.kv_cache.startswith("concatenation")
     assert result.coverage.node_coverage == 1.0
     document = json.loads((folder / "result.json").read_text())
-    assert document["kind"] == "llm" and document["schema"] == "asicperf.result/3"
+    assert document["kind"] == "llm" and document["schema"] == "asicperf.result/4"
     run = document["runs"][0]
     for field in ("batch_size", "prompt_len", "gen_len", "prefill_tokens_per_s"):
         assert field in run

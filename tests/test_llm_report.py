@@ -182,7 +182,7 @@ def test_compare_llm_with_model_is_one_line_error(tmp_path, capsys) -> None:
     assert captured.err == (
         f"runner: error: cannot compare {llm} (llm result) with {model} (model result): compare "
         "model results with model results, op results with op results, llm results with llm "
-        "results\n"
+        "results, profile results with profile results\n"
     )
 
 

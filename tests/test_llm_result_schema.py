@@ -26,7 +26,7 @@ def test_schema_is_version_3_and_an_llm_result_round_trips_through_its_file(
     path = write_result(tmp_path / "llm" / "result.json", result)
     assert read_result(tmp_path / "llm") == result
     document = json.loads(path.read_text(encoding="utf-8"))
-    assert (document["schema"], document["kind"]) == (SCHEMA, "llm") == ("asicperf.result/3", "llm")
+    assert (document["schema"], document["kind"]) == (SCHEMA, "llm") == ("asicperf.result/4", "llm")
     assert document["runs"][1]["decode_tokens_per_s"] == 250.0
     assert document["anchor"]["decode_tokens_per_s"] == 200.0
     assert "migrated_from" not in document
@@ -63,14 +63,14 @@ def test_a_version_2_document_of_a_kind_version_2_lacked_is_refused() -> None:
     )
 
 
-def test_a_version_4_document_is_refused(tmp_path: Path) -> None:
+def test_a_version_5_document_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "result.json"
-    path.write_text(json.dumps({**llm_result().to_json(), "schema": "asicperf.result/4"}))
+    path.write_text(json.dumps({**llm_result().to_json(), "schema": "asicperf.result/5"}))
     with pytest.raises(ResultError) as caught:
         read_result(path)
     assert str(caught.value) == (
-        f"{path}: schema asicperf.result/4 is newer than this asicperf reads "
-        "(asicperf.result/3); upgrade asicperf to read it"
+        f"{path}: schema asicperf.result/5 is newer than this asicperf reads "
+        "(asicperf.result/4); upgrade asicperf to read it"
     )
 
 

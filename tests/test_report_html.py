@@ -246,6 +246,7 @@ def test_page_is_self_contained() -> None:
         "#audit",
         "#llm",
         "#roofline",
+        "#profile",
         "#hardware",
     ]
 

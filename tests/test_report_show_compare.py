@@ -398,7 +398,7 @@ def test_compare_op_with_model_is_one_line_error(tmp_path, capsys) -> None:
     assert err == (
         f"runner: error: cannot compare {op} (op result) with {model} (model result): compare "
         "model results with model results, op results with op results, llm results with llm "
-        "results\n"
+        "results, profile results with profile results\n"
     )
 
 

@@ -81,7 +81,7 @@ def test_a_result_round_trips_through_a_file(tmp_path: Path) -> None:
     path = write_result(tmp_path / "r" / "result.json", result)
     assert read_result(path) == result
     assert read_result(tmp_path / "r") == result  # a result folder names its result.json
-    assert json.loads(path.read_text())["schema"] == SCHEMA == "asicperf.result/3"
+    assert json.loads(path.read_text())["schema"] == SCHEMA == "asicperf.result/4"
     assert result.KIND == "op" and result.cases[0].latency_us.median == 2.0
     assert result.environment.git is not None and result.environment.git.revision == "0123abc"
 
@@ -204,8 +204,8 @@ def test_a_version_1_op_result_is_upgraded_on_read() -> None:
         ("{", "not a JSON result"),
         ("[1, 2]", "not a result document (a JSON object)"),
         (
-            json.dumps({"schema": "asicperf.result/4"}),
-            "schema asicperf.result/4 is newer than this asicperf reads (asicperf.result/3); "
+            json.dumps({"schema": "asicperf.result/5"}),
+            "schema asicperf.result/5 is newer than this asicperf reads (asicperf.result/4); "
             "upgrade asicperf to read it",
         ),
         (json.dumps({"schema": "someone.else/1"}), "unknown result schema 'someone.else/1'"),

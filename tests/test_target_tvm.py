@@ -14,6 +14,7 @@ import onnx_ir as oir
 import pytest
 from bert_like import assert_close, bert_like_feeds, build_bert_like, load
 from onnx import TensorProto, helper, numpy_helper
+from small_models import mlp, onnx_model, small_resnet
 
 from ir.errors import AsicperfError
 from ir.fingerprint import fingerprint
@@ -36,84 +37,6 @@ _NO_GPU = "TVM sees no CUDA GPU on this machine"
 def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Every test compiles into its own cache, never the user's."""
     monkeypatch.setenv("ASICPERF_CACHE", str(tmp_path / "cache"))
-
-
-def _model(
-    nodes: list[onnx.NodeProto],
-    inputs: Mapping[str, tuple[int, list[int | str]]],
-    outputs: list[str],
-    weights: Mapping[str, np.ndarray],
-    opset: int = 17,
-) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        nodes,
-        "test",
-        [helper.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
-        [helper.make_tensor_value_info(name, TensorProto.UNDEFINED, None) for name in outputs],
-        [numpy_helper.from_array(array, name) for name, array in weights.items()],
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
-
-
-def _mlp(seed: int = 0) -> onnx.ModelProto:
-    """x[batch, 32] -> MatMul+Add -> Relu -> MatMul+Add -> Softmax -> y[batch, 10]."""
-    rng = np.random.default_rng(seed)
-    weights = {
-        "w1": rng.standard_normal((32, 64), dtype=np.float32) * 0.2,
-        "b1": rng.standard_normal(64, dtype=np.float32),
-        "w2": rng.standard_normal((64, 10), dtype=np.float32) * 0.2,
-        "b2": rng.standard_normal(10, dtype=np.float32),
-    }
-    nodes = [
-        helper.make_node("MatMul", ["x", "w1"], ["h1"]),
-        helper.make_node("Add", ["h1", "b1"], ["a1"]),
-        helper.make_node("Relu", ["a1"], ["r1"]),
-        helper.make_node("MatMul", ["r1", "w2"], ["h2"]),
-        helper.make_node("Add", ["h2", "b2"], ["a2"]),
-        helper.make_node("Softmax", ["a2"], ["y"], axis=-1),
-    ]
-    return _model(nodes, {"x": (TensorProto.FLOAT, ["batch", 32])}, ["y"], weights)
-
-
-def _small_resnet() -> onnx.ModelProto:
-    """ResNet-50's shape in miniature: a Conv+BN+Relu stem, MaxPool, one residual block (two
-    Conv+BN, Add, Relu), GlobalAveragePool, Gemm, Softmax."""
-    rng = np.random.default_rng(1)
-    weights: dict[str, np.ndarray] = {}
-    nodes: list[onnx.NodeProto] = []
-
-    def conv_bn(source: str, channels_in: int, channels_out: int, name: str) -> str:
-        fan_in = 9 * channels_in
-        shape = (channels_out, channels_in, 3, 3)
-        weights[f"{name}_w"] = (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32)
-        weights[f"{name}_scale"] = rng.uniform(0.5, 1.5, channels_out).astype(np.float32)
-        weights[f"{name}_bias"] = rng.standard_normal(channels_out, dtype=np.float32) * 0.1
-        weights[f"{name}_mean"] = rng.standard_normal(channels_out, dtype=np.float32) * 0.1
-        weights[f"{name}_var"] = rng.uniform(0.5, 1.5, channels_out).astype(np.float32)
-        nodes.append(helper.make_node("Conv", [source, f"{name}_w"], [name], pads=[1] * 4))
-        stats = [f"{name}_{p}" for p in ("scale", "bias", "mean", "var")]
-        nodes.append(helper.make_node("BatchNormalization", [name, *stats], [f"{name}_bn"]))
-        return f"{name}_bn"
-
-    def relu(source: str) -> str:
-        nodes.append(helper.make_node("Relu", [source], [f"{source}_relu"]))
-        return f"{source}_relu"
-
-    stem = relu(conv_bn("x", 3, 16, "stem"))
-    nodes.append(
-        helper.make_node(
-            "MaxPool", [stem], ["pool"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4
-        )
-    )
-    branch = conv_bn(relu(conv_bn("pool", 16, 16, "block_a")), 16, 16, "block_b")
-    nodes.append(helper.make_node("Add", [branch, "pool"], ["residual"]))
-    nodes.append(helper.make_node("GlobalAveragePool", [relu("residual")], ["gap"]))
-    nodes.append(helper.make_node("Flatten", ["gap"], ["flat"]))
-    weights["fc_w"] = rng.standard_normal((10, 16), dtype=np.float32) * 0.3
-    weights["fc_b"] = rng.standard_normal(10, dtype=np.float32) * 0.1
-    nodes.append(helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], transB=1))
-    nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], axis=-1))
-    return _model(nodes, {"x": (TensorProto.FLOAT, [1, 3, 32, 32])}, ["probs"], weights)
 
 
 def _reference(model: oir.Model, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
@@ -139,7 +62,7 @@ def test_registered_and_available() -> None:
 
 
 def test_mlp_matches_reference_at_two_batch_sizes(tmp_path: Path) -> None:
-    model = load(_mlp(), tmp_path)
+    model = load(mlp(), tmp_path)
     compiled = TvmTarget().compile(model, TvmConfig())
     for batch in (1, 4):  # one artifact: the symbolic batch dim stays symbolic
         feeds = seeded_inputs(model, bindings={"batch": batch})
@@ -149,7 +72,7 @@ def test_mlp_matches_reference_at_two_batch_sizes(tmp_path: Path) -> None:
 
 
 def test_small_resnet_matches_reference(tmp_path: Path) -> None:
-    model = load(_small_resnet(), tmp_path)
+    model = load(small_resnet(), tmp_path)
     _check_against_reference(model, seeded_inputs(model))
 
 
@@ -205,7 +128,9 @@ def _shape_chain(batch: int | str) -> onnx.ModelProto:
         ),
         helper.make_node("Add", ["ids", "filled"], ["out"]),
     ]
-    return _model(nodes, {"ids": (TensorProto.INT64, [batch, 16])}, ["out"], constants, opset=14)
+    return onnx_model(
+        nodes, {"ids": (TensorProto.INT64, [batch, 16])}, ["out"], constants, opset=14
+    )
 
 
 def test_torch_style_shape_chain_compiles_once_folded(tmp_path: Path) -> None:
@@ -237,7 +162,7 @@ def _repeated_kv(total: int | str) -> onnx.ModelProto:
         helper.make_node("Relu", ["copied"], ["out"]),
     ]
     inputs = {"kv": (TensorProto.FLOAT, [2, 2, 4, total])}
-    return _model(nodes, inputs, ["out"], constants)
+    return onnx_model(nodes, inputs, ["out"], constants)
 
 
 def test_symbolic_length_expand_and_cumsum_fall_back_and_the_rest_runs(tmp_path: Path) -> None:
@@ -277,7 +202,7 @@ def test_multiple_outputs_come_back_in_graph_order(tmp_path: Path) -> None:
         helper.make_node("Relu", ["a"], ["r"]),
         helper.make_node("Shape", ["x"], ["s"]),
     ]
-    proto = _model(nodes, {"x": (TensorProto.FLOAT, ["n", 3])}, ["r", "b", "s"], {}, opset=18)
+    proto = onnx_model(nodes, {"x": (TensorProto.FLOAT, ["n", 3])}, ["r", "b", "s"], {}, opset=18)
     model = load(proto, tmp_path)
     feeds = {"x": np.arange(12, dtype=np.float32).reshape(4, 3) - 5}
     outputs = _tvm_run(TvmTarget().compile(model, TvmConfig()), feeds)
@@ -311,7 +236,7 @@ def test_scalar_inputs_and_sequence_outputs_keep_their_form(tmp_path: Path) -> N
 
 
 def test_cache_hit_is_fast_and_a_new_weight_misses(tmp_path: Path) -> None:
-    model = load(_small_resnet(), tmp_path)
+    model = load(small_resnet(), tmp_path)
     target = TvmTarget()
     first = target.compile(model, TvmConfig())
     second = target.compile(model, TvmConfig())
@@ -334,7 +259,7 @@ def test_cache_hit_is_fast_and_a_new_weight_misses(tmp_path: Path) -> None:
 
 
 def test_no_cache_writes_nothing_and_a_corrupt_entry_is_rebuilt(tmp_path: Path) -> None:
-    model = load(_mlp(), tmp_path)
+    model = load(mlp(), tmp_path)
     target = TvmTarget()
     uncached = target.compile(model, TvmConfig(cache=False))
     assert not uncached.cache_hit and not cache_dir().exists()
@@ -347,7 +272,7 @@ def test_no_cache_writes_nothing_and_a_corrupt_entry_is_rebuilt(tmp_path: Path) 
 
 
 def test_mcpu_option_reaches_the_tvm_target(tmp_path: Path) -> None:
-    model = load(_mlp(), tmp_path)
+    model = load(mlp(), tmp_path)
     compiled = TvmTarget().compile(model, TvmConfig(mcpu="haswell", cache=False))
     assert compiled.record.extra["tvm_target"]["mcpu"] == "haswell"
     assert compiled.record.extra["mcpu"] == {
@@ -359,7 +284,7 @@ def test_mcpu_option_reaches_the_tvm_target(tmp_path: Path) -> None:
 
 def test_compile_record_says_which_mcpu_and_why(tmp_path: Path) -> None:
     """Without the option: LLVM's host CPU or the flags' generation, and the reason."""
-    compiled = TvmTarget().compile(load(_mlp(), tmp_path), TvmConfig(cache=False))
+    compiled = TvmTarget().compile(load(mlp(), tmp_path), TvmConfig(cache=False))
     chosen = compiled.record.extra["mcpu"]
     assert chosen["source"] in ("llvm-host", "cpu-flags", "not-x86")
     assert chosen["why"]
@@ -381,7 +306,7 @@ def test_capabilities_are_the_frontend_converters() -> None:
 def test_every_declared_dtype_round_trips(dtype: str, tmp_path: Path) -> None:
     elem_type = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     op = "And" if dtype == "bool" else "Add"
-    proto = _model(
+    proto = onnx_model(
         [helper.make_node(op, ["a", "b"], ["c"])],
         {"a": (elem_type, [2, 3]), "b": (elem_type, [2, 3])},
         ["c"],
@@ -396,7 +321,7 @@ def test_every_declared_dtype_round_trips(dtype: str, tmp_path: Path) -> None:
 
 
 def test_unsupported_op_is_one_line_naming_it(tmp_path: Path) -> None:
-    proto = _model(
+    proto = onnx_model(
         [helper.make_node("Celu", ["x"], ["y"])], {"x": (TensorProto.FLOAT, [2])}, ["y"], {}
     )
     with pytest.raises(AsicperfError, match=r"target 'tvm'.*cannot convert op\(s\) Celu$") as error:
@@ -407,7 +332,7 @@ def test_unsupported_op_is_one_line_naming_it(tmp_path: Path) -> None:
 def test_frontend_failure_is_one_line_naming_the_op(tmp_path: Path) -> None:
     """TVM converts Conv up to 3 spatial dims; a 4-D convolution fails inside its converter."""
     weight = {"w": np.ones((1, 1, 1, 1, 1, 1), np.float32)}
-    proto = _model(
+    proto = onnx_model(
         [helper.make_node("Conv", ["x", "w"], ["y"])],
         {"x": (TensorProto.FLOAT, [1, 1, 2, 2, 2, 2])},
         ["y"],
@@ -419,7 +344,7 @@ def test_frontend_failure_is_one_line_naming_the_op(tmp_path: Path) -> None:
 
 
 def test_wrong_input_shape_is_one_line(tmp_path: Path) -> None:
-    model = load(_small_resnet(), tmp_path)
+    model = load(small_resnet(), tmp_path)
     session = TvmTarget().load(TvmTarget().compile(model, TvmConfig()), 1)
     with pytest.raises(AsicperfError, match=r"target 'tvm' failed to run: ") as error:
         session.run({"x": np.zeros((2, 3, 32, 32), np.float32)})
@@ -436,7 +361,7 @@ def test_cuda_path_schedules_and_builds_without_a_gpu(tmp_path: Path) -> None:
     library builds and exports; running it needs a GPU (test_cuda_matches_reference)."""
     from tvm.relax.frontend.onnx import from_onnx
 
-    proto = oir.to_proto(load(_small_resnet(), tmp_path))
+    proto = oir.to_proto(load(small_resnet(), tmp_path))
     target = tvm.target.Target({"kind": "cuda", "arch": "sm_90", "host": {"kind": "llvm"}})
     with target:
         lowered = tvm.relax.get_default_pipeline(target)(from_onnx(proto))
@@ -452,12 +377,12 @@ def test_cuda_without_a_gpu_is_a_one_line_error(tmp_path: Path) -> None:
     if tvm.cuda(0).exist:
         pytest.skip("a CUDA GPU is visible; test_cuda_matches_reference covers it")
     with pytest.raises(AsicperfError, match="no CUDA GPU"):
-        TvmTarget().compile(load(_mlp(), tmp_path), TvmConfig(device="cuda"))
+        TvmTarget().compile(load(mlp(), tmp_path), TvmConfig(device="cuda"))
 
 
 @pytest.mark.skipif(not tvm.cuda(0).exist, reason=_NO_GPU)
 def test_cuda_matches_reference(tmp_path: Path) -> None:
-    model = load(_small_resnet(), tmp_path)
+    model = load(small_resnet(), tmp_path)
     feeds = seeded_inputs(model)
     compiled = TvmTarget().compile(model, TvmConfig(device="cuda"))
     outputs = TvmTarget().load(compiled, 1).run(feeds)

@@ -62,10 +62,12 @@ from runner.results.model import (
     Coverage,
     DriftRecord,
     ModelResult,
+    PrecisionRecord,
     TargetInfoRecord,
 )
 from targets.api import Session
-from targets.executable import compile_model
+from targets.executable import Executable, compile_model
+from targets.precision_choice import precision_of
 from targets.reference_fallback import TargetFallback
 from targets.registry import get_target
 from zoo.accuracy import DriftReport, Run, drift_report
@@ -200,6 +202,7 @@ def bench(plan: BenchPlan, folder: Path, resume: bool, progress: BatchProgress) 
         batch_choice=batch_choice(batches, bound, workload.scenario),
         accuracy=batches[0].accuracy,
         drift=dataclasses.replace(batches[0].drift, batch_size=batches[0].batch_size),
+        precision=batches[0].precision,
     )
     write_result(folder / RESULT_FILE, result)
     return result
@@ -217,6 +220,14 @@ class _Compiled:
     compile_s: float
     audit: AuditSummary | None
     coverage: Coverage
+    precision: PrecisionRecord | None
+
+
+def precision_record(executable: Executable) -> PrecisionRecord | None:
+    """The precision the target says it computed in, as the result stores it; None when its
+    compile record carries none (a target that always runs the model's own type)."""
+    choice = precision_of(executable.record.to_json())
+    return None if choice is None else PrecisionRecord.from_json(choice.to_json(), "precision")
 
 
 def _compile(
@@ -259,6 +270,7 @@ def _compile(
         compile_s=compile_s,
         audit=audit,
         coverage=coverage_of(executable.plan),
+        precision=precision_record(executable),
     )
 
 
@@ -306,6 +318,7 @@ def _measure(
         coverage=compiled.coverage,
         batch_ms=latency_stats([round(ms, 6) for ms in timing.batch_ms]),
         loadgen=loadgen_record(run, performance, folders.results),
+        precision=compiled.precision,
     )
 
 

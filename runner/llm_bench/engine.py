@@ -33,7 +33,12 @@ from passes.instruments import Instrument, NumericCheck, VerifyAfterEachPass
 from passes.manager import run_pipeline
 from passes.pipeline import make_config, parse_pipeline
 from passes.target_binding import bind_pipeline
-from runner.bench.engine import LOADGEN_FOLDER, LOADGEN_VERSION, REFERENCE_TARGET
+from runner.bench.engine import (
+    LOADGEN_FOLDER,
+    LOADGEN_VERSION,
+    REFERENCE_TARGET,
+    precision_record,
+)
 from runner.bench.loadgen_result import latency_stats_of, loadgen_record, verdict
 from runner.bench.results import coverage_of
 from runner.bench.run_key import RunKey
@@ -56,7 +61,7 @@ from runner.results.llm import (
     MemoryRecord,
     TokenConstraints,
 )
-from runner.results.model import AuditSummary, Coverage, TargetInfoRecord
+from runner.results.model import AuditSummary, Coverage, PrecisionRecord, TargetInfoRecord
 from targets.api import Session
 from targets.executable import compile_model
 from targets.reference_fallback import TargetFallback
@@ -160,6 +165,7 @@ class _Compiled:
     coverage: Coverage
     compile_s: float
     weights_bytes: int
+    precision: PrecisionRecord | None
 
 
 def _compile(
@@ -191,6 +197,7 @@ def _compile(
         coverage=coverage_of(executable.plan),
         compile_s=compile_s,
         weights_bytes=weights,
+        precision=precision_record(executable),
     )
 
 
@@ -284,6 +291,7 @@ def bench_llm(plan: LlmPlan, folder: Path, resume: bool, progress: LlmProgress) 
         runs=tuple(runs),
         accuracy=accuracy,
         anchor=anchor,
+        precision=compiled.precision,
     )
     write_result(folder / RESULT_FILE, result)
     return result

@@ -20,10 +20,10 @@ from rich.text import Text
 from ir.errors import AsicperfError
 from runner.bench.stats import percentile
 from runner.report.llm_readings import run_name, tpot_p50, ttft_p50
-from runner.report.readings import worst_cosine
+from runner.report.readings import precision_flag, precision_text, worst_cosine
 from runner.report.show import revision_text
 from runner.report.significance import significance
-from runner.report.terminal import number_text
+from runner.report.terminal import WARNING_STYLE, number_text
 from runner.results.files import RESULT_KINDS, Result
 from runner.results.llm import LlmAccuracy, LlmResult, LlmRun
 from runner.results.model import BatchResult, ModelResult
@@ -84,7 +84,9 @@ _SPECS = {
 
 @dataclass(frozen=True)
 class Row:
-    """One metric of one matched item; p_value, overlap and note only on timed metrics."""
+    """One metric of one matched item; p_value, overlap and note only on timed metrics;
+    `precision`: the flag of a side whose target chose its precision on its own or ignored
+    the one asked ("B: vendor default: bfloat16"), None when neither did."""
 
     key: str
     metric: str
@@ -94,6 +96,7 @@ class Row:
     p_value: float | None
     overlap: bool | None
     note: str | None
+    precision: str | None
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class _Item(Generic[Measured]):
     metrics: Sequence[Metric[Measured]]
     samples: Sequence[float] | None
     spread: tuple[float, float] | None
+    flag: str | None  # the precision flag of the run that measured it
 
 
 def compare_results(a: Result, b: Result, a_name: str, b_name: str) -> Comparison:
@@ -162,7 +166,7 @@ def compare_results(a: Result, b: Result, a_name: str, b_name: str) -> Compariso
         b_name=b_name,
         kind=a.KIND,
         differences=differences,
-        warnings=_warnings(differences),
+        warnings=_warnings(differences) + _precision_warnings(a, b),
         rows=rows,
         only_in_a=tuple(key for key in a_items if key not in b_items),
         only_in_b=tuple(key for key in b_items if key not in a_items),
@@ -191,21 +195,28 @@ def comparison_table(comparison: Comparison) -> Table:
 
 
 def _rows_table(rows: Sequence[Row]) -> Table:
+    """A row per metric; a precision column, only where a side of some item has a flag."""
     table = Table(title="B against A")
-    for column in ("", "metric", "A", "B", "B/A", "note"):
+    flagged = any(row.precision for row in rows)
+    for column in ("", "metric", "A", "B", "B/A", "note", *(["precision"] if flagged else [])):
         table.add_column(column)
     previous_key = None
     for row in rows:
-        first = row.key != previous_key  # the key and its samples' note, once per item
-        cells = (
-            row.key if first else "",
-            row.metric,
-            number_text(row.a, _SPECS[row.metric]),
-            number_text(row.b, _SPECS[row.metric]),
-            number_text(row.ratio, ".4g"),
-            (row.note or "") if first else "",
-        )
-        table.add_row(*(Text(cell) for cell in cells))
+        first = row.key != previous_key  # the key, its samples' note and flags, once per item
+        cells = [
+            Text(cell)
+            for cell in (
+                row.key if first else "",
+                row.metric,
+                number_text(row.a, _SPECS[row.metric]),
+                number_text(row.b, _SPECS[row.metric]),
+                number_text(row.ratio, ".4g"),
+                (row.note or "") if first else "",
+            )
+        ]
+        if flagged:
+            cells.append(Text((row.precision or "") if first else "", style=WARNING_STYLE))
+        table.add_row(*cells)
         previous_key = row.key
     if not rows:
         table.caption = "nothing matched"
@@ -214,6 +225,7 @@ def _rows_table(rows: Sequence[Row]) -> Table:
 
 def _rows(a: _Item[Measured], b: _Item[Measured]) -> list[Row]:
     timing = significance(a.samples, b.samples, a.spread, b.spread)
+    flags = [f"{side}: {flag}" for side, flag in (("A", a.flag), ("B", b.flag)) if flag]
     rows = []
     for metric in a.metrics:
         a_value, b_value = metric.value(a.record), metric.value(b.record)
@@ -229,6 +241,7 @@ def _rows(a: _Item[Measured], b: _Item[Measured]) -> list[Row]:
                 p_value=timing.p_value if metric.timed else None,
                 overlap=timing.overlap if metric.timed else None,
                 note=timing.note() if metric.timed else None,
+                precision="; ".join(flags) or None,
             )
         )
     return rows
@@ -252,7 +265,8 @@ def _model_items(result: ModelResult) -> dict[str, _Item[BatchResult]]:
             ordered = sorted(latencies)
             spread = (percentile(ordered, 10), percentile(ordered, 90))
         key = f"batch {batch.batch_size}"
-        items[key] = _Item(key, batch, MODEL_METRICS, latencies, spread)
+        flag = precision_flag(batch.precision)
+        items[key] = _Item(key, batch, MODEL_METRICS, latencies, spread, flag)
     return items
 
 
@@ -261,17 +275,22 @@ def _op_items(result: OpResult) -> dict[str, _Item[CaseResultRecord]]:
     for case in result.cases:
         key = f"{case.op} {case.dtype} {case.shape} on {case.provider}"
         latency = case.latency_us
-        items[key] = _Item(key, case, OP_METRICS, case.samples_us, (latency.p10, latency.p90))
+        spread = (latency.p10, latency.p90)
+        items[key] = _Item(key, case, OP_METRICS, case.samples_us, spread, None)
     return items
 
 
 def _llm_items(result: LlmResult) -> dict[str, _Item[Any]]:
-    """A run per (batch, prompt, gen), without raw samples; the accuracy, where measured."""
+    """A run per (batch, prompt, gen), without raw samples; the accuracy, where measured. One
+    compile serves them all, so they share its precision flag."""
+    flag = precision_flag(result.precision)
     items: dict[str, _Item[Any]] = {
-        run_name(run): _Item(run_name(run), run, LLM_RUN_METRICS, None, None) for run in result.runs
+        run_name(run): _Item(run_name(run), run, LLM_RUN_METRICS, None, None, flag)
+        for run in result.runs
     }
     if result.accuracy is not None:
-        items["accuracy"] = _Item("accuracy", result.accuracy, LLM_ACCURACY_METRICS, None, None)
+        accuracy = result.accuracy
+        items["accuracy"] = _Item("accuracy", accuracy, LLM_ACCURACY_METRICS, None, None, flag)
     return items
 
 
@@ -293,6 +312,7 @@ def _identity(result: Result) -> dict[str, str | None]:
             "model": result.model,
             "model fingerprint": result.ir_fingerprint[:_SHORT_FINGERPRINT],
             "target": " ".join(part for part in (result.target, info.version) if part),
+            "precision": precision_text(result.precision),
             "pipeline": result.pipeline or "none",
             "scenario": result.scenario,
         }
@@ -323,6 +343,21 @@ def _warnings(differences: Sequence[Difference]) -> tuple[str, ...]:
         warnings.append(
             f"different models ({model.a} vs {model.b}): the ratios compare different work"
         )
+    return tuple(warnings)
+
+
+def _precision_warnings(a: Result, b: Result) -> tuple[str, ...]:
+    """A side whose target chose its precision on its own (or ignored the one asked): its
+    drift, and its speed, include that change of precision."""
+    warnings = []
+    for side, result in (("A", a), ("B", b)):
+        if isinstance(result, OpResult):
+            continue
+        flag = precision_flag(result.precision)
+        if flag is not None:
+            warnings.append(
+                f"{side}: {flag}: the ratios and its drift include the precision its target chose"
+            )
     return tuple(warnings)
 
 

@@ -44,19 +44,29 @@ def hardware_section(
 
 def _cost_row(result: ModelResult, overrides: Mapping[str, CostOverride]) -> list[object]:
     hardware = result.target_info.hardware
-    costs = hardware_costs(hardware, overrides)
     chosen = result.best()
     qps = chosen.qps if chosen else None
+    return [
+        label(result),
+        hardware or "unknown",
+        number(qps),
+        *cost_cells(hardware, qps, overrides),
+    ]
+
+
+def cost_cells(
+    hardware: str | None, qps: float | None, overrides: Mapping[str, CostOverride]
+) -> list[object]:
+    """Price, throughput per $, power, samples/s per W and where the figures come from, for
+    `qps` samples/s on `hardware`; "unknown" with the options that give what is missing."""
+    costs = hardware_costs(hardware, overrides)
     if costs.usd is None:
-        price = UNKNOWN
+        price: object = UNKNOWN
     else:
         price = f"${number(costs.usd)}" + ("/h" if costs.hourly else " list")
     per_dollar = costs.per_dollar(qps) if qps is not None else None
     per_watt = costs.per_watt(qps) if qps is not None else None
     return [
-        label(result),
-        hardware or "unknown",
-        number(qps),
         price,
         f"{number(per_dollar)} {costs.per_dollar_unit}" if per_dollar is not None else UNKNOWN,
         number(costs.watts) if costs.watts else UNKNOWN,

@@ -21,6 +21,7 @@ from runner.report.markup import (
     number,
     section,
     table,
+    with_flag,
 )
 from runner.report.model_sections import (
     audit_section,
@@ -30,11 +31,21 @@ from runner.report.model_sections import (
     throughput_section,
 )
 from runner.report.op_sections import op_latency_figures, roofline_section
-from runner.report.readings import result_folder, where, worst_cosine
+from runner.report.profile_html import PROFILE_SECTION, profile_section
+from runner.report.readings import (
+    precision_flag,
+    precision_text,
+    result_folder,
+    where,
+    worst_cosine,
+)
+from runner.report.sweep_folder import SweepFolder
+from runner.report.sweep_section import sweep_section
 from runner.results.files import Result
 from runner.results.llm import LlmResult
 from runner.results.model import AccuracyRecord, ModelResult
 from runner.results.op import OpResult
+from runner.results.profile import ProfileResult
 
 SUMMARY_HEADERS = (
     "kind",
@@ -66,6 +77,7 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .badge { border-radius: 3px; padding: 0 5px; font-size: 12px; font-weight: 600; }
 .badge.good { background: #e3f9e5; color: #207227; }
 .badge.bad { background: #ffe3e3; color: #a61b1b; }
+.badge.warn { background: #fff3c4; color: #8d4b00; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(600px, 1fr)); gap: 18px; }
 figure { margin: 0; background: white; border: 1px solid #d9e2ec; border-radius: 6px;
   padding: 10px 14px; }
@@ -100,18 +112,22 @@ SECTIONS = (
     ("audit", "Pass audit"),
     ("llm", "LLM runs"),
     ("roofline", "Roofline"),
+    PROFILE_SECTION,
     ("hardware", "Hardware"),
 )
+SWEEP_SECTION = ("sweep", "Sweep")  # after the summary, when the page reads sweep folders
 
 
 def render_html(
     results: Sequence[tuple[str, Result]],
     overrides: Mapping[str, CostOverride],
     page_folder: Path = Path(),
+    sweeps: Sequence[SweepFolder] = (),
 ) -> str:
     """The whole page; sections with nothing to show say so in one line. `results` are (the
     result.json or folder it was read from, the result); `page_folder` is where the page is
-    written, which links to a result's LoadGen logs are relative to."""
+    written, which links to a result's LoadGen logs are relative to. Sweep folders (their
+    results among `results`) add their side-by-side section after the summary."""
     model_sources = [(s, r) for s, r in results if isinstance(r, ModelResult)]
     model_results = [r for _, r in model_sources]
     models = list(enumerate(model_results))
@@ -120,9 +136,11 @@ def render_html(
     llms = [
         (r, _href(result_folder(s), page_folder)) for s, r in results if isinstance(r, LlmResult)
     ]
+    profiles = [(s, r) for s, r in results if isinstance(r, ProfileResult)]
     latency = latency_figures(models) + op_latency_figures(ops)
     body = [
         section("summary", "Summary", "One row per result file.", _summary(results)),
+        sweep_section(sweeps, overrides) if sweeps else "",
         batches_section(models, folders) or _empty("batches", "model"),
         throughput_section(models) or _empty("throughput", "model"),
         section(
@@ -137,9 +155,11 @@ def render_html(
         audit_section(models) or _empty("audit", "model", "with a pass audit"),
         llm_section(llms) or _empty("llm", "LLM"),
         roofline_section(ops) or _empty("roofline", "op-level"),
+        profile_section(profiles) or _empty("profile", "profile"),
         hardware_section(model_results, ops, overrides),
     ]
-    nav = "".join(f'<a href="#{anchor}">{esc(name)}</a>' for anchor, name in SECTIONS)
+    sections = SECTIONS[:1] + ((SWEEP_SECTION,) if sweeps else ()) + SECTIONS[1:]
+    nav = "".join(f'<a href="#{anchor}">{esc(name)}</a>' for anchor, name in sections)
     count = f"{len(results)} result{'s' if len(results) != 1 else ''}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -172,9 +192,14 @@ def _summary_row(path: str, result: Result) -> list[object]:
     if isinstance(result, OpResult):
         unmeasured = [None] * 6  # pipeline, batch, throughput, latency, accuracy, drift
         return [kind, result.suite, ", ".join(result.providers()), *unmeasured, where(result), path]
+    if isinstance(result, ProfileResult):  # its figures are in the profile section
+        batch = [result.pipeline or "none", result.batch_size, None, None, None, None]
+        return [kind, result.model, result.target, *batch, where(result), path]
     info = result.target_info
+    flag = precision_flag(result.precision)  # beside the drift, which it changed
     if isinstance(result, LlmResult):  # no best batch; its runs are in the LLM section
-        measured: list[object] = [None, None, None, perplexity_cell(result.accuracy), None]
+        perplexity = with_flag(perplexity_cell(result.accuracy), flag)
+        measured: list[object] = [None, None, None, perplexity, None]
     else:
         chosen = result.best()
         measured = [
@@ -182,12 +207,14 @@ def _summary_row(path: str, result: Result) -> list[object]:
             number(chosen.qps) if chosen else None,
             number(chosen.latency_ms.p99) if chosen else None,
             _accuracy(result.accuracy),
-            number(worst_cosine(result.drift.outputs), 9),
+            with_flag(number(worst_cosine(result.drift.outputs), 9), flag),
         ]
+    target = f"{info.name} {info.version or ''}".strip()
+    precision = precision_text(result.precision)
     return [
         kind,
         result.model,
-        f"{info.name} {info.version or ''}".strip(),
+        target if precision is None else f"{target}, {precision}",
         result.pipeline or "none",
         *measured,
         where(result),

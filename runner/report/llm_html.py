@@ -31,11 +31,19 @@ from runner.report.markup import (
     legend,
     note,
     number,
+    render,
     section,
     table,
+    with_flag,
 )
 from runner.report.model_sections import log_links
-from runner.report.readings import fallback_warning, label, loadgen_notes
+from runner.report.readings import (
+    fallback_warning,
+    label,
+    loadgen_notes,
+    precision_flag,
+    precision_text,
+)
 from runner.results.llm import LlmAccuracy, LlmResult, LlmRun
 from runner.results.model import LatencyStats
 
@@ -76,10 +84,15 @@ def llm_section(llms: Sourced) -> str:
 def _block(result: LlmResult, folder: str) -> str:
     warning = fallback_warning(result)
     flag = "" if warning is None else f"<p>{badge(warning, False).html}</p>"
-    facts = (
-        f"{result.scenario}; KV cache: {result.kv_cache}; compile {result.compile_s:.2f} s; "
-        f"{coverage_text(result.coverage)}."
-    )
+    facts = [
+        result.scenario,
+        f"KV cache: {result.kv_cache}",
+        f"compile {result.compile_s:.2f} s",
+        coverage_text(result.coverage),
+    ]
+    precision = precision_text(result.precision)
+    if precision is not None:
+        facts.append(f"precision: {precision}")
     rows = [_run_row(run, folder) for run in result.runs]
     server = [_server_row(run) for run in result.runs if _judged(run)]
     tables = table(RUN_HEADERS, rows, range(12))
@@ -89,9 +102,14 @@ def _block(result: LlmResult, folder: str) -> str:
     tables += "".join(
         f"<p><b>{esc(name)}</b>: {esc(text)}</p>" for name, text in bench_lines(result)
     )
-    tables += "<h3>Accuracy on real text, against the reference</h3>"
+    # beside the drift from the reference, which a precision the target chose changed
+    heading = with_flag(
+        "Accuracy on real text, against the reference", precision_flag(result.precision)
+    )
+    tables += f"<h3>{render(heading)}</h3>"
     tables += table(("measure", "value"), accuracy_fields(result.accuracy))
-    return f"<h3>{esc(label(result))}</h3>{note(facts)}{flag}{tables}{grid(_figures(result))}"
+    head = f"<h3>{esc(label(result))}</h3>{note('; '.join(facts) + '.')}{flag}"
+    return f"{head}{tables}{grid(_figures(result))}"
 
 
 def _p50_p99(stats: LatencyStats | None) -> list[object]:

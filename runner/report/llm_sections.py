@@ -20,8 +20,14 @@ from runner.report.llm_readings import (
     mib,
     run_name,
 )
-from runner.report.readings import fallback_warning, loadgen_notes, logs_text
-from runner.report.terminal import add_text_row, number_text, text_table
+from runner.report.readings import (
+    fallback_warning,
+    loadgen_notes,
+    logs_text,
+    precision_flag,
+    precision_suffix,
+)
+from runner.report.terminal import add_text_row, flagged, number_text, text_table
 from runner.results.llm import LlmResult, LlmRun
 from runner.results.model import LatencyStats
 
@@ -50,6 +56,7 @@ def runs_summary(result: LlmResult, folder: Path) -> list[RenderableType]:
     the reference path."""
     device = result.target_info.device
     title = f"LLM runs: {result.model} on {result.target} ({result.scenario}, {device})"
+    title += precision_suffix(result.precision)
     latency = text_table(
         title,
         (*RUN_KEY, "TTFT p50 ms", "TTFT p99 ms", "TPOT p50 ms", "TPOT p99 ms", "verdict"),
@@ -133,8 +140,11 @@ def _lines(fields: list[tuple[str, str]]) -> list[RenderableType]:
 
 
 def _accuracy_table(result: LlmResult) -> Table:
-    """The accuracy on real text against the reference, a measure per row."""
-    table = text_table("accuracy on real text, against the reference", ("measure", "value"))
+    """The accuracy on real text against the reference, a measure per row; beside its title,
+    the flag of a precision the target chose, which the drift from the reference includes."""
+    flag = precision_flag(result.precision)
+    title = flagged("accuracy on real text, against the reference", flag)
+    table = text_table(title, ("measure", "value"))
     for name, value in accuracy_fields(result.accuracy):
         add_text_row(table, name, value)
     return table

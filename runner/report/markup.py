@@ -65,6 +65,18 @@ def badge(text: str, good: bool) -> Markup:
     return Markup(f'<span class="badge {"good" if good else "bad"}">{esc(text)}</span>')
 
 
+def warning_badge(text: str) -> Markup:
+    """A badge for what changes how a figure reads rather than failing it."""
+    return Markup(f'<span class="badge warn">{esc(text)}</span>')
+
+
+def with_flag(value: object, flag: str | None) -> object:
+    """`value` with a warning badge beside it where there is a flag; as it is without one."""
+    if flag is None:
+        return value
+    return Markup(f"{render(value)} {warning_badge(flag).html}")
+
+
 def table(
     headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Iterable[int] = ()
 ) -> str:

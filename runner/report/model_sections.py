@@ -22,6 +22,7 @@ from runner.report.markup import (
     number,
     section,
     table,
+    warning_badge,
 )
 from runner.report.readings import (
     batch_distribution,
@@ -30,6 +31,8 @@ from runner.report.readings import (
     label,
     latency_note,
     loadgen_notes,
+    precision_flag,
+    precision_text,
     share_text,
     worst_cosine,
     worst_max_abs,
@@ -112,7 +115,7 @@ def batches_section(models: Indexed, folders: Mapping[int, str]) -> str:
         meaning = latency_note(result)
         blocks.append(
             f"<h3>{esc(label(result))}</h3>{note(_choice_rule(result))}"
-            f"{'' if meaning is None else note(meaning)}{flag}"
+            f"{'' if meaning is None else note(meaning)}{_precision_note(result)}{flag}"
             f"{table(BATCH_HEADERS, rows, (0, 1, 2, 3, 4))}{accuracy_logs}"
         )
     if not blocks:
@@ -123,6 +126,23 @@ def batches_section(models: Indexed, folders: Mapping[int, str]) -> str:
         "batch size is or is not the best one, and LoadGen's own logs of the run."
     )
     return section("batches", "Batch sizes, coverage and verdicts", intro, "".join(blocks))
+
+
+def _precision_note(result: ModelResult) -> str:
+    """The precision each batch size computed in, where the target recorded it, with a badge
+    for a flag (a precision the target chose on its own): "" where none was recorded."""
+    by_text: dict[tuple[str, str | None], list[int]] = {}
+    for batch in result.batches:
+        text = precision_text(batch.precision)
+        if text is not None:
+            key = (text, precision_flag(batch.precision))
+            by_text.setdefault(key, []).append(batch.batch_size)
+    parts = []
+    for (text, flag), sizes in by_text.items():
+        badge_html = "" if flag is None else f" {warning_badge(flag).html}"
+        batches = ", ".join(str(size) for size in sizes)
+        parts.append(f"{esc(text)} at batch {esc(batches)}{badge_html}")
+    return f'<p class="note">Precision: {"; ".join(parts)}</p>' if parts else ""
 
 
 def log_links(logs: Sequence[str], folder: str) -> Markup:
@@ -195,6 +215,11 @@ def drift_section(models: Indexed) -> str:
         caption = legend((g.label, g.color) for g in groups) + note(
             "|output - FP32 reference| per element, in decade bins; all outputs together, at "
             "the batch size each result checked drift on (in the tooltip)."
+        )
+        caption += "".join(
+            f"<p>{esc(label(r))}: {warning_badge(flag).html}</p>"
+            for _, r in items
+            if r.drift.bins == bins and (flag := precision_flag(r.precision)) is not None
         )
         figures.append(figure(f"{model}: numeric drift vs FP32 reference", chart, caption))
     if not figures:

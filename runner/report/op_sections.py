@@ -70,8 +70,8 @@ def _roofline_figure(
 ) -> str:
     roofline = _roofline_for(result, device)
     achievable = None if roofline is None else roofline.achievable
-    roofs = _roofs({} if roofline is None else roofline.compute_gflops, achievable=False)
-    roofs += _roofs({} if achievable is None else achievable.compute_gflops, achievable=True)
+    roofs = ceiling_roofs({} if roofline is None else roofline.compute_gflops, achievable=False)
+    roofs += ceiling_roofs({} if achievable is None else achievable.compute_gflops, achievable=True)
     bandwidth = _value(None if roofline is None else roofline.bandwidth_gbs)
     achievable_gbs = _value(None if achievable is None else achievable.bandwidth_gbs)
     points = [
@@ -98,7 +98,7 @@ def _value(ceiling: CeilingRecord | None) -> float | None:
     return None if ceiling is None else ceiling.value
 
 
-def _roofs(ceilings: Mapping[str, CeilingRecord], *, achievable: bool) -> list[Roof]:
+def ceiling_roofs(ceilings: Mapping[str, CeilingRecord], *, achievable: bool) -> list[Roof]:
     """One roof per distinct value, naming every dtype that shares it."""
     by_value: dict[float, list[str]] = {}
     for dtype, ceiling in ceilings.items():

@@ -13,8 +13,15 @@ from runner.bench.stats import percentile
 from runner.report.charts import Distribution
 from runner.results.files import Result
 from runner.results.llm import LlmResult, LlmRun
-from runner.results.model import BatchResult, Coverage, ModelResult, OutputDriftRecord
+from runner.results.model import (
+    BatchResult,
+    Coverage,
+    ModelResult,
+    OutputDriftRecord,
+    PrecisionRecord,
+)
 from runner.results.op import OpResult
+from targets.precision_choice import PrecisionChoice
 
 
 def label(result: Result) -> str:
@@ -123,6 +130,31 @@ def _fallback_share(coverage: Coverage) -> str:
     flop_share = coverage.flop_coverage
     flops = "" if flop_share is None else f", {share_text(1 - flop_share)} of FLOPs"
     return f"{coverage.fallback_nodes} of {coverage.nodes} nodes{flops}"
+
+
+def precision_flag(precision: PrecisionRecord | None) -> str | None:
+    """What goes beside a run's drift when the target changed its precision on its own
+    ("vendor default: bfloat16") or ignored the one asked ("asked float16, ran float32");
+    None otherwise, and where the target recorded no precision."""
+    return None if precision is None else _choice(precision).flag
+
+
+def precision_text(precision: PrecisionRecord | None) -> str | None:
+    """The precision a run computed in and who chose it, "bfloat16 (target default)"; None
+    where the target recorded none."""
+    return None if precision is None else _choice(precision).description
+
+
+def precision_suffix(precision: PrecisionRecord | None) -> str:
+    """What a run's title adds where the target recorded its precision: " in bfloat16
+    (target default)"."""
+    text = precision_text(precision)
+    return "" if text is None else f" in {text}"
+
+
+def _choice(precision: PrecisionRecord) -> PrecisionChoice:
+    """The record as the target's own type, so the report words it as the target does."""
+    return PrecisionChoice.from_json(precision.to_json())
 
 
 def best_batch_rule(result: ModelResult) -> str:

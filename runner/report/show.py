@@ -13,28 +13,34 @@ from rich.table import Table
 from rich.text import Text
 
 from runner.report.llm_sections import llm_header_fields, llm_renderables
+from runner.report.profile_terminal import profile_renderables
 from runner.report.readings import (
     best_batch_rule,
     fallback_warning,
     latency_note,
     loadgen_notes,
     logs_text,
+    precision_flag,
+    precision_suffix,
+    precision_text,
     result_folder,
     share_text,
     worst_cosine,
     worst_max_abs,
 )
-from runner.report.terminal import add_text_row, number_text, text_table
+from runner.report.terminal import add_text_row, flagged, number_text, text_table
 from runner.results.document import Environment, GitRevision, Host, ThreadSettings
 from runner.results.files import Result
 from runner.results.llm import LlmResult
 from runner.results.model import AccuracyRecord, AuditedPass, DriftRecord, ModelResult
 from runner.results.op import CaseNotRunRecord, OpResult, RooflineRecord, TimingPolicyRecord
+from runner.results.profile import ProfileResult
 
 _MIGRATION_NOTES = {  # by the version a document was upgraded from
     "1": "read from schema version 1: no raw latencies/environment recorded",
     "asicperf.op-bench/1": "read from schema version 1: no environment recorded",
     "2": "read from schema version 2",
+    "3": "read from schema version 3",
 }
 _SHORT_REVISION = 12
 
@@ -48,6 +54,8 @@ def show_renderables(result: Result, source: str) -> list[RenderableType]:
         body = llm_renderables(result, result_folder(source))
         if result.audit is not None:
             body.append(_audit_table(result.audit.passes))
+    elif isinstance(result, ProfileResult):
+        body = profile_renderables(result)
     else:
         body = op_renderables(result)
     return [*header_renderables(result, source), *body]
@@ -75,7 +83,7 @@ def model_renderables(result: ModelResult, folder: Path) -> list[RenderableType]
     if result.accuracy is not None and result.accuracy.logs:
         shown.append(Text(f"accuracy: LoadGen logs {logs_text(result.accuracy.logs, folder)}"))
     if result.drift.outputs:
-        shown.append(_drift_table(result.drift))
+        shown.append(_drift_table(result.drift, precision_flag(result.precision)))
     if result.audit is not None:
         shown.append(_audit_table(result.audit.passes))
     return shown
@@ -89,6 +97,7 @@ def batch_summary(result: ModelResult, folder: Path) -> list[RenderableType]:
     of its own, so the tables stay readable at 80 columns."""
     device = result.target_info.device
     title = f"bench {result.model} on {result.target} ({result.scenario}, {device})"
+    title += precision_suffix(result.precision)
     headline = text_table(
         title,
         ("batch", "samples/s", "p50 ms", "p99 ms", "nodes on target", "FLOPs on target", "verdict"),
@@ -122,7 +131,7 @@ def batch_summary(result: ModelResult, folder: Path) -> list[RenderableType]:
             number_text(None if batch.batch_ms is None else batch.batch_ms.p99, ".3f"),
             str(batch.queries),
             number_text(batch.compile_s, ".2f"),
-            f"{drift:.3g}",
+            flagged(f"{drift:.3g}", precision_flag(batch.precision)),
         )
         reasons.append(Text(f"batch {size}: {verdict}: {batch.why}"))
         reasons += [Text(f"batch {size}: {note}") for note in loadgen_notes(batch)]
@@ -175,15 +184,26 @@ def _header_fields(result: Result) -> list[tuple[str, str]]:
     environment = result.environment
     if isinstance(result, ModelResult | LlmResult):
         info = result.target_info
+        precision = precision_text(result.precision)
         fields = [
             ("model", f"{result.model} ({result.ir_fingerprint})"),
             ("target", _joined(result.target, info.version, info.device)),
+            *([] if precision is None else [("precision", precision)]),
             ("hardware", info.hardware or "-"),
             ("pipeline", _pipeline_text(result)),
             ("scenario", result.scenario),
         ]
         if isinstance(result, LlmResult):
             fields += llm_header_fields(result)
+    elif isinstance(result, ProfileResult):
+        info = result.target_info
+        fields = [
+            ("model", f"{result.model} ({result.ir_fingerprint})"),
+            ("target", _joined(result.target, info.version, info.device)),
+            ("pipeline", _pipeline_text(result)),
+            ("batch", f"{result.batch_size}, {result.runs} runs"),
+            ("profilers", ", ".join(result.profilers)),
+        ]
     else:
         fields = [("suite", result.suite), ("policy", _policy(result.policy))]
     return fields + _environment_fields(result.created, environment)
@@ -205,7 +225,7 @@ def _environment_fields(created: str | None, environment: Environment) -> list[t
     ]
 
 
-def _pipeline_text(result: ModelResult | LlmResult) -> str:
+def _pipeline_text(result: ModelResult | LlmResult | ProfileResult) -> str:
     """The pipeline as given, and as resolved for the target where that differs."""
     given, resolved = result.pipeline, result.resolved_pipeline
     if not given:
@@ -266,10 +286,11 @@ def _accuracy_line(accuracy: AccuracyRecord | None) -> str:
     )
 
 
-def _drift_table(drift: DriftRecord) -> Table:
+def _drift_table(drift: DriftRecord, flag: str | None) -> Table:
+    """Every output's drift; `flag` (a precision the target chose) beside the title."""
     at = f" at batch {drift.batch_size}" if drift.batch_size is not None else ""
     table = text_table(
-        f"drift against the reference{at}",
+        flagged(f"drift against the reference{at}", flag),
         ("output", "max abs", "mean abs", "max rel", "cosine", "top-1 agreement"),
     )
     for output in drift.outputs:

@@ -12,7 +12,7 @@ from typing import ClassVar
 from runner.results.record import Record, omitted_when_none
 
 SCHEMA_NAME = "asicperf.result"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 
 

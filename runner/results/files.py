@@ -11,13 +11,16 @@ from ir.files import write_text_atomically
 from runner.results.llm import LlmResult
 from runner.results.model import ModelResult
 from runner.results.op import OpResult
+from runner.results.profile import ProfileResult
 from runner.results.record import ResultError
 from runner.results.upgrade import upgrade
 
 RESULT_FILE = "result.json"  # a result folder's document; batch files sit beside it
-Result = ModelResult | OpResult | LlmResult
-_BY_KIND: dict[str, type[Result]] = {kind.KIND: kind for kind in (ModelResult, OpResult, LlmResult)}
-RESULT_KINDS = tuple(_BY_KIND)  # "model", "op", "llm"
+Result = ModelResult | OpResult | LlmResult | ProfileResult
+_BY_KIND: dict[str, type[Result]] = {
+    kind.KIND: kind for kind in (ModelResult, OpResult, LlmResult, ProfileResult)
+}
+RESULT_KINDS = tuple(_BY_KIND)  # "model", "op", "llm", "profile"
 
 
 def result_from_json(document: Any, where: str) -> Result:

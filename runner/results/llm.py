@@ -20,6 +20,7 @@ from runner.results.model import (
     KlDivergenceRecord,
     LatencyStats,
     LoadgenRecord,
+    PrecisionRecord,
     TargetInfoRecord,
 )
 from runner.results.record import Record, omitted_when_none
@@ -155,6 +156,8 @@ class LlmResult(ResultDocument):
     runs: tuple[LlmRun, ...]
     accuracy: LlmAccuracy | None  # None: skipped (--no-accuracy)
     anchor: AnchorRecord | None = omitted_when_none()  # noqa: RUF009
+    # None: the target recorded none (it runs the model's own type), or written before
+    precision: PrecisionRecord | None = omitted_when_none()  # noqa: RUF009
 
 
 @dataclass(frozen=True)

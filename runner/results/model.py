@@ -61,6 +61,19 @@ class Coverage(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PrecisionRecord(Record):
+    """The floating-point type the target computed in, and who chose it (the target's
+    PrecisionChoice, targets/precision_choice.py): a target that ran a float32 model in
+    bfloat16 by its own default makes figures that compare a bf16 run with float32 ones, and
+    a report says so beside the drift it caused. Recorded only by targets that report it."""
+
+    model: str  # the model's type as compiled
+    requested: str  # what the target's options asked; "default": left to the target
+    effective: str  # what the target reports it computed in
+    chosen_by: str  # "model", "user" or "target"
+
+
+@dataclass(frozen=True, kw_only=True)
 class KlDivergenceRecord(Record):
     """A vocabulary output's KL divergence from the reference per position, in nats
     (ir/logit_drift.py)."""
@@ -180,6 +193,8 @@ class BatchResult(Record):
     coverage: Coverage | None = None  # None in results written before it was recorded
     batch_ms: LatencyStats | None = None  # the session alone, per batch
     loadgen: LoadgenRecord | None = None  # None: measured before LoadGen
+    # None: the target recorded none (it runs the model's own type), or written before
+    precision: PrecisionRecord | None = omitted_when_none()  # noqa: RUF009
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,6 +235,8 @@ class ModelResult(ResultDocument):
     batch_choice: tuple[BatchChoice, ...] | None = None  # None: written before it was recorded
     accuracy: AccuracyRecord | None
     drift: DriftRecord
+    # the first batch's (each batch compiles on its own; each batch keeps its own)
+    precision: PrecisionRecord | None = omitted_when_none()  # noqa: RUF009
 
     def best(self) -> BatchResult | None:
         """The batch the benchmark chose as best, if any."""

@@ -1,6 +1,7 @@
 """Reading documents written by older versions: version 1 had no `schema` key for model results
 and `asicperf.op-bench/1` for op results, and kept no environment or raw model latencies;
-version 2 is version 3 without the `llm` kind. An older document is upgraded in memory
+version 2 is version 3 without the `llm` kind, and version 3 is version 4 without the `profile`
+kind. An older document is upgraded in memory
 (`migrated_from` says so, and what it never recorded is null); a document of a newer version
 is refused rather than misread."""
 
@@ -14,7 +15,9 @@ from runner.results.record import ResultError
 
 _OP_BENCH_V1 = "asicperf.op-bench/1"
 _V2 = f"{SCHEMA_NAME}/2"
-_V2_KINDS = ("model", "op")  # the kinds version 2 knew
+_V3 = f"{SCHEMA_NAME}/3"
+# Versions that record what the current one does for the kinds they knew; only the schema differs.
+_KINDS_OF = {_V2: ("model", "op"), _V3: ("model", "op", "llm")}
 VERSIONS_WITHOUT_ENVIRONMENT = ("1", _OP_BENCH_V1)  # `migrated_from` of documents that kept none
 
 
@@ -27,8 +30,8 @@ def upgrade(document: dict[str, Any], where: str) -> dict[str, Any]:
         return _model_v1(document)
     if schema == _OP_BENCH_V1:
         return _op_v1(document)
-    if schema == _V2:
-        return _v2(document, where)
+    if schema in _KINDS_OF:
+        return _same_fields(document, str(schema), where)
     name, _, number = str(schema).partition("/")
     if name == SCHEMA_NAME and number.isdigit() and int(number) > SCHEMA_VERSION:
         raise ResultError(
@@ -79,14 +82,15 @@ def _op_v1(old: dict[str, Any]) -> dict[str, Any]:
     return {**_header("op", created, environment), **body, "migrated_from": _OP_BENCH_V1}
 
 
-def _v2(old: dict[str, Any], where: str) -> dict[str, Any]:
-    """Version 2 records what version 3 does for its kinds; only the schema differs."""
-    kind = old.get("kind")
-    if kind not in _V2_KINDS:
+def _same_fields(old: dict[str, Any], schema: str, where: str) -> dict[str, Any]:
+    """A version that records what the current one does for its kinds; a kind it did not
+    know is refused."""
+    kind, kinds = old.get("kind"), _KINDS_OF[schema]
+    if kind not in kinds:
         raise ResultError(
-            f"{where}: kind {kind!r} did not exist in schema {_V2} ({', '.join(_V2_KINDS)})"
+            f"{where}: kind {kind!r} did not exist in schema {schema} ({', '.join(kinds)})"
         )
-    return {**old, "schema": SCHEMA, "migrated_from": "2"}
+    return {**old, "schema": SCHEMA, "migrated_from": schema.rpartition("/")[2]}
 
 
 def _header(kind: str, created: str | None, environment: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ it (`docs/conformance/<target>.json`), atomically.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     not_run = sorted(set(discover()) - {report.target for report in reports})
-    command = " ".join(["python -m targets.conformance", *args.targets, "--out", str(args.out)])
+    # quoted where a shell needs it: options are separated by spaces
+    command = "python -m targets.conformance " + shlex.join([*args.targets, "--out", str(args.out)])
     for path in write_documents(args.out, reports, not_run, command):
         print(f"wrote {path}")
     return 0

@@ -37,6 +37,7 @@ from targets.conformance.backend import (
     load_proto,
     op_label,
 )
+from targets.precision_choice import PrecisionChoice, precision_of
 
 REPORT_SCHEMA = "asicperf.conformance/1"
 _TRAINING_DOMAINS = frozenset({"ai.onnx.training", "ai.onnx.preview.training"})
@@ -78,6 +79,9 @@ class NodeTestOutcome:
     status: Status
     reason: str | None
     seconds: float
+    # What the compile record says the target computed in, and who chose it; None when the
+    # case did not compile, or the target records none (it runs the model's type).
+    precision: PrecisionChoice | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +91,7 @@ class NodeTestOutcome:
             "status": str(self.status),
             "reason": self.reason,
             "seconds": round(self.seconds, 4),
+            **({"precision": self.precision.description} if self.precision else {}),
         }
 
 
@@ -168,6 +173,16 @@ class ConformanceReport:
     def skip_reasons(self) -> Counter[str]:
         return Counter(r.reason or "" for r in self.results if r.status == Status.SKIPPED)
 
+    def precisions(self) -> Counter[str]:
+        """The compiled cases by the precision their compile record names, as descriptions
+        ("bfloat16 (target default)")."""
+        return Counter(r.precision.description for r in self.results if r.precision is not None)
+
+    def target_chosen_precisions(self) -> Counter[str]:
+        """The compiled cases the target ran in a precision of its own choosing, by it."""
+        chosen = (r.precision for r in self.results if r.precision is not None)
+        return Counter(choice.effective for choice in chosen if choice.vendor_default)
+
     def to_json(self) -> dict[str, Any]:
         slowest = sorted(self.results, key=lambda r: r.seconds, reverse=True)[:_SLOWEST_SHOWN]
         return {
@@ -193,6 +208,7 @@ class ConformanceReport:
             "ops": [summary.to_json() for summary in self.op_summaries()],
             "failures": [result.to_json() for result in self.failures],
             "skip_reasons": dict(self.skip_reasons().most_common()),
+            "precisions": dict(self.precisions().most_common()),
             "slowest": [result.to_json() for result in slowest],
         }
 
@@ -259,6 +275,7 @@ def run_node_tests(
 def run_case(backend: type[TargetBackend], node_case: NodeCase) -> NodeTestOutcome:
     """One case, start to end; any exception becomes the case's recorded outcome."""
     start = time.perf_counter()
+    precision: PrecisionChoice | None = None  # known once the case compiles
 
     def result(status: Status, reason: str | None = None) -> NodeTestOutcome:
         seconds = time.perf_counter() - start
@@ -270,6 +287,7 @@ def run_case(backend: type[TargetBackend], node_case: NodeCase) -> NodeTestOutco
             status,
             reason,
             seconds,
+            precision,
         )
 
     case = node_case.case
@@ -287,6 +305,7 @@ def run_case(backend: type[TargetBackend], node_case: NodeCase) -> NodeTestOutco
         compiled = backend.compile_ir(model)
     except Exception as error:  # a target's compile, whatever it raises
         return result(Status.ERROR, f"compile: {first_line(error)}")
+    precision = precision_of(compiled.record.extra)
     try:
         rep = backend.load(compiled)
     except Exception as error:  # a target's load, whatever it raises

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -43,28 +44,68 @@ def time_function(func: Any, target: Any, number: int = 10, repeat: int = 3) -> 
     return float(np.median(timer(*arguments).results))
 
 
-def profile_calls(machine: Any, arguments: list[Any], runs: int = 3) -> dict[str, float]:
-    """Mean seconds per run spent in each compiled function `main` calls, measured around every
-    call the Relax VM makes (its own builtins, allocation and shape checks, are left out)."""
+@dataclass(frozen=True)
+class CalledFunction:
+    """One call `main` made to a compiled function: its seconds, and the data addresses of its
+    tensor arguments in order (inputs first, the output last, as TVM's destination-passing
+    calls take them), from which the calls' data flow can be followed."""
+
+    function: str
+    seconds: float
+    tensors: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ProfiledRun:
+    """One call of `main`: its seconds end to end (the instrument's cost included, so its
+    calls never add up to more) and every compiled function it called, in call order."""
+
+    seconds: float
+    calls: tuple[CalledFunction, ...]
+
+
+def profile_runs(machine: Any, arguments: list[Any], runs: int) -> list[ProfiledRun]:
+    """`runs` calls of `main`, each compiled function's call timed where the Relax VM makes it
+    (its own builtins, allocation and shape checks, are left out)."""
     import time
 
-    spent: dict[str, float] = {}
-    started: dict[str, float] = {}
+    import tvm
 
-    def instrument(_func: Any, symbol: str, before: bool, _result: Any, *_args: Any) -> int:
-        now = time.perf_counter()
+    calls: list[CalledFunction] = []
+    started: dict[str, tuple[float, tuple[int, ...]]] = {}
+
+    def instrument(_func: Any, symbol: str, before: bool, _result: Any, *args: Any) -> int:
+        if symbol.startswith("vm.builtin."):
+            return 0  # VMInstrumentReturnKind.NO_OP: run the call as usual
         if before:
-            started[symbol] = now
-        elif not symbol.startswith("vm.builtin."):
-            spent[symbol] = spent.get(symbol, 0.0) + now - started.pop(symbol)
-        return 0  # VMInstrumentReturnKind.NO_OP: run the call as usual
+            tensors = tuple(a.data_ptr() for a in args if isinstance(a, tvm.runtime.Tensor))
+            started[symbol] = (time.perf_counter(), tensors)
+        else:
+            now = time.perf_counter()
+            start, tensors = started.pop(symbol)
+            calls.append(CalledFunction(symbol, now - start, tensors))
+        return 0
 
+    profiled = []
     machine.set_instrument(instrument)
     try:
         for _ in range(runs):
+            start = time.perf_counter()
             machine["main"](*arguments)
+            profiled.append(ProfiledRun(time.perf_counter() - start, tuple(calls)))
+            calls.clear()
     finally:
         machine.set_instrument(None)
+    return profiled
+
+
+def profile_calls(machine: Any, arguments: list[Any], runs: int = 3) -> dict[str, float]:
+    """Mean seconds per run spent in each compiled function `main` calls (see
+    `profile_runs`)."""
+    spent: dict[str, float] = {}
+    for run in profile_runs(machine, arguments, runs):
+        for call in run.calls:
+            spent[call.function] = spent.get(call.function, 0.0) + call.seconds
     return {symbol: seconds / runs for symbol, seconds in spent.items()}
 
 
