@@ -469,8 +469,12 @@ class OpenVinoSession(Session):
                 f"target '{self._name}' failed to run: no feed for OpenVINO's input "
                 f"'{unfed[0]}' (its ONNX frontend renamed a graph input)"
             )
+        # Shared both ways, so each output is copied once (below, before the next call reuses
+        # OpenVINO's buffers) and no input at all: the binding's default copies both ways,
+        # 5.5 of a SmolLM2 decode step's 22 ms with its 60 cache tensors in and out.
+        feeds = {k: v for k, v in feeds.items() if k in self._inputs}
         try:
-            results = self._request.infer({k: v for k, v in feeds.items() if k in self._inputs})
+            results = self._request.infer(feeds, share_inputs=True, share_outputs=True)
         except Exception as error:  # OpenVINO's exception types
             raise AsicperfError(
                 f"target '{self._name}' failed to run: {openvino_message(error)}"

@@ -305,6 +305,18 @@ def test_a_session_does_not_keep_the_compiled_graph_alive(tmp_path: Path) -> Non
     assert session is not None
 
 
+def test_an_output_stays_as_it_was_through_the_next_call(tmp_path: Path) -> None:
+    """The session reads OpenVINO's output buffers in place and copies each output once: a
+    decode loop feeds step n's cache back while step n + 1 writes into those buffers."""
+    model = OP_CASES["SimplifiedLayerNormalization"].model(tmp_path)
+    session = _on_openvino(model).session(BATCH)
+    (first,) = session.run({"x": X})
+    kept = first.copy()
+    (second,) = session.run({"x": X + 1})
+    np.testing.assert_array_equal(first, kept)
+    assert not np.allclose(second, kept)
+
+
 def test_a_compile_at_another_precision_does_not_load_the_first_ones_blob(
     tmp_path: Path,
 ) -> None:
