@@ -45,6 +45,7 @@ from targets.tvm_schedules.mcpu import McpuChoice, choose_mcpu
 from targets.tvm_schedules.pipeline import cpu_pipeline
 from targets.tvm_schedules.profile import ProfiledRun, profile_calls, profile_runs
 from targets.tvm_schedules.rules import cpu_rules
+from targets.tvm_schedules.winograd import MIN_CHANNELS
 from targets.tvm_target import DTYPES, FUSED_OPS, LOWERING, TvmConfig
 
 CACHE_SCHEMA = "asicperf.tvm-cache/2"  # bump when the way an artifact is built changes
@@ -371,7 +372,8 @@ def _build(tvm: ModuleType, proto: onnx.ModelProto, target: Any, config: TvmConf
     schedules: list[FunctionSchedule] = []
     pipeline = {}  # TVM's default for the target
     if config.device == "cpu" and config.schedule:
-        pipeline = {"relax_pipeline": cpu_pipeline(cpu_rules(), _tuning(target), schedules)}
+        rules = cpu_pipeline(cpu_rules(), _tuning(target), schedules, config.winograd)
+        pipeline = {"relax_pipeline": rules}
     try:
         with tvm.transform.PassContext(opt_level=config.opt_level):
             executable = tvm.compile(module, target=target, **pipeline)
@@ -394,6 +396,13 @@ def _schedule_summary(
         return {"schedules": "TVM's default (DLight on cuda, none on cpu)"}
     by_rule = Counter(s.rule for s in schedules)
     return {
+        "winograd": (
+            "3x3 stride-1 float32 convolutions with constant weights and at least "
+            f"{MIN_CHANNELS} input channels as Winograd F(2x2, 3x3): the 'winograd' functions "
+            "and the batched matmul between them"
+            if config.winograd
+            else "off: every convolution direct"
+        ),
         "cpu_tuning": tuning.to_json(),
         "schedule_rules": dict(sorted(by_rule.items())),
         "schedules": [s.to_json() for s in schedules],

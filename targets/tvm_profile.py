@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from ir.node_ids import node_id
 from targets.profiling import LayerTiming, TargetProfile
 from targets.tvm_schedules.profile import ProfiledRun
+from targets.tvm_schedules.winograd import INPUT_BLOCK, OUTPUT_BLOCK
 
 if TYPE_CHECKING:
     import numpy as np
@@ -196,7 +197,8 @@ def expected_ops(node: LoweredNode) -> tuple[tuple[str, ...], ...]:
     if op in ("Conv", "ConvTranspose"):
         suffix = "_transpose" if op == "ConvTranspose" else ""
         bias = ("add",) if node.input_count == 3 else ()
-        return tuple((f"conv{d}d{suffix}", *bias) for d in (2, 1, 3))
+        direct = tuple((f"conv{d}d{suffix}", *bias) for d in (2, 1, 3))
+        return (*direct, (INPUT_BLOCK, "matmul", OUTPUT_BLOCK, *bias)) if not suffix else direct
     if op == "Gemm":  # alpha, a non-constant transposed operand, beta: each its own op
         bias = ("multiply", "add") if node.input_count == 3 else ()
         heads = (("multiply", "transpose"), ("transpose",), ("multiply",), ())
@@ -222,6 +224,7 @@ def _vocabulary() -> tuple[str, ...]:
     ops |= {"take", "less", "maximum", "minimum", "softmax"}
     ops |= {op for sequence in _DECOMPOSED.values() for op in sequence}
     ops |= {f"conv{d}d{t}" for d in (1, 2, 3) for t in ("", "_transpose")}
+    ops |= {INPUT_BLOCK, OUTPUT_BLOCK, "matmul"}
     return tuple(sorted(ops, key=len, reverse=True))
 
 

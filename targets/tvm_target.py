@@ -175,6 +175,9 @@ class TvmConfig(PassConfig):
     mcpu: str = ""  # LLVM CPU name; "" takes LLVM's host CPU or the one the CPU flags prove
     cache: bool = True  # reuse compiled libraries from $ASICPERF_CACHE/tvm
     schedule: bool = True  # the project's CPU schedule rules; false keeps TVM's plain loop nests
+    # 3x3 stride-1 float32 convolutions as Winograd F(2x2, 3x3) (with the rules, on the CPU);
+    # false keeps every convolution direct
+    winograd: bool = True
 
 
 class TvmTarget(ProfilingTarget, Target):

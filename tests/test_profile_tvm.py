@@ -195,14 +195,14 @@ def test_a_layer_per_call_site_with_its_time_in_each_run() -> None:
 
 
 def _profile(
-    model_proto: onnx.ModelProto, folder: Path, feeds: dict | None = None
+    model_proto: onnx.ModelProto, folder: Path, feeds: dict | None = None, winograd: bool = True
 ) -> TargetProfile:
     from targets.tvm_target import TvmConfig, TvmTarget
 
     target = TvmTarget()
     assert profiler_of(target) is target
     model = load(model_proto, folder)
-    compiled = target.compile(model, TvmConfig())
+    compiled = target.compile(model, TvmConfig(winograd=winograd))
     bound = feeds if feeds is not None else seeded_inputs(model, bindings={"batch": 2})
     return target.profile(compiled, 1, bound, RUNS)
 
@@ -236,13 +236,14 @@ def test_mlp_layers_are_the_fused_matmuls(tmp_path: Path) -> None:
 
 @_TVM
 def test_small_resnet_layers_cover_the_folded_batchnorms(tmp_path: Path) -> None:
-    """Conv+BN+Relu is one call, the residual Add and Relu run in the second convolution of
-    the block; the NHWC layout change keeps its time with no nodes; Flatten is a view. Through
-    `compile_model` (which lowers in `prepare`) the ids are the lowered model's."""
+    """Direct convolutions (`winograd=false`): Conv+BN+Relu is one call, the residual Add and
+    Relu run in the second convolution of the block; the NHWC layout change keeps its time with
+    no nodes; Flatten is a view. Through `compile_model` (which lowers in `prepare`) the ids are
+    the lowered model's."""
     from targets.executable import compile_model
-    from targets.tvm_target import TvmTarget
+    from targets.tvm_target import TvmConfig, TvmTarget
 
-    profile = _profile(small_resnet(), tmp_path)
+    profile = _profile(small_resnet(), tmp_path, winograd=False)
     assert _layers(profile) == [
         ("transpose", ()),
         ("fused_conv2d_add_relu", ("n0", "n1", "n2")),
@@ -256,7 +257,8 @@ def test_small_resnet_layers_cover_the_folded_batchnorms(tmp_path: Path) -> None
     _check_runs(profile)
     target = TvmTarget()
     model = load(small_resnet(), tmp_path)
-    compiled = compile_model(target, model).pieces[0][1]  # the same library: a cache hit
+    # the same library: a cache hit
+    compiled = compile_model(target, model, TvmConfig(winograd=False)).pieces[0][1]
     prepared = target.profile(compiled, 1, seeded_inputs(model), RUNS)
     assert [layer.nodes for layer in prepared.layers][1:5] == [
         ("n15", "n2"),
@@ -264,6 +266,29 @@ def test_small_resnet_layers_cover_the_folded_batchnorms(tmp_path: Path) -> None
         ("n16", "n6"),
         ("n17", "n9", "n10"),
     ]
+
+
+@_TVM
+def test_winograd_steps_map_to_the_convolution_they_compute(tmp_path: Path) -> None:
+    """The block's 3x3 convolutions run as Winograd's three calls, each mapped to the Conv (and
+    its folded BatchNorm); the bias, the residual Add and the Relu folded into the output
+    transform map there. The stem (3 input channels) stays direct."""
+    profile = _profile(small_resnet(), tmp_path)
+    assert _layers(profile) == [
+        ("transpose", ()),
+        ("fused_conv2d_add_relu", ("n0", "n1", "n2")),
+        ("max_pool2d", ("n3",)),
+        ("winograd_input", ("n4", "n5")),
+        ("matmul", ("n4", "n5")),
+        ("winograd_output_add_relu", ("n4", "n5", "n6")),
+        ("winograd_input", ("n7", "n8")),
+        ("matmul", ("n7", "n8")),
+        ("winograd_output_add_add_relu", ("n7", "n8", "n9", "n10")),
+        ("mean", ("n11",)),
+        ("fused_matmul_add", ("n13",)),
+        ("fast_softmax", ("n14",)),
+    ]
+    _check_runs(profile)
 
 
 @_TVM

@@ -25,15 +25,16 @@ def llvm_target() -> Any:
     return tvm.target.Target({"kind": "llvm", "mcpu": "skylake-avx512", "num-cores": 2})
 
 
-def fused_functions(onnx_text: str) -> dict[str, Any]:
-    """The legalized, fused PrimFuncs of a model written in ONNX's text format, by name."""
+def fused_functions(onnx_text: str, winograd: bool = False) -> dict[str, Any]:
+    """The legalized, fused PrimFuncs of a model written in ONNX's text format, by name
+    (`winograd`: with the 3x3 stride-1 convolutions rewritten first)."""
     import tvm
     from tvm.relax.frontend.onnx import from_onnx
 
     from targets.tvm_schedules.pipeline import fused_module
 
     module = from_onnx(onnx.parser.parse_model(onnx_text), keep_params_in_input=False)
-    fused = fused_module(module, llvm_target())
+    fused = fused_module(module, llvm_target(), winograd)
     return {
         var.name_hint: func
         for var, func in fused.functions.items()

@@ -6,8 +6,9 @@
    GFLOP/s and the share of the host's measured GEMM rate.
 2. ResNet-50 and BERT-base, FP32, batch 1 and 8: a cold compile (time, and which rule scheduled
    how many functions), then a per-function profile grouped by op type (what limits it).
-3. `runner bench --level model` (single-stream, `--pipeline ""`) on onnxruntime and on tvm,
-   alternating, `BENCH_ROUNDS` times each: QPS (the best round: other work on the machine only
+3. `runner bench --level model` (single-stream, `--pipeline ""`) on onnxruntime, on tvm and on
+   tvm with every convolution direct (`tvm{winograd=false}`), alternating, `BENCH_ROUNDS` times
+   each: QPS (the best round: other work on the machine only
    ever slows a run down), p99, drift against the reference target, the ratio tvm / onnxruntime
    at each batch size. The tvm runs find the library compiled in step 2 in the cache.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -52,8 +54,9 @@ MODELS = ("resnet50", "bert-base")
 BATCHES = (1, 8)
 MATMUL_SIZES = (1024, 2048)
 PROFILE_RUNS = 5
-BENCH_TARGETS = ("onnxruntime", "tvm")
-BENCH_ROUNDS = 2
+DIRECT = "tvm{winograd=false}"  # every convolution direct: what the Winograd rewrite gains
+BENCH_TARGETS = ("onnxruntime", "tvm", DIRECT)
+BENCH_ROUNDS = 3
 OUT = Path(__file__).with_name("tvm-cpu.md")
 RESULTS = Path("bench-results/tvm-cpu")
 QUIET_LOAD = 0.8  # 1-minute load average below which timings are taken
@@ -152,8 +155,13 @@ def bench_command(model: str, target: str, round_: int) -> list[str]:
         *("--pipeline", ""),  # FP32 as exported: the workloads' default pipeline is O1
         *("--batch", ",".join(map(str, BATCHES)), "--scenario", "single-stream"),
         *("--min-duration", "2", "--min-queries", "10"),
-        *("--out", str(RESULTS / f"{model}-{target}-{round_ + 1}"), "--json"),
+        *("--out", str(RESULTS / f"{model}-{slug(target)}-{round_ + 1}"), "--json"),
     ]
+
+
+def slug(target: str) -> str:
+    """`tvm{winograd=false}` -> `tvm-winograd-false`: a folder name."""
+    return "-".join(part for part in re.split(r"[^A-Za-z0-9]+", target) if part)
 
 
 def run_bench(model: str, target: str, round_: int) -> dict[str, Any]:
@@ -226,19 +234,21 @@ def main() -> int:
         'Single-stream, `--pipeline ""` on both, at least 2 s and 10 queries per batch size, '
         f"the best of {BENCH_ROUNDS} alternating rounds per target (the loads column lists the "
         "load each round started at); drift against the `reference` target on the seeded "
-        "batch. tvm's compile column is a "
+        "batch. `direct` is `tvm{winograd=false}`: every convolution direct, without the "
+        "Winograd F(2x2, 3x3) rewrite of the 3x3 stride-1 ones. tvm's compile column is a "
         "cache hit of the library built cold below: what remains is the ONNX-level lowering "
         "(folding, copies of the weights), which runs on every compile.",
         "",
-        "| model | batch | CPU (tvm's mcpu) | loads ort / tvm | onnxruntime samples/s "
-        "| tvm samples/s "
-        "| tvm / onnxruntime | tvm p99 ms | tvm compile s | tvm max abs drift | tvm cosine |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | batch | CPU (tvm's mcpu) | loads ort / tvm / direct | onnxruntime samples/s "
+        "| tvm samples/s | tvm / onnxruntime | direct samples/s | direct / onnxruntime "
+        "| tvm p99 ms | tvm compile s | tvm max abs drift | tvm cosine |",
+        "| --- | ---: | --- | ---: " + "| ---: " * 9 + "|",
     ]
     for model in MODELS:
-        ort, best_tvm = (
+        ort, best_tvm, direct = (
             best_batches(benches[(model, "onnxruntime")]),
             best_batches(benches[(model, "tvm")]),
+            best_batches(benches[(model, DIRECT)]),
         )
         loads = " / ".join(
             ", ".join(f"{run['load']:.2f}" for run in benches[(model, target)])
@@ -249,10 +259,12 @@ def main() -> int:
             max_abs = max((d["max_abs"] for d in outputs), default=float("nan"))
             cosine = min((d["cosine"] for d in outputs), default=float("nan"))
             ratio = batch["qps"] / ort[size]["qps"]
+            direct_qps = direct[size]["qps"]
             lines.append(
                 f"| {model} | {size} | {tvm_cpu} | {loads} "
-                f"| {ort[size]['qps']:.3g} | {batch['qps']:.3g} "
-                f"| {ratio:.2f} | {batch['latency_ms']['p99']:.1f} | {batch['compile_s']:.1f} "
+                f"| {ort[size]['qps']:.3g} | {batch['qps']:.3g} | {ratio:.2f} "
+                f"| {direct_qps:.3g} | {direct_qps / ort[size]['qps']:.2f} "
+                f"| {batch['latency_ms']['p99']:.1f} | {batch['compile_s']:.1f} "
                 f"| {max_abs:.2g} | {cosine:.6f} |"
             )
     lines += ["", "## Cold compile and per-function profile", ""]

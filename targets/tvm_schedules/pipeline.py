@@ -1,8 +1,8 @@
 """The Relax pipeline for the CPU: TVM's default passes, with the activations of 2-D
-convolutions in NHWC (weights HWIO, transposed once at compile time), TVM's fast (polynomial)
-exp/erf/tanh, and the project's schedule rules applied to every fused PrimFunc before it is
-lowered. Weights that a rule reads in another layout (packed per register tile) are repacked
-once, at compile time."""
+convolutions in NHWC (weights HWIO, transposed once at compile time), the 3x3 stride-1 ones as
+Winograd F(2x2, 3x3) (`winograd`), TVM's fast (polynomial) exp/erf/tanh, and the project's
+schedule rules applied to every fused PrimFunc before it is lowered. Weights that a rule reads
+in another layout (packed per register tile) are repacked once, at compile time."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from targets.tvm_schedules.apply import FunctionSchedule, apply_rules
 from targets.tvm_schedules.host_tuning import CpuTuning
 from targets.tvm_schedules.rule import ScheduleRule
+from targets.tvm_schedules.winograd import rewrite_winograd
 
 # Channels innermost: the output channels of a convolution become the vectorized axis, the way
 # they are for a matmul's columns.
@@ -20,9 +21,10 @@ CONV_LAYOUT = {"relax.nn.conv2d": ["NHWC", "HWIO"]}
 PREPACKED = "_prepacked"  # TVM's suffix for a function whose constants were packed for it
 
 
-def fused_module(module: Any, target: Any) -> Any:
+def fused_module(module: Any, target: Any, winograd: bool = False) -> Any:
     """Legalized and fused, with the constant parameters marked, not yet scheduled: what the
-    rules see (also used to profile)."""
+    rules see. `winograd` turns the 3x3 stride-1 convolutions into Winograd's three steps
+    first (`winograd.rewrite_winograd`)."""
     import tvm
     from tvm import relax
 
@@ -44,6 +46,9 @@ def fused_module(module: Any, target: Any) -> Any:
     with target:
         module = tvm.transform.Sequential(prepare)(module)
         module = _channels_last(module)
+        if winograd:
+            # The HWIO weights ConvertLayout transposed, folded to constants the rewrite reads
+            module = rewrite_winograd(relax.transform.FoldConstant()(module))
         return mark_constant_parameters(tvm.transform.Sequential(legalize)(module))
 
 
@@ -139,7 +144,10 @@ def _renamed(records: list[FunctionSchedule], names: set[str]) -> list[FunctionS
 
 
 def cpu_pipeline(
-    rules: Sequence[ScheduleRule], tuning: CpuTuning, records: list[FunctionSchedule]
+    rules: Sequence[ScheduleRule],
+    tuning: CpuTuning,
+    records: list[FunctionSchedule],
+    winograd: bool = True,
 ) -> Any:
     """A pass for `tvm.compile(..., relax_pipeline=...)`; it appends one record per PrimFunc to
     `records`."""
@@ -149,7 +157,7 @@ def cpu_pipeline(
     @tvm.transform.module_pass(opt_level=0, name="asicperf.cpu_pipeline")
     def _pipeline(module: Any, _context: Any) -> Any:
         target = tvm.target.Target.current()
-        module = fused_module(module, target)
+        module = fused_module(module, target, winograd)
         module, scheduled = apply_rules(module, rules, tuning)
         module = fold_layout_rewrites(module, target)
         records.extend(_renamed(scheduled, {var.name_hint for var in module.functions}))

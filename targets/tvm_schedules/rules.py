@@ -9,7 +9,15 @@ from targets.tvm_schedules.matmul import MatmulRule
 from targets.tvm_schedules.reduction import ReductionRule
 from targets.tvm_schedules.row_ops import RowOpRule
 from targets.tvm_schedules.rule import ScheduleRule
+from targets.tvm_schedules.winograd_rule import WinogradRule
 
 
 def cpu_rules() -> tuple[ScheduleRule, ...]:
-    return (MatmulRule(), Conv2dRule(), RowOpRule(), ReductionRule(), ElementwiseRule())
+    return (
+        WinogradRule(),
+        MatmulRule(),
+        Conv2dRule(),
+        RowOpRule(),
+        ReductionRule(),
+        ElementwiseRule(),
+    )
