@@ -36,7 +36,12 @@ from typing import TYPE_CHECKING
 from ir.node_ids import node_id
 from targets.profiling import LayerTiming, TargetProfile
 from targets.tvm_schedules.profile import ProfiledRun
-from targets.tvm_schedules.winograd import INPUT_BLOCK, OUTPUT_BLOCK
+from targets.tvm_schedules.winograd import (
+    INPUT_BLOCK,
+    OUTPUT_BLOCK,
+    WINOGRAD_ALGORITHM,
+    WINOGRAD_FLOP_SCALE,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -396,7 +401,7 @@ def profile_tvm(session: TvmSession, feeds: Mapping[str, np.ndarray], runs: int)
     order = list(dict.fromkeys(site for run in sites for site in run))
     counts = Counter(function for function, _ in order)
     mapped = {site: nodes[index] for index, site in enumerate(sites[0])}
-    layers = tuple(
+    calls = [
         LayerTiming(
             function if counts[function] == 1 else f"{function}#{k}",
             _kind(function),
@@ -405,8 +410,44 @@ def profile_tvm(session: TvmSession, feeds: Mapping[str, np.ndarray], runs: int)
             {"function": function},
         )
         for function, k in order
-    )
+    ]
+    layers = tuple(_one_layer(group) for group in _sharing_nodes(calls))
     return TargetProfile(_SOURCE, layers, tuple(run.seconds * 1e3 for run in profiled))
+
+
+def _sharing_nodes(calls: Sequence[LayerTiming]) -> list[list[LayerTiming]]:
+    """The calls grouped so that calls executing a node in common are one layer (a Winograd
+    convolution's three calls all compute its Conv): each node's work is then counted once.
+    Unmapped calls stay alone. Groups in the order of their first call."""
+    groups: list[list[LayerTiming]] = []
+    owner: dict[str, int] = {}
+    for call in calls:
+        found = next((owner[n] for n in call.nodes if n in owner), None)
+        if found is None:
+            found = len(groups)
+            groups.append([])
+        groups[found].append(call)
+        owner.update(dict.fromkeys(call.nodes, found))
+    return groups
+
+
+def _one_layer(calls: list[LayerTiming]) -> LayerTiming:
+    """The calls as one layer: names joined by `+`, the nodes of all, the times summed per run;
+    a Winograd convolution says so, and by how much fewer multiply-adds it does than the op
+    table counts for the Conv (the profile's roofline judges it on those)."""
+    if len(calls) == 1:
+        return calls[0]
+    functions = [call.detail["function"] for call in calls]
+    detail = {"function": "+".join(functions)}
+    if any(INPUT_BLOCK in function for function in functions):
+        detail |= {"algorithm": WINOGRAD_ALGORITHM, "flop_scale": f"{WINOGRAD_FLOP_SCALE:.6f}"}
+    return LayerTiming(
+        "+".join(call.name for call in calls),
+        "+".join(call.kind for call in calls),
+        tuple(dict.fromkeys(n for call in calls for n in call.nodes)),
+        tuple(sum(times) for times in zip(*(call.times_ms for call in calls), strict=True)),
+        detail,
+    )
 
 
 def _call_sites(run: ProfiledRun) -> dict[tuple[str, int], float]:

@@ -10,8 +10,9 @@ shape arithmetic over them cannot fold (the frontend error says so).
 
 On the CPU, every fused PrimFunc goes through the project's schedule rules
 (`targets.tvm_schedules`), and the compile record lists which rule scheduled which function.
-Nothing is tuned (MetaSchedule crashes on this wheel). On CUDA, `tvm.compile`'s default GPU
-pipeline gives every kernel DLight's default schedule.
+The 3x3 stride-1 convolutions run as Winograd F(2x2, 3x3) there (`tvm{winograd=false}` keeps
+them direct). Nothing is tuned (MetaSchedule crashes on this wheel). On CUDA, `tvm.compile`'s
+default GPU pipeline gives every kernel DLight's default schedule.
 
 This module is what the registry imports (`runner targets list` imports every target): the
 target's options and claims, loaded without TVM, onnx or numpy. Lowering, building, the library

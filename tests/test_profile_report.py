@@ -101,6 +101,32 @@ def test_a_quantized_layer_is_judged_against_the_int8_ceiling(tmp_path) -> None:
     assert layer.roofline_fraction == pytest.approx(176 / 10.0 / 1e6 / 0.001)
 
 
+def _matmul_model(tmp_path) -> object:
+    """MatMul of f32[64, 64] by a constant f32[64, 64]: 2 x 64^3 = 524288 FLOPs."""
+    weights = {"w": np.ones((64, 64), dtype=np.float32)}
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"])]
+    path = tmp_path / "m.onnx"
+    onnx.save(onnx_model(nodes, {"x": (TensorProto.FLOAT, [64, 64])}, ["y"], weights), path)
+    return load_model(path)
+
+
+def test_the_runtime_precision_and_the_algorithm_set_the_ceiling_and_the_work(tmp_path) -> None:
+    """The profiler's word over the IR's: a float32 layer OpenVINO ran in i8 is judged against
+    the int8 ceiling; a layer computed with 16/36 of the operations (Winograd) on those."""
+    model = _matmul_model(tmp_path)
+    plain, as_int8, fewer = (
+        LayerTiming("m", "MatMul", ("n0",), (1.0,), detail)
+        for detail in ({}, {"precision": "i8"}, {"flop_scale": f"{16 / 36:.6f}"})
+    )
+    layers = profile_layers([PieceLayer(0, t) for t in (plain, as_int8, fewer)], model, ROOFLINE)
+    by_detail = {tuple(layer.detail): layer for layer in layers}
+    assert by_detail[()].dtype == "fp32" and by_detail[()].flops == 2 * 64**3
+    assert by_detail[("precision",)].dtype == "int8"
+    assert by_detail[("precision",)].flops == 2 * 64**3
+    assert by_detail[("flop_scale",)].flops == round(2 * 64**3 * 16 / 36)
+    assert by_detail[("flop_scale",)].dtype == "fp32"
+
+
 def test_a_fused_layer_moves_only_the_bytes_that_cross_its_boundary(tmp_path) -> None:
     """MatMul f32[1, 16] x [16, 8] + b[8], Relu, fused: x 64 + w 512 + b 32 + y 32 = 640 bytes,
     not the nodes' 608 + 96 + 64 = 768 (h and a never leave the layer). A Gather of 2 rows of a

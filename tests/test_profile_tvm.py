@@ -270,24 +270,25 @@ def test_small_resnet_layers_cover_the_folded_batchnorms(tmp_path: Path) -> None
 
 @_TVM
 def test_winograd_steps_map_to_the_convolution_they_compute(tmp_path: Path) -> None:
-    """The block's 3x3 convolutions run as Winograd's three calls, each mapped to the Conv (and
-    its folded BatchNorm); the bias, the residual Add and the Relu folded into the output
-    transform map there. The stem (3 input channels) stays direct."""
+    """The block's 3x3 convolutions run as Winograd's three calls, all mapped to the Conv (and
+    its folded BatchNorm), so they are one layer (its work counted once, at the 16/36 of the
+    multiply-adds the algorithm does); the bias, the residual Add and the Relu folded into the
+    output transform map there. The stem (3 input channels) stays direct."""
     profile = _profile(small_resnet(), tmp_path)
     assert _layers(profile) == [
         ("transpose", ()),
         ("fused_conv2d_add_relu", ("n0", "n1", "n2")),
         ("max_pool2d", ("n3",)),
-        ("winograd_input", ("n4", "n5")),
-        ("matmul", ("n4", "n5")),
-        ("winograd_output_add_relu", ("n4", "n5", "n6")),
-        ("winograd_input", ("n7", "n8")),
-        ("matmul", ("n7", "n8")),
-        ("winograd_output_add_add_relu", ("n7", "n8", "n9", "n10")),
+        ("winograd_input+matmul+winograd_output_add_relu", ("n4", "n5", "n6")),
+        ("winograd_input+matmul+winograd_output_add_add_relu", ("n7", "n8", "n9", "n10")),
         ("mean", ("n11",)),
         ("fused_matmul_add", ("n13",)),
         ("fast_softmax", ("n14",)),
     ]
+    winograd = profile.layers[3]
+    assert winograd.detail["algorithm"] == "Winograd F(2x2, 3x3)"
+    assert float(winograd.detail["flop_scale"]) == pytest.approx(16 / 36, rel=1e-5)
+    assert "flop_scale" not in profile.layers[1].detail
     _check_runs(profile)
 
 

@@ -12,7 +12,9 @@ and the difference the time lost against it. The compute peak is the one of the 
 target's profiler says the layer ran in (`detail["precision"]`: OpenVINO runs a float32 model's
 layers in bf16 by default), else of the dtype its heaviest node computes in (read through a
 DequantizeLinear in the same layer), so a quantized convolution is judged against the int8
-ceiling, not the FP32 one.
+ceiling, not the FP32 one. A layer whose target computes it with fewer operations than the op
+table counts says by how much (`detail["flop_scale"]`: tvm's Winograd convolutions do 16 of the
+direct convolution's 36 multiply-adds), and is judged on the operations it does.
 
 A layer whose node ids are unknown, or with a node the op table has no cost for, gets no such
 figures: a partial sum would flatter it. Its time still counts in every total.
@@ -89,7 +91,11 @@ def _layer(
 ) -> ProfileLayer:
     timing = layer.timing
     known = [node for node in nodes if node is not None]
-    work = _work(nodes, _RUNTIME_PRECISIONS.get(timing.detail.get("precision", "")))
+    work = _work(
+        nodes,
+        _RUNTIME_PRECISIONS.get(timing.detail.get("precision", "")),
+        float(timing.detail.get("flop_scale", 1.0)),
+    )
     seconds = time_ms / 1e3
     roof_ms = None if work is None else _roofline_ms(work, roofline)
     rates = work is not None and seconds > 0
@@ -117,10 +123,13 @@ def _layer(
     )
 
 
-def _work(nodes: list[oir.Node | None], runtime_dtype: str | None) -> _Work | None:
-    """The nodes' summed FLOPs, the fewer of their summed bytes and the bytes crossing the
-    layer's boundary, and the dtype it ran in (`runtime_dtype`, else the heaviest node's);
-    None without nodes, or when a node is unknown or has no cost."""
+def _work(
+    nodes: list[oir.Node | None], runtime_dtype: str | None, flop_scale: float = 1.0
+) -> _Work | None:
+    """The nodes' summed FLOPs (times `flop_scale`, for an algorithm that does fewer than the
+    op table counts), the fewer of their summed bytes and the bytes crossing the layer's
+    boundary, and the dtype it ran in (`runtime_dtype`, else the heaviest node's); None without
+    nodes, or when a node is unknown or has no cost."""
     if not nodes or None in nodes:
         return None
     costs = [(node, node_cost(node)) for node in nodes if node is not None]
@@ -130,7 +139,7 @@ def _work(nodes: list[oir.Node | None], runtime_dtype: str | None) -> _Work | No
     summed = sum(cost.bytes_moved for _, cost in costs if cost)
     boundary = _boundary_bytes([node for node, _ in costs])
     return _Work(
-        flops=sum(cost.flops for _, cost in costs if cost),
+        flops=round(flop_scale * sum(cost.flops for _, cost in costs if cost)),
         nbytes=summed if boundary is None else min(summed, boundary),
         dtype=runtime_dtype or _compute_dtype(heaviest, {node for node, _ in costs}),
     )

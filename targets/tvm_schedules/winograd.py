@@ -11,9 +11,11 @@ Written at the Relax level, before legalization, on the NHWC/HWIO convolutions o
     Y[n, y, x, f] = (A^T M A) over the 16 products of the tile holding (y, x) (winograd_output)
 
 The matrix product goes through the matmul rule; the two transforms through `WinogradRule`;
-the convolution's epilogue (bias, ReLU) fuses into the output transform. F(2x2, 3x3) keeps
-float32 rounding close to the direct convolution's (its transform matrices hold 0, +-1 and 1/2
-only); larger tiles (F(4x4, 3x3): 4x fewer multiplies) lose about two digits and are not used.
+the convolution's epilogue (bias, residual Add, ReLU) folds into the output transform.
+F(2x2, 3x3) keeps float32 rounding close to the direct convolution's (its transform matrices
+hold 0, +-1 and 1/2 only). Larger tiles (F(4x4, 3x3): 4x fewer multiplies) are not used: their
+matrices hold entries up to 5 (for the points 0, +-1, +-2), which amplify the rounding, and
+their transformed weights are 4x the direct ones, which batch 1 pays in memory traffic.
 """
 
 from __future__ import annotations
@@ -41,7 +43,12 @@ TILE = 4  # input tile side
 OUT = 2  # output tile side
 INPUT_BLOCK = "winograd_input"
 OUTPUT_BLOCK = "winograd_output"
-# Below this many input channels the transforms cost more than the multiplies they save.
+WINOGRAD_ALGORITHM = "Winograd F(2x2, 3x3)"
+# The multiply-adds it does per 2x2 output tile and channel pair over the direct convolution's
+# (16 against 36); the transforms' adds are a few per element, next to C of them.
+WINOGRAD_FLOP_SCALE = 16 / 36
+# A convolution over fewer input channels (an RGB stem) stays direct: its products would be a
+# few multiply-adds each, next to the transforms' passes over every tile.
 MIN_CHANNELS = 16
 
 
@@ -234,8 +241,8 @@ class _Pending:
 
 
 def rewrite_winograd(module: Any) -> Any:
-    """Every convolution `winograd_conv` takes, as the three steps, with a bias add and a ReLU
-    that follow it folded into the output transform."""
+    """Every convolution `winograd_conv` takes, as the three steps, with the bias add, residual
+    Add and ReLU that follow it folded into the output transform."""
     from tvm import relax
 
     @relax.expr_functor.mutator
