@@ -46,6 +46,7 @@ from targets.tvm_schedules.pipeline import cpu_pipeline
 from targets.tvm_schedules.profile import ProfiledRun, profile_calls, profile_runs
 from targets.tvm_schedules.rules import cpu_rules
 from targets.tvm_schedules.winograd import MIN_CHANNELS
+from targets.tvm_schedules.winograd_rule import WinogradRule
 from targets.tvm_target import DTYPES, FUSED_OPS, LOWERING, TvmConfig
 
 CACHE_SCHEMA = "asicperf.tvm-cache/2"  # bump when the way an artifact is built changes
@@ -396,17 +397,28 @@ def _schedule_summary(
         return {"schedules": "TVM's default (DLight on cuda, none on cpu)"}
     by_rule = Counter(s.rule for s in schedules)
     return {
-        "winograd": (
-            "3x3 stride-1 float32 convolutions with constant weights and at least "
-            f"{MIN_CHANNELS} input channels as Winograd F(2x2, 3x3): the 'winograd' functions "
-            "and the batched matmul between them"
-            if config.winograd
-            else "off: every convolution direct"
-        ),
+        "winograd": _winograd_summary(schedules, config),
         "cpu_tuning": tuning.to_json(),
         "schedule_rules": dict(sorted(by_rule.items())),
         "schedules": [s.to_json() for s in schedules],
     }
+
+
+def _winograd_summary(schedules: Sequence[FunctionSchedule], config: TvmConfig) -> str:
+    """Whether the Winograd rewrite was on and whether it took any convolution of this model
+    (none with a symbolic batch: it needs static shapes)."""
+    if not config.winograd:
+        return "off: every convolution direct"
+    transforms = sum(s.rule == WinogradRule.name for s in schedules)
+    if transforms == 0:
+        return (
+            f"on, but no convolution qualified (3x3, stride 1, float32, static shapes, constant "
+            f"weights, at least {MIN_CHANNELS} input channels): every convolution direct"
+        )
+    return (
+        f"on: {transforms} transform functions (the 'winograd' rule) with the batched matmuls "
+        "between them compute the 3x3 stride-1 convolutions as Winograd F(2x2, 3x3)"
+    )
 
 
 def _cache_key(
