@@ -8,7 +8,7 @@ them, by tensor name, so that it works on any rewritten copy of the graph.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Iterable
 
 import onnx_ir as oir
 
@@ -22,28 +22,32 @@ def nodes_between(
     reads only constants is on no such path: a compiler folded it, it computes nothing at run
     time. Names the graph does not have are ignored."""
     producers = {out.name: node for node in graph for out in node.outputs if out.name}
-    behind: set[oir.Node] = set()
-    pending = [producers[name] for name in outputs if name in producers]
-    while pending:
-        node = pending.pop()
-        if node in behind:
-            continue
-        behind.add(node)
-        for value in node.inputs:
-            if value is None or value.name in inputs:
-                continue
-            producer = value.producer()
-            if producer is not None and producer not in behind:
-                pending.append(producer)
-    reached: set[oir.Node] = set()
-    pending = [
+
+    def producers_of(node: oir.Node) -> list[oir.Node]:
+        found = (v.producer() for v in node.inputs if v is not None and v.name not in inputs)
+        return [producer for producer in found if producer is not None]
+
+    behind = _reachable([producers[name] for name in outputs if name in producers], producers_of)
+
+    def users_behind(node: oir.Node) -> list[oir.Node]:
+        return [user for out in node.outputs for user, _ in out.uses() if user in behind]
+
+    reading = [
         node for node in behind if any(v is not None and v.name in inputs for v in node.inputs)
     ]
+    reached = _reachable(reading, users_behind)
+    return tuple(node for node in graph if node in reached)
+
+
+def _reachable(
+    start: Iterable[oir.Node], step: Callable[[oir.Node], Iterable[oir.Node]]
+) -> set[oir.Node]:
+    """`start` and every node `step` leads to from them, transitively."""
+    seen: set[oir.Node] = set()
+    pending = list(start)
     while pending:
         node = pending.pop()
-        if node in reached:
-            continue
-        reached.add(node)
-        for out in node.outputs:
-            pending.extend(user for user, _ in out.uses() if user in behind)
-    return tuple(node for node in graph if node in reached)
+        if node not in seen:
+            seen.add(node)
+            pending.extend(step(node))
+    return seen

@@ -27,12 +27,17 @@ from runner.results.record import Record
 DEFAULT_RESULTS = "bench-results"  # under the current directory, when --out is not given
 
 
+def file_name_part(text: str) -> str:
+    """`text` in file-name characters: `tvm{winograd=false}` -> `tvm_winograd_false`."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
 def results_folder(out: str | None, parts: Sequence[str]) -> Path:
     """`out`, else `bench-results/<parts joined by ->`, each part cleaned to file-name
     characters, so two runs that differ in a part never replace each other's files."""
     if out:
         return check_output_dir(out, "--out")
-    name = "-".join(re.sub(r"[^A-Za-z0-9._-]+", "_", part).strip("_") for part in parts)
+    name = "-".join(file_name_part(part) for part in parts)
     return check_output_dir(Path(DEFAULT_RESULTS) / name, "results folder (--out)")
 
 

@@ -373,8 +373,8 @@ def _build(tvm: ModuleType, proto: onnx.ModelProto, target: Any, config: TvmConf
     schedules: list[FunctionSchedule] = []
     pipeline = {}  # TVM's default for the target
     if config.device == "cpu" and config.schedule:
-        rules = cpu_pipeline(cpu_rules(), _tuning(target), schedules, config.winograd)
-        pipeline = {"relax_pipeline": rules}
+        passes = cpu_pipeline(cpu_rules(), _tuning(target), schedules, config.winograd)
+        pipeline = {"relax_pipeline": passes}
     try:
         with tvm.transform.PassContext(opt_level=config.opt_level):
             executable = tvm.compile(module, target=target, **pipeline)

@@ -16,15 +16,23 @@ def onnx_model(
     outputs: list[str],
     weights: Mapping[str, np.ndarray],
     opset: int = 17,
+    *,
+    domains: Mapping[str, int] | None = None,
+    output_type: int = TensorProto.UNDEFINED,
+    ir_version: int = 8,
 ) -> onnx.ModelProto:
+    """`inputs` maps each graph input to its element type and shape; `domains`: opsets of other
+    domains the nodes use (com.microsoft's fused ops)."""
     graph = helper.make_graph(
         nodes,
         "test",
         [helper.make_tensor_value_info(n, t, s) for n, (t, s) in inputs.items()],
-        [helper.make_tensor_value_info(name, TensorProto.UNDEFINED, None) for name in outputs],
+        [helper.make_tensor_value_info(name, output_type, None) for name in outputs],
         [numpy_helper.from_array(array, name) for name, array in weights.items()],
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+    opsets = [helper.make_opsetid("", opset)]
+    opsets += [helper.make_opsetid(domain, version) for domain, version in (domains or {}).items()]
+    return helper.make_model(graph, opset_imports=opsets, ir_version=ir_version)
 
 
 def mlp(seed: int = 0) -> onnx.ModelProto:

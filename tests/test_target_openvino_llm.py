@@ -20,8 +20,9 @@ import onnx_ir as oir
 import pytest
 from bert_like import assert_close, bert_like_feeds, build_bert_like, load
 from fused_decoders import PADDED, greedy, op_counts, saved
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 from small_decoders import small_decoder
+from small_models import onnx_model
 
 from ir.errors import AsicperfError
 from ir.logit_drift import logit_drift
@@ -87,19 +88,17 @@ def _graph(
     weights: Mapping[str, np.ndarray],
     opset: int = 17,
 ) -> onnx.ModelProto:
-    """One node's model; `inputs` maps each graph input to its element type and shape."""
-    graph = helper.make_graph(
+    """One node's model, com.microsoft's opset beside the default one."""
+    return onnx_model(
         [node],
-        node.op_type,
-        [
-            helper.make_tensor_value_info(name, kind, shape)
-            for name, (kind, shape) in inputs.items()
-        ],
-        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None) for name in outputs],
-        [numpy_helper.from_array(array, name) for name, array in weights.items()],
+        inputs,
+        outputs,
+        weights,
+        opset,
+        domains={MICROSOFT: 1},
+        output_type=TensorProto.FLOAT,
+        ir_version=10,
     )
-    opsets = [helper.make_opsetid("", opset), helper.make_opsetid(MICROSOFT, 1)]
-    return helper.make_model(graph, opset_imports=opsets, ir_version=10)
 
 
 def _floats(*shape: int, seed: int) -> np.ndarray:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from onnx import TensorProto, helper
 from ir.files import CACHE_ENV, cache_root, write_text_atomically
 from ir.model_io import load_model
 from ir.seeded_inputs import seeded_inputs
+from runner.bench_output import file_name_part
 from targets.device import host_device
 from targets.executable import compile_model
 from targets.hardware.host import detect_cpu, host_profile
@@ -155,13 +155,8 @@ def bench_command(model: str, target: str, round_: int) -> list[str]:
         *("--pipeline", ""),  # FP32 as exported: the workloads' default pipeline is O1
         *("--batch", ",".join(map(str, BATCHES)), "--scenario", "single-stream"),
         *("--min-duration", "2", "--min-queries", "10"),
-        *("--out", str(RESULTS / f"{model}-{slug(target)}-{round_ + 1}"), "--json"),
+        *("--out", str(RESULTS / f"{model}-{file_name_part(target)}-{round_ + 1}"), "--json"),
     ]
-
-
-def slug(target: str) -> str:
-    """`tvm{winograd=false}` -> `tvm-winograd-false`: a folder name."""
-    return "-".join(part for part in re.split(r"[^A-Za-z0-9]+", target) if part)
 
 
 def run_bench(model: str, target: str, round_: int) -> dict[str, Any]:

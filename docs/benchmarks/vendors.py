@@ -39,6 +39,7 @@ from model_level import RUN_LENGTH, command
 from tvm_cpu import QUIET_LOAD, QUIET_WAIT_S, wait_for_quiet
 
 from ir.files import write_text_atomically
+from runner.bench_output import file_name_part
 from runner.results.files import RESULT_FILE
 from targets.device import host_device
 from targets.hardware.host import detect_cpu
@@ -62,9 +63,8 @@ class Setup:
 
     @property
     def name(self) -> str:
-        """A folder name: the spec's braces and spaces dropped."""
-        spec = self.target.replace("{", "-").replace("}", "").replace(" ", "-").replace("=", "")
-        return f"{spec}-{self.pipeline or 'no-pipeline'}"
+        """A folder name: the spec and the pipeline in file-name characters."""
+        return f"{file_name_part(self.target)}-{file_name_part(self.pipeline) or 'no-pipeline'}"
 
     @property
     def is_openvino(self) -> bool:

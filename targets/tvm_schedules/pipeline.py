@@ -147,10 +147,10 @@ def cpu_pipeline(
     rules: Sequence[ScheduleRule],
     tuning: CpuTuning,
     records: list[FunctionSchedule],
-    winograd: bool = True,
+    winograd: bool,
 ) -> Any:
     """A pass for `tvm.compile(..., relax_pipeline=...)`; it appends one record per PrimFunc to
-    `records`."""
+    `records`; `winograd`: as in `fused_module`."""
     import tvm
     from tvm import relax
 
